@@ -1,0 +1,221 @@
+/* fusedopt: CPU dispatch, threading and the public entry points.
+ *
+ * The work of every call is cut into FO_BLOCK-element blocks.  Optimizer steps split the
+ * blocks of all their tensors statically across threads; reductions compute one double
+ * partial per block (in a fixed lane order inside the block) and add the partials in
+ * block order, so a loss is bit-identical for any thread count and any CPU path.
+ * Below fo_parallel_threshold() elements the calling thread does all the work.
+ */
+#include "fo_kernels.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static const fo_table *fo_active = &fo_table_baseline;
+static int fo_active_isa = FO_ISA_BASELINE;
+static int fo_default_nthreads = 0;               /* 0: OpenMP's current maximum */
+static fo_index fo_threshold = 65536;
+
+int fo_detected_isa(void)
+{
+#if FO_HAVE_X86_PATHS
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
+        return FO_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return FO_ISA_AVX2;
+#endif
+    return FO_ISA_BASELINE;
+}
+
+int fo_select_isa(int cap)
+{
+    int isa = fo_detected_isa();
+    if (cap >= 0 && cap < isa) isa = cap;
+#if FO_HAVE_X86_PATHS
+    fo_active = isa == FO_ISA_AVX512 ? &fo_table_avx512
+              : isa == FO_ISA_AVX2 ? &fo_table_avx2 : &fo_table_baseline;
+#else
+    isa = FO_ISA_BASELINE;
+    fo_active = &fo_table_baseline;
+#endif
+    fo_active_isa = isa;
+    return isa;
+}
+
+int fo_current_isa(void) { return fo_active_isa; }
+
+int fo_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fo_max_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void fo_set_default_threads(int n) { fo_default_nthreads = n > 0 ? n : 0; }
+int fo_default_threads(void) { return fo_default_nthreads > 0 ? fo_default_nthreads : fo_max_threads(); }
+fo_index fo_parallel_threshold(void) { return fo_threshold; }
+void fo_set_parallel_threshold(fo_index n) { fo_threshold = n > 0 ? n : 0; }
+
+static fo_index fo_nblocks(fo_index n) { return (n + FO_BLOCK - 1) / FO_BLOCK; }
+
+/* Threads for `total` elements in `nblocks` blocks. */
+static int fo_threads_for(fo_index total, fo_index nblocks, int n_threads)
+{
+#ifdef _OPENMP
+    int nt = n_threads > 0 ? n_threads : fo_default_threads();
+    if (total < fo_threshold || nt < 1) nt = 1;
+    if ((fo_index)nt > nblocks) nt = (int)(nblocks > 0 ? nblocks : 1);
+    return nt;
+#else
+    (void)total; (void)nblocks; (void)n_threads;
+    return 1;
+#endif
+}
+
+#define FO_ESZ(dtype) ((dtype) == FO_F32 ? (fo_index)sizeof(float) : (fo_index)sizeof(double))
+#define FO_OFF(ptr, i, esz) ((ptr) ? (void *)((char *)(ptr) + (i) * (esz)) : NULL)
+
+/* Runs block `b` (global index over all tensors) range [lo, hi) of a multi-tensor step. */
+typedef struct {
+    int dtype, ntensors;
+    const fo_index *ns;
+    void *const *a0;        /* p */
+    const void *const *a1;  /* g */
+    void *const *a2;        /* m / buf */
+    void *const *a3;        /* v */
+    void *const *a4;        /* vmax */
+    const void *args;
+    int kind;               /* 0 adam, 1 sgd */
+} fo_multi;
+
+static void fo_multi_range(const fo_multi *w, const fo_table *tab, fo_index lo, fo_index hi)
+{
+    const fo_index esz = FO_ESZ(w->dtype);
+    fo_index cum = 0;
+    for (int t = 0; t < w->ntensors && cum < hi; t++) {
+        fo_index n = w->ns[t], nb = fo_nblocks(n);
+        if (cum + nb <= lo) { cum += nb; continue; }
+        fo_index b0 = lo > cum ? lo - cum : 0;
+        fo_index b1 = hi - cum < nb ? hi - cum : nb;
+        fo_index i0 = b0 * FO_BLOCK, i1 = b1 * FO_BLOCK < n ? b1 * FO_BLOCK : n;
+        void *p = FO_OFF(w->a0[t], i0, esz);
+        const void *g = FO_OFF((void *)w->a1[t], i0, esz);
+        void *m = w->a2 ? FO_OFF(w->a2[t], i0, esz) : NULL;
+        if (w->kind == 0) {
+            void *v = FO_OFF(w->a3[t], i0, esz);
+            void *vm = w->a4 ? FO_OFF(w->a4[t], i0, esz) : NULL;
+            if (w->dtype == FO_F32) tab->adam_f32(w->args, p, g, m, v, vm, i1 - i0);
+            else tab->adam_f64(w->args, p, g, m, v, vm, i1 - i0);
+        } else {
+            if (w->dtype == FO_F32) tab->sgd_f32(w->args, p, g, m, i1 - i0);
+            else tab->sgd_f64(w->args, p, g, m, i1 - i0);
+        }
+        cum += nb;
+    }
+}
+
+static void fo_multi_run(const fo_multi *w, int n_threads)
+{
+    fo_index total = 0, nb = 0;
+    for (int t = 0; t < w->ntensors; t++) { total += w->ns[t]; nb += fo_nblocks(w->ns[t]); }
+    const fo_table *tab = fo_active;
+    int nt = fo_threads_for(total, nb, n_threads);
+    if (nt <= 1) { fo_multi_range(w, tab, 0, nb); return; }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        fo_index tid = omp_get_thread_num(), tn = omp_get_num_threads();
+        fo_multi_range(w, tab, nb * tid / tn, nb * (tid + 1) / tn);
+    }
+#endif
+}
+
+void fo_adam_multi(int dtype, const fo_adam_args *a, int ntensors, void *const *ps,
+                   const void *const *gs, void *const *ms, void *const *vs,
+                   void *const *vmaxs, const fo_index *ns, int n_threads)
+{
+    fo_multi w = {dtype, ntensors, ns, ps, gs, ms, vs, vmaxs, a, 0};
+    fo_multi_run(&w, n_threads);
+}
+
+void fo_sgd_multi(int dtype, const fo_sgd_args *a, int ntensors, void *const *ps,
+                  const void *const *gs, void *const *bufs, const fo_index *ns, int n_threads)
+{
+    fo_multi w = {dtype, ntensors, ns, ps, gs, bufs, NULL, NULL, a, 1};
+    fo_multi_run(&w, n_threads);
+}
+
+void fo_adam(int dtype, const fo_adam_args *a, void *p, const void *g, void *m, void *v,
+             void *vmax, fo_index n, int n_threads)
+{
+    fo_adam_multi(dtype, a, 1, &p, &g, &m, &v, vmax ? &vmax : NULL, &n, n_threads);
+}
+
+void fo_sgd(int dtype, const fo_sgd_args *a, void *p, const void *g, void *buf,
+            fo_index n, int n_threads)
+{
+    fo_sgd_multi(dtype, a, 1, &p, &g, buf ? &buf : NULL, &n, n_threads);
+}
+
+/* Sum of per-block partials in block order; blocks of one round run in parallel. */
+#define FO_ROUND 4096
+typedef double (*fo_block_fn)(const void *, fo_index, fo_index);
+
+static double fo_reduce(fo_block_fn fn, const void *args, fo_index n, int n_threads)
+{
+    fo_index nb = fo_nblocks(n);
+    int nt = fo_threads_for(n, nb, n_threads);
+    double total = 0.0;
+    double part[FO_ROUND];
+    for (fo_index r0 = 0; r0 < nb; r0 += FO_ROUND) {
+        fo_index rn = nb - r0 < FO_ROUND ? nb - r0 : FO_ROUND;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+        for (fo_index b = 0; b < rn; b++) {
+            fo_index i0 = (r0 + b) * FO_BLOCK;
+            fo_index i1 = i0 + FO_BLOCK < n ? i0 + FO_BLOCK : n;
+            part[b] = fn(args, i0, i1);
+        }
+        for (fo_index b = 0; b < rn; b++) total += part[b];
+    }
+    return total;
+}
+
+double fo_bce(int dtype, const fo_bce_args *a, fo_index n, int n_threads)
+{
+    fo_block_fn fn = (fo_block_fn)(dtype == FO_F32 ? fo_active->bce_f32 : fo_active->bce_f64);
+    return fo_reduce(fn, a, n, n_threads);
+}
+
+double fo_reg(int dtype, const fo_reg_args *a, fo_index n, int n_threads)
+{
+    fo_block_fn fn = (fo_block_fn)(dtype == FO_F32 ? fo_active->reg_f32 : fo_active->reg_f64);
+    return fo_reduce(fn, a, n, n_threads);
+}
+
+void fo_exp_neg(int dtype, const void *a, void *out, fo_index n)
+{
+    if (dtype == FO_F32) fo_active->exp_neg_f32(a, out, n);
+    else fo_active->exp_neg_f64(a, out, n);
+}
+
+void fo_log1p_unit(int dtype, const void *e, void *out, fo_index n)
+{
+    if (dtype == FO_F32) fo_active->log1p_unit_f32(e, out, n);
+    else fo_active->log1p_unit_f64(e, out, n);
+}

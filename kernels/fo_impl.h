@@ -1,0 +1,333 @@
+/* fusedopt: the loop bodies, one copy per element type and CPU path.
+ *
+ * Included by fo_isa_*.c with
+ *   FO_T      element type (float or double)
+ *   FO_TS     type suffix (f32 or f64), selects the fo_math.h functions
+ *   FO_NAME   macro building the function name for this type and path
+ * Each formula lives in one always-inline function; the flags that choose a convention
+ * are arguments that the switch in each range function passes as constants, so gcc
+ * specialises (and vectorises) one loop per variant: no branch inside a hot loop.
+ */
+#define FO_CAT_(a, b) a##_##b
+#define FO_CAT(a, b) FO_CAT_(a, b)
+#define FO_EXPNEG FO_CAT(fo_exp_neg, FO_TS)
+#define FO_LOG1P FO_CAT(fo_log1p_unit, FO_TS)
+#define FO_INLINE static inline __attribute__((always_inline))
+
+/* ------------------------------------------------------------------ Adam */
+FO_INLINE void FO_NAME(adam_body)(const fo_adam_args *a, FO_T *restrict p,
+                                  const FO_T *restrict g, FO_T *restrict m,
+                                  FO_T *restrict v, FO_T *restrict vmax, fo_index n,
+                                  const int form, const int decay, const int ams)
+{
+    const FO_T b1 = (FO_T)a->beta1, b2 = (FO_T)a->beta2;
+    const FO_T omb1 = (FO_T)a->one_minus_beta1, omb2 = (FO_T)a->one_minus_beta2;
+    const FO_T eps = (FO_T)a->eps, eps_root = (FO_T)a->eps_root;
+    const FO_T wd = (FO_T)a->wd, lr = (FO_T)a->lr, dfac = (FO_T)a->decay_factor;
+    const FO_T sgn = a->maximize ? (FO_T)-1 : (FO_T)1;
+    const FO_T step_size = (FO_T)a->step_size, neg_step_size = (FO_T)(-a->step_size);
+    const FO_T bc2_sqrt = (FO_T)a->bc2_sqrt, bc1 = (FO_T)a->bc1, bc2 = (FO_T)a->bc2;
+    /* torch's lerp: |w| < 0.5 ? m + w*(g-m) : g - (g-m)*(1-w) */
+    const int lerp_lo = omb1 < (FO_T)0.5;
+    const FO_T omw = (FO_T)1 - omb1;
+    for (fo_index i = 0; i < n; i++) {
+        FO_T gi = g[i] * sgn, pi = p[i], mi = m[i], vi = v[i];
+        if (decay == FO_DECAY_L2) gi = gi + wd * pi;
+        else if (decay == FO_DECAY_MUL) pi = pi * dfac;
+        else if (decay == FO_DECAY_SUB) pi = pi - (pi * wd) * lr;
+        if (form == FO_ADAM_TORCH) {
+            mi = lerp_lo ? mi + omb1 * (gi - mi) : gi - (gi - mi) * omw;
+            vi = vi * b2 + (omb2 * gi) * gi;
+        } else if (form == FO_ADAM_EPSHAT) {
+            mi = mi + (gi - mi) * omb1;
+            vi = vi + (gi * gi - vi) * omb2;
+        } else {
+            mi = b1 * mi + omb1 * gi;
+            vi = b2 * vi + omb2 * (gi * gi);
+        }
+        m[i] = mi;
+        v[i] = vi;
+        FO_T vu = vi;
+        if (form == FO_ADAM_OPTAX) {
+            FO_T mhat = mi / bc1;
+            vu = vi / bc2;
+            if (ams == FO_AMS_HAT) { FO_T vm = vmax[i]; vu = vu > vm ? vu : vm; vmax[i] = vu; }
+            FO_T u = mhat / (FO_SQRT(vu + eps_root) + eps);
+            if (decay == FO_DECAY_OPTAX) u = u + wd * pi;
+            p[i] = pi + (-lr) * u;
+        } else {
+            if (ams == FO_AMS_RAW) { FO_T vm = vmax[i]; vu = vu > vm ? vu : vm; vmax[i] = vu; }
+            if (form == FO_ADAM_TORCH)
+                p[i] = pi + (neg_step_size * mi) / (FO_SQRT(vu) / bc2_sqrt + eps);
+            else if (form == FO_ADAM_EPSHAT)
+                p[i] = pi - (mi * step_size) / (FO_SQRT(vu) + eps);
+            else
+                p[i] = pi + (neg_step_size * mi) / (FO_SQRT(vu) + eps);
+        }
+    }
+}
+
+#define FO_ADAM_CASE(F, D, A) \
+    if (form == F && decay == D && ams == A) { FO_NAME(adam_body)(a, p, g, m, v, vmax, n, F, D, A); return; }
+
+void FO_NAME(adam_range)(const fo_adam_args *a, FO_T *p, const FO_T *g, FO_T *m, FO_T *v,
+                         FO_T *vmax, fo_index n)
+{
+    const int form = a->form, decay = a->decay, ams = a->amsgrad;
+    FO_ADAM_CASE(FO_ADAM_TORCH, FO_DECAY_NONE, FO_AMS_NONE)
+    FO_ADAM_CASE(FO_ADAM_TORCH, FO_DECAY_L2, FO_AMS_NONE)
+    FO_ADAM_CASE(FO_ADAM_TORCH, FO_DECAY_MUL, FO_AMS_NONE)
+    FO_ADAM_CASE(FO_ADAM_TORCH, FO_DECAY_NONE, FO_AMS_RAW)
+    FO_ADAM_CASE(FO_ADAM_TORCH, FO_DECAY_L2, FO_AMS_RAW)
+    FO_ADAM_CASE(FO_ADAM_TORCH, FO_DECAY_MUL, FO_AMS_RAW)
+    FO_ADAM_CASE(FO_ADAM_EPSHAT, FO_DECAY_NONE, FO_AMS_NONE)
+    FO_ADAM_CASE(FO_ADAM_EPSHAT, FO_DECAY_SUB, FO_AMS_NONE)
+    FO_ADAM_CASE(FO_ADAM_EPSHAT, FO_DECAY_NONE, FO_AMS_RAW)
+    FO_ADAM_CASE(FO_ADAM_EPSHAT, FO_DECAY_SUB, FO_AMS_RAW)
+    FO_ADAM_CASE(FO_ADAM_SKLEARN, FO_DECAY_NONE, FO_AMS_NONE)
+    FO_ADAM_CASE(FO_ADAM_OPTAX, FO_DECAY_NONE, FO_AMS_NONE)
+    FO_ADAM_CASE(FO_ADAM_OPTAX, FO_DECAY_OPTAX, FO_AMS_NONE)
+    FO_ADAM_CASE(FO_ADAM_OPTAX, FO_DECAY_NONE, FO_AMS_HAT)
+    FO_ADAM_CASE(FO_ADAM_OPTAX, FO_DECAY_OPTAX, FO_AMS_HAT)
+    /* The binding only builds the combinations above. */
+}
+
+/* ------------------------------------------------------------------ SGD */
+FO_INLINE void FO_NAME(sgd_body)(const fo_sgd_args *a, FO_T *restrict p,
+                                 const FO_T *restrict g, FO_T *restrict buf, fo_index n,
+                                 const int form, const int decay, const int nesterov,
+                                 const int first)
+{
+    const FO_T lr = (FO_T)a->lr, neg_lr = (FO_T)(-a->lr), mu = (FO_T)a->momentum;
+    const FO_T omd = (FO_T)a->one_minus_dampening, wd = (FO_T)a->wd;
+    const FO_T sgn = a->maximize ? (FO_T)-1 : (FO_T)1;
+    for (fo_index i = 0; i < n; i++) {
+        FO_T gi = g[i] * sgn, pi = p[i];
+        if (decay == FO_DECAY_L2) gi = gi + wd * pi;
+        else if (decay == FO_DECAY_SUB) pi = pi - (pi * wd) * lr;
+        if (form == FO_SGD_PLAIN) {
+            p[i] = pi + neg_lr * gi;
+        } else if (form == FO_SGD_TORCH) {
+            FO_T b = first ? gi : buf[i] * mu + omd * gi;
+            buf[i] = b;
+            gi = nesterov ? gi + mu * b : b;
+            p[i] = pi + neg_lr * gi;
+        } else if (form == FO_SGD_TF1) {
+            FO_T b = buf[i] * mu + gi;
+            buf[i] = b;
+            p[i] = nesterov ? pi - (gi * lr + (b * mu) * lr) : pi - b * lr;
+        } else if (form == FO_SGD_KERAS) {
+            FO_T b = buf[i] * mu - gi * lr;
+            buf[i] = b;
+            p[i] = nesterov ? pi + (b * mu - gi * lr) : pi + b;
+        } else if (form == FO_SGD_OPTAX) {
+            FO_T b = gi + mu * buf[i];
+            buf[i] = b;
+            FO_T u = nesterov ? gi + mu * b : b;
+            p[i] = pi + neg_lr * u;
+        } else { /* FO_SGD_SKLEARN */
+            FO_T b = mu * buf[i] - lr * gi;
+            buf[i] = b;
+            p[i] = pi + (nesterov ? mu * b - lr * gi : b);
+        }
+    }
+}
+
+#define FO_SGD_CASE(F, D, N, FIRST) \
+    if (form == F && decay == D && nest == N && first == FIRST) { \
+        FO_NAME(sgd_body)(a, p, g, buf, n, F, D, N, FIRST); return; }
+
+void FO_NAME(sgd_range)(const fo_sgd_args *a, FO_T *p, const FO_T *g, FO_T *buf, fo_index n)
+{
+    const int form = a->form, decay = a->decay, nest = a->nesterov, first = a->first_step;
+    FO_SGD_CASE(FO_SGD_PLAIN, FO_DECAY_NONE, 0, 0)
+    FO_SGD_CASE(FO_SGD_PLAIN, FO_DECAY_L2, 0, 0)
+    FO_SGD_CASE(FO_SGD_PLAIN, FO_DECAY_SUB, 0, 0)
+    FO_SGD_CASE(FO_SGD_TORCH, FO_DECAY_NONE, 0, 0)
+    FO_SGD_CASE(FO_SGD_TORCH, FO_DECAY_NONE, 1, 0)
+    FO_SGD_CASE(FO_SGD_TORCH, FO_DECAY_NONE, 0, 1)
+    FO_SGD_CASE(FO_SGD_TORCH, FO_DECAY_NONE, 1, 1)
+    FO_SGD_CASE(FO_SGD_TORCH, FO_DECAY_L2, 0, 0)
+    FO_SGD_CASE(FO_SGD_TORCH, FO_DECAY_L2, 1, 0)
+    FO_SGD_CASE(FO_SGD_TORCH, FO_DECAY_L2, 0, 1)
+    FO_SGD_CASE(FO_SGD_TORCH, FO_DECAY_L2, 1, 1)
+    FO_SGD_CASE(FO_SGD_TF1, FO_DECAY_NONE, 0, 0)
+    FO_SGD_CASE(FO_SGD_TF1, FO_DECAY_NONE, 1, 0)
+    FO_SGD_CASE(FO_SGD_KERAS, FO_DECAY_NONE, 0, 0)
+    FO_SGD_CASE(FO_SGD_KERAS, FO_DECAY_NONE, 1, 0)
+    FO_SGD_CASE(FO_SGD_KERAS, FO_DECAY_SUB, 0, 0)
+    FO_SGD_CASE(FO_SGD_KERAS, FO_DECAY_SUB, 1, 0)
+    FO_SGD_CASE(FO_SGD_OPTAX, FO_DECAY_NONE, 0, 0)
+    FO_SGD_CASE(FO_SGD_OPTAX, FO_DECAY_NONE, 1, 0)
+    FO_SGD_CASE(FO_SGD_SKLEARN, FO_DECAY_NONE, 0, 0)
+    FO_SGD_CASE(FO_SGD_SKLEARN, FO_DECAY_NONE, 1, 0)
+}
+
+/* ------------------------------------------------------------------ sigmoid CE
+ * One element: y' = y*sa + sb (label smoothing), lw = (pw-1)*y' + 1, e = exp(-|x|),
+ *   loss = ((1-y')*x + lw*max(-x,0)) + lw*log1p(e)
+ *   grad = (x >= 0 ? (1-y') - pw*y'*e : (1-y')*e - pw*y') / (1+e)   (= lw*sigmoid(x) - pw*y')
+ * The loss groups (1-y')*x with lw*max(-x,0) first so that they cancel exactly when
+ * they should (x < 0, y' = 0), and the gradient is sigmoid(x) - y' written without the
+ * cancellation of 1/(1+e) - 1 (as scikit-learn's HalfBinomialLoss does). */
+FO_INLINE FO_T FO_NAME(bce_point)(FO_T x, FO_T y, FO_T pw, FO_T *grad)
+{
+    FO_T ax = x < (FO_T)0 ? -x : x;
+    FO_T e = FO_EXPNEG(ax);
+    FO_T l = FO_LOG1P(e);
+    FO_T omy = (FO_T)1 - y;
+    FO_T pwy = pw * y;
+    FO_T lw = (pw - (FO_T)1) * y + (FO_T)1;
+    FO_T mx = -x > (FO_T)0 ? -x : (FO_T)0;
+    FO_T num = x >= (FO_T)0 ? omy - pwy * e : omy * e - pwy;
+    *grad = num / ((FO_T)1 + e);
+    return (omy * x + lw * mx) + lw * l;
+}
+
+/* A run of `len` elements starting at x; pw and w are either scalars (stride 0) or
+ * vectors aligned with x (stride 1), fixed per specialisation. Adds losses to acc[lane]. */
+FO_INLINE void FO_NAME(bce_run)(const FO_T *restrict x, const void *yv, const FO_T *restrict pwv,
+                                const FO_T *restrict wv, FO_T pws, FO_T ws, FO_T sa, FO_T sb,
+                                FO_T gs, FO_T *restrict grad, FO_T *restrict lout,
+                                double *restrict acc, fo_index len, const int ytype,
+                                const int pw_vec, const int w_vec, const int want_grad,
+                                const int want_lout)
+{
+    const FO_T *yt = (const FO_T *)yv;
+    const uint8_t *yb = (const uint8_t *)yv;
+    fo_index i = 0;
+#define FO_BCE_ELEM(k, LANE)                                                          \
+    do {                                                                              \
+        FO_T yk = ytype == FO_U8 ? (FO_T)yb[k] : yt[k];                               \
+        yk = yk * sa + sb;                                                            \
+        FO_T pwk = pw_vec ? pwv[k] : pws;                                             \
+        FO_T wk = w_vec ? wv[k] : ws;                                                 \
+        FO_T gk;                                                                      \
+        FO_T lk = FO_NAME(bce_point)(x[k], yk, pwk, &gk) * wk;                        \
+        if (want_grad) grad[k] = (gk * wk) * gs;                                      \
+        if (want_lout) lout[k] = lk;                                                  \
+        else acc[LANE] += (double)lk;                                                 \
+    } while (0)
+    for (; i + FO_LANES <= len; i += FO_LANES)
+        for (int j = 0; j < FO_LANES; j++) FO_BCE_ELEM(i + j, j);
+    for (int j = 0; i < len; i++, j++) FO_BCE_ELEM(i, j);
+#undef FO_BCE_ELEM
+}
+
+FO_INLINE void FO_NAME(bce_block_v)(const fo_bce_args *a, fo_index i0, fo_index i1, double *acc,
+                                    const int ytype, const int pw_vec, const int w_vec,
+                                    const int want_grad, const int want_lout)
+{
+    const FO_T *x = (const FO_T *)a->x;
+    const FO_T *pw = (const FO_T *)a->pw, *w = (const FO_T *)a->w;
+    const size_t ysz = ytype == FO_U8 ? 1 : sizeof(FO_T);
+    const char *y = (const char *)a->y;
+    FO_T *grad = (FO_T *)a->grad, *lout = (FO_T *)a->loss;
+    const FO_T pws = (FO_T)a->pw_scalar, ws = (FO_T)a->w_scalar;
+    const FO_T sa = (FO_T)a->smooth_a, sb = (FO_T)a->smooth_b, gs = (FO_T)a->grad_scale;
+    const int full_w = a->w_mode == FO_BC_FULL;
+    const int col = pw_vec || (w_vec && !full_w);
+    fo_index i = i0;
+    while (i < i1) {
+        /* A run ends at the end of the block or, for per-column vectors, of the row. */
+        fo_index c = col ? i % a->ncols : 0;
+        fo_index len = col ? a->ncols - c : i1 - i;
+        if (len > i1 - i) len = i1 - i;
+        FO_NAME(bce_run)(x + i, y + (size_t)i * ysz, pw_vec ? pw + c : NULL,
+                         w_vec ? (full_w ? w + i : w + c) : NULL, pws, ws, sa, sb, gs,
+                         want_grad ? grad + i : NULL, want_lout ? lout + i : NULL, acc, len,
+                         ytype, pw_vec, w_vec, want_grad, want_lout);
+        i += len;
+    }
+}
+
+double FO_NAME(bce_block)(const fo_bce_args *a, fo_index i0, fo_index i1)
+{
+    double acc[FO_LANES] = {0};
+    const int yt = a->y_dtype == FO_U8 ? FO_U8 : 0;
+    const int pwv = a->pw_mode == FO_BC_COL;
+    const int wv = a->w_mode != FO_BC_SCALAR;
+    const int gr = a->grad != NULL, lo = a->loss != NULL;
+    /* Specialise on what changes the loop body. */
+#define FO_BCE_V(YT, PWV, WV, GR, LO)                                                   \
+    if (yt == YT && pwv == PWV && wv == WV && gr == GR && lo == LO) {                   \
+        FO_NAME(bce_block_v)(a, i0, i1, acc, YT, PWV, WV, GR, LO); goto done; }
+#define FO_BCE_V4(YT, PWV, WV) \
+    FO_BCE_V(YT, PWV, WV, 1, 0) FO_BCE_V(YT, PWV, WV, 0, 0) \
+    FO_BCE_V(YT, PWV, WV, 1, 1) FO_BCE_V(YT, PWV, WV, 0, 1)
+    FO_BCE_V4(0, 0, 0) FO_BCE_V4(0, 1, 0) FO_BCE_V4(0, 0, 1) FO_BCE_V4(0, 1, 1)
+    FO_BCE_V4(FO_U8, 0, 0) FO_BCE_V4(FO_U8, 1, 0) FO_BCE_V4(FO_U8, 0, 1) FO_BCE_V4(FO_U8, 1, 1)
+#undef FO_BCE_V4
+#undef FO_BCE_V
+done:;
+    /* Fixed pairwise order over the lanes. */
+    for (int w = FO_LANES / 2; w > 0; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    return acc[0];
+}
+
+/* ------------------------------------------------------------------ L1 / L2
+ * L1: loss = |d|*w, grad = (sgn(d)*w)*gs with sgn(0) = 0 (torch), d = pred - target.
+ * L2: loss = (d*d)*w, grad = (d*w)*gs (gs already holds the 2 of the derivative). */
+FO_INLINE void FO_NAME(reg_v)(const fo_reg_args *a, fo_index i0, fo_index i1, double *acc,
+                              const int kind, const int has_w, const int want_grad,
+                              const int want_lout)
+{
+    const FO_T *x = (const FO_T *)a->pred + i0, *t = (const FO_T *)a->target + i0;
+    const FO_T *w = has_w ? (const FO_T *)a->w + i0 : NULL;
+    FO_T *grad = want_grad ? (FO_T *)a->grad + i0 : NULL;
+    FO_T *lout = want_lout ? (FO_T *)a->loss + i0 : NULL;
+    const FO_T gs = (FO_T)a->grad_scale;
+    const fo_index len = i1 - i0;
+    fo_index i = 0;
+#define FO_REG_ELEM(k, LANE)                                                          \
+    do {                                                                              \
+        FO_T d = x[k] - t[k];                                                         \
+        FO_T wk = has_w ? w[k] : (FO_T)1;                                             \
+        FO_T lk, gk;                                                                  \
+        if (kind == FO_REG_L1) {                                                      \
+            lk = d < (FO_T)0 ? -d : d;                                                \
+            gk = d > (FO_T)0 ? (FO_T)1 : (d < (FO_T)0 ? (FO_T)-1 : d * (FO_T)0);     \
+        } else {                                                                      \
+            lk = d * d;                                                               \
+            gk = d;                                                                   \
+        }                                                                             \
+        if (has_w) { lk = lk * wk; gk = gk * wk; }                                    \
+        if (want_grad) grad[k] = gk * gs;                                             \
+        if (want_lout) lout[k] = lk;                                                  \
+        else acc[LANE] += (double)lk;                                                 \
+    } while (0)
+    for (; i + FO_LANES <= len; i += FO_LANES)
+        for (int j = 0; j < FO_LANES; j++) FO_REG_ELEM(i + j, j);
+    for (int j = 0; i < len; i++, j++) FO_REG_ELEM(i, j);
+#undef FO_REG_ELEM
+}
+
+double FO_NAME(reg_block)(const fo_reg_args *a, fo_index i0, fo_index i1)
+{
+    double acc[FO_LANES] = {0};
+    const int k = a->kind, hw = a->w != NULL, gr = a->grad != NULL, lo = a->loss != NULL;
+#define FO_REG_V(K, HW, GR, LO) \
+    if (k == K && hw == HW && gr == GR && lo == LO) { FO_NAME(reg_v)(a, i0, i1, acc, K, HW, GR, LO); goto done; }
+#define FO_REG_V4(K, HW) FO_REG_V(K, HW, 1, 0) FO_REG_V(K, HW, 0, 0) FO_REG_V(K, HW, 1, 1) FO_REG_V(K, HW, 0, 1)
+    FO_REG_V4(FO_REG_L1, 0) FO_REG_V4(FO_REG_L1, 1) FO_REG_V4(FO_REG_L2, 0) FO_REG_V4(FO_REG_L2, 1)
+#undef FO_REG_V4
+#undef FO_REG_V
+done:;
+    for (int w = FO_LANES / 2; w > 0; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    return acc[0];
+}
+
+/* ------------------------------------------------------------------ math (for tests) */
+void FO_NAME(exp_neg_range)(const FO_T *a, FO_T *out, fo_index n)
+{
+    for (fo_index i = 0; i < n; i++) out[i] = FO_EXPNEG(a[i]);
+}
+void FO_NAME(log1p_unit_range)(const FO_T *e, FO_T *out, fo_index n)
+{
+    for (fo_index i = 0; i < n; i++) out[i] = FO_LOG1P(e[i]);
+}
+
+#undef FO_ADAM_CASE
+#undef FO_SGD_CASE

@@ -1,0 +1,129 @@
+/* fusedopt: branch-free exp and log1p for the loss kernels.
+ *
+ * Only what sigmoid cross-entropy needs: e = exp(-a) for a >= 0 (or NaN) and log1p(e)
+ * for e in [0, 1].  No libm call, no table, no branch: gcc vectorises loops that use them
+ * under every target the dispatcher compiles, and because contraction is off
+ * (-ffp-contract=off) every path rounds identically.
+ *
+ * exp: Cody-Waite range reduction a*log2(e) = n + r/ln2 with ln2 split in a hi part
+ * (n*hi exact) and a lo part; n rounded with the 1.5*2^k "magic number" addition; exp(r)
+ * for |r| <= ln2/2 by its Taylor polynomial (degree 7 for float, 13 for double, truncation
+ * below 0.1 ulp); 2^n applied as two factors 2^n1 * 2^n2 so results that are subnormal
+ * are rounded once and correctly.
+ * log1p: for e >= 1/2, log1p(e) = ln2 + log1p((e-1)/2) with (e-1)/2 exact (Sterbenz);
+ * then log1p(f) = 2*atanh(s), s = f/(2+f), |s| <= 0.2, by its odd series (to s^9 for
+ * float, s^21 for double).
+ * Measured accuracy is in tests/test_math.py (ulps against float64 / long double NumPy).
+ */
+#ifndef FO_MATH_H
+#define FO_MATH_H
+
+#include <stdint.h>
+#include <string.h>
+
+static inline uint32_t fo_bits_f32(float x) { uint32_t u; memcpy(&u, &x, 4); return u; }
+static inline float fo_from_bits_f32(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
+static inline uint64_t fo_bits_f64(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
+static inline double fo_from_bits_f64(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
+
+/* exp(-a), a >= 0 or NaN (NaN propagates; +inf gives 0). */
+static inline float fo_exp_neg_f32(float a)
+{
+    const float magic = 12582912.0f;            /* 1.5 * 2^23 */
+    a = a > 110.0f ? 110.0f : a;                /* exp(-110) underflows to 0 */
+    float z = -a;
+    float t = z * 1.44269504088896341f + magic; /* n = round(z / ln2) in the low bits */
+    float nf = t - magic;
+    float r = (z - nf * 0.693359375f) - nf * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    float t1 = nf * 0.5f + magic;               /* n1 = round(n/2), n2 = n - n1 */
+    uint32_t n = fo_bits_f32(t) - fo_bits_f32(magic);
+    uint32_t n1 = fo_bits_f32(t1) - fo_bits_f32(magic);
+    uint32_t n2 = n - n1;
+    float s1 = fo_from_bits_f32((n1 + 127u) << 23);
+    float s2 = fo_from_bits_f32((n2 + 127u) << 23);
+    return (p * s1) * s2;
+}
+
+static inline double fo_exp_neg_f64(double a)
+{
+    const double magic = 6755399441055744.0;    /* 1.5 * 2^52 */
+    a = a > 760.0 ? 760.0 : a;                  /* exp(-760) underflows to 0 */
+    double z = -a;
+    double t = z * 1.4426950408889634074 + magic;
+    double nf = t - magic;
+    double r = (z - nf * 6.93147180369123816490e-01) - nf * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;              /* 1/13! */
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    double t1 = nf * 0.5 + magic;
+    uint64_t n = fo_bits_f64(t) - fo_bits_f64(magic);
+    uint64_t n1 = fo_bits_f64(t1) - fo_bits_f64(magic);
+    uint64_t n2 = n - n1;
+    double s1 = fo_from_bits_f64((n1 + 1023u) << 52);
+    double s2 = fo_from_bits_f64((n2 + 1023u) << 52);
+    return (p * s1) * s2;
+}
+
+/* log1p(e) for e in [0, 1] (NaN propagates). */
+static inline float fo_log1p_unit_f32(float e)
+{
+    int big = e >= 0.5f;
+    float f = big ? (e - 1.0f) * 0.5f : e;      /* exact */
+    float s = f / (2.0f + f);
+    float s2 = s * s;
+    float q = 1.0f / 9.0f;
+    q = q * s2 + 1.0f / 7.0f;
+    q = q * s2 + 1.0f / 5.0f;
+    q = q * s2 + 1.0f / 3.0f;
+    q = q * s2;
+    float ss = s + s;
+    float lf = ss + ss * q;
+    float hi = big ? 0.693147182464599609375f : 0.0f;
+    float lo = big ? -1.9046542999e-09f : 0.0f;
+    return hi + (lf + lo);
+}
+
+static inline double fo_log1p_unit_f64(double e)
+{
+    int big = e >= 0.5;
+    double f = big ? (e - 1.0) * 0.5 : e;
+    double s = f / (2.0 + f);
+    double s2 = s * s;
+    double q = 1.0 / 21.0;
+    q = q * s2 + 1.0 / 19.0;
+    q = q * s2 + 1.0 / 17.0;
+    q = q * s2 + 1.0 / 15.0;
+    q = q * s2 + 1.0 / 13.0;
+    q = q * s2 + 1.0 / 11.0;
+    q = q * s2 + 1.0 / 9.0;
+    q = q * s2 + 1.0 / 7.0;
+    q = q * s2 + 1.0 / 5.0;
+    q = q * s2 + 1.0 / 3.0;
+    q = q * s2;
+    double ss = s + s;
+    double lf = ss + ss * q;
+    double hi = big ? 6.93147180559945286227e-01 : 0.0;
+    double lo = big ? 2.31904681384629955842e-17 : 0.0;
+    return hi + (lf + lo);
+}
+
+#endif

@@ -1,0 +1,31 @@
+"""fusedopt: fused CPU kernels for training.
+
+The loss and its gradient in one pass over memory (sigmoid cross-entropy with logits,
+L1, L2) and optimizer updates applied in place (Adam, AdamW, SGD with momentum/Nesterov),
+reproducing the update rules of torch, TF1, Keras, optax and scikit-learn
+(``convention=``).  ``fusedopt.reference`` states every formula in plain NumPy.
+
+>>> import numpy as np, fusedopt
+>>> logits = np.array([0.0, 2.0, -1.0], dtype=np.float32)
+>>> labels = np.array([0, 1, 1], dtype=np.uint8)
+>>> loss, grad = fusedopt.sigmoid_cross_entropy_and_grad(logits, labels)
+>>> round(loss, 6)
+0.7355
+>>> grad.round(4)
+array([ 0.1667, -0.0397, -0.2437], dtype=float32)
+"""
+from ._runtime import cpu_info, get_num_threads, set_num_threads, _select_from_env
+from ._losses import (l1_loss, l1_loss_and_grad, l2_loss, l2_loss_and_grad,
+                      sigmoid_cross_entropy, sigmoid_cross_entropy_and_grad)
+from ._optim import SGD, Adam, AdamW, adam_step, sgd_step, CONVENTIONS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "sigmoid_cross_entropy", "sigmoid_cross_entropy_and_grad",
+    "l1_loss", "l1_loss_and_grad", "l2_loss", "l2_loss_and_grad",
+    "adam_step", "sgd_step", "Adam", "AdamW", "SGD", "CONVENTIONS",
+    "cpu_info", "set_num_threads", "get_num_threads", "__version__",
+]
+
+_select_from_env()

@@ -1,0 +1,776 @@
+# cython: language_level=3
+"""fusedopt._core: the binding between the Python API and the C kernels.
+
+Every function here validates all of its arguments (type, dtype, shape, C-contiguity,
+writability, aliasing, hyper-parameters) before any array is touched, resolves the
+convention's scalars once per call, then runs the C kernel with the GIL released.
+Not a public module: use the functions of the ``fusedopt`` package.
+"""
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS,
+                             PyBUF_FORMAT, PyBUF_WRITABLE)
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from libc.math cimport pow, powf, sqrt, sqrtf, isfinite
+from libc.string cimport memset
+from fusedopt._kernels cimport *
+
+import numpy as np
+
+cdef extern from *:
+    """
+    #ifndef FO_BUILD_FLAGS
+    #define FO_BUILD_FLAGS "unknown"
+    #endif
+    static const char *fo_build_flags = FO_BUILD_FLAGS;
+    #if defined(__clang__)
+    static const char *fo_compiler = "clang " __clang_version__;
+    #elif defined(__GNUC__)
+    static const char *fo_compiler = "gcc " __VERSION__;
+    #else
+    static const char *fo_compiler = "unknown";
+    #endif
+    """
+    const char *fo_build_flags
+    const char *fo_compiler
+
+CONVENTIONS = ("torch", "tf1", "keras", "optax", "sklearn")
+cdef enum:
+    C_TORCH = 0
+    C_TF1 = 1
+    C_KERAS = 2
+    C_OPTAX = 3
+    C_SKLEARN = 4
+
+cdef object _ndarray = np.ndarray
+
+# ----------------------------------------------------------------------------- validation
+
+cdef int convention_code(object convention) except -1:
+    if convention == "torch":
+        return C_TORCH
+    if convention == "tf1":
+        return C_TF1
+    if convention == "keras":
+        return C_KERAS
+    if convention == "optax":
+        return C_OPTAX
+    if convention == "sklearn":
+        return C_SKLEARN
+    raise ValueError(f"convention must be one of {', '.join(map(repr, CONVENTIONS))}; "
+                     f"got {convention!r}")
+
+
+cdef int _format_code(const char *fmt):
+    """FO_F32 / FO_F64 / FO_U8 for float32, float64, uint8-or-bool buffers; -1 otherwise."""
+    if fmt == NULL:
+        return -1
+    if fmt[0] == b'f' and fmt[1] == 0:
+        return FO_F32
+    if fmt[0] == b'd' and fmt[1] == 0:
+        return FO_F64
+    if (fmt[0] == b'?' or fmt[0] == b'B') and fmt[1] == 0:
+        return FO_U8
+    return -1
+
+
+cdef str _dtype_name(int code):
+    return "float32" if code == FO_F32 else "float64" if code == FO_F64 else "uint8/bool"
+
+
+cdef int acquire(Py_buffer *view, object obj, str name, bint writable, bint allow_u8=False) except -1:
+    """Gets a C-contiguous buffer of a float32/float64 ndarray, or raises naming `name`."""
+    if not isinstance(obj, _ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of float32 or float64, "
+                        f"got {type(obj).__module__}.{type(obj).__qualname__}")
+    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
+    if writable:
+        flags |= PyBUF_WRITABLE
+    try:
+        PyObject_GetBuffer(obj, view, flags)
+    except (BufferError, ValueError, TypeError):
+        if writable and not obj.flags.writeable:
+            raise ValueError(f"{name} is read-only, but it is written in place; "
+                             f"pass a writeable array") from None
+        if not obj.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous (shape {obj.shape}, strides "
+                             f"{obj.strides}); use np.ascontiguousarray") from None
+        raise TypeError(f"{name} must be float32 or float64, got dtype {obj.dtype}") from None
+    cdef int code = _format_code(view.format)
+    if code < 0 or (code == FO_U8 and not allow_u8):
+        PyBuffer_Release(view)
+        raise TypeError(f"{name} must be float32 or float64, got dtype {obj.dtype}")
+    return code
+
+
+cdef inline fo_index nitems(Py_buffer *v):
+    return v.len // v.itemsize
+
+
+cdef int check_like(Py_buffer *ref, Py_buffer *v, int refcode, int code, str refname,
+                    str name) except -1:
+    """v must have ref's dtype and exactly ref's shape (no broadcasting)."""
+    if code != refcode:
+        raise TypeError(f"{name} must have the dtype of {refname} ({_dtype_name(refcode)}), "
+                        f"got {_dtype_name(code)}")
+    cdef bint same = v.ndim == ref.ndim
+    cdef int i
+    if same:
+        for i in range(v.ndim):
+            if v.shape[i] != ref.shape[i]:
+                same = False
+                break
+    if not same:
+        raise ValueError(f"{name} must have the shape of {refname} "
+                         f"{tuple([ref.shape[i] for i in range(ref.ndim)])}, got "
+                         f"{tuple([v.shape[i] for i in range(v.ndim)])} (no broadcasting)")
+    return 0
+
+
+cdef inline bint overlaps(Py_buffer *a, Py_buffer *b):
+    cdef char *a0 = <char *>a.buf
+    cdef char *b0 = <char *>b.buf
+    return a.len > 0 and b.len > 0 and a0 < b0 + b.len and b0 < a0 + a.len
+
+
+cdef int check_no_alias(Py_buffer *a, Py_buffer *b, str an, str bn) except -1:
+    if overlaps(a, b):
+        raise ValueError(f"{an} and {bn} share memory; they must be distinct arrays")
+    return 0
+
+
+cdef double real(object x, str name, double lo, bint lo_open=False, double hi=float("inf"),
+                 bint hi_open=False) except? -1.0:
+    """A finite float in the range [lo, hi] (or open ends), else ValueError naming `name`."""
+    cdef double v
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from None
+    if isinstance(x, bool):
+        raise TypeError(f"{name} must be a real number, got bool")
+    if not isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    if v < lo or (lo_open and v == lo) or v > hi or (hi_open and v == hi):
+        raise ValueError(f"Invalid {name} value: {x!r} (expected {'(' if lo_open else '['}"
+                         f"{lo:g}, {hi:g}{')' if hi_open else ']'})")
+    return v
+
+
+cdef long long integer(object x, str name, long long lo) except? -1:
+    if isinstance(x, bool) or not hasattr(x, "__index__"):
+        raise TypeError(f"{name} must be an integer, got {type(x).__name__}")
+    cdef long long v = x.__index__()
+    if v < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {v}")
+    return v
+
+
+cdef int nthreads_arg(object n_threads) except? -2:
+    if n_threads is None:
+        return 0
+    return <int>integer(n_threads, "n_threads", 1)
+
+
+# ----------------------------------------------------------------------------- Adam
+
+_tf1_powers = {}
+
+cdef double tf1_power(double beta, long long step):
+    """TF1's beta^t: a float32 variable initialised to beta and multiplied by beta (float32)
+    after every step, i.e. the float32 running product."""
+    cdef float b = <float>beta
+    cdef float p
+    cdef long long t0
+    key = (beta,)
+    cached = _tf1_powers.get(key)
+    if cached is not None and cached[0] <= step:
+        t0, p = cached
+    else:
+        t0, p = 1, b
+    while t0 < step:
+        p = p * b
+        t0 += 1
+    _tf1_powers[key] = (t0, p)
+    return p
+
+
+cdef double f32(double x) noexcept:
+    """x rounded to float32 (returned as the double of equal value)."""
+    cdef volatile float y = <float>x
+    return y
+
+
+cdef double round_to(double x, int dtype) noexcept:
+    return f32(x) if dtype == FO_F32 else x
+
+
+cdef int adam_resolve(fo_adam_args *a, int dtype, int conv, long long step, double lr,
+                      double b1, double b2, double eps, double wd, bint decoupled,
+                      bint amsgrad, bint maximize, double eps_root) except -1:
+    """Fills the kernel scalars for one convention (see fusedopt.reference for the
+    formulas written plainly in NumPy, and SEMANTICS in the README)."""
+    cdef float f1, f2, flr, fb1p, fb2p
+    cdef double bc1, bc2, b1p, b2p
+    memset(a, 0, sizeof(fo_adam_args))
+    if maximize and conv != C_TORCH:
+        raise ValueError(f"maximize=True is a torch option; convention {CONVENTIONS[conv]!r} "
+                         "has no such option")
+    if eps_root != 0.0 and conv != C_OPTAX:
+        raise ValueError(f"eps_root is an optax option; convention {CONVENTIONS[conv]!r} "
+                         "has no such option")
+    a.maximize = maximize
+    a.wd = wd
+    a.lr = lr
+    a.eps = eps
+    a.eps_root = eps_root
+    a.decay = FO_DECAY_NONE
+    a.amsgrad = FO_AMS_RAW if amsgrad else FO_AMS_NONE
+    if conv == C_TORCH:
+        a.form = FO_ADAM_TORCH
+        if wd != 0.0:
+            a.decay = FO_DECAY_MUL if decoupled else FO_DECAY_L2
+            a.decay_factor = 1.0 - lr * wd
+        a.beta1, a.beta2 = b1, b2
+        a.one_minus_beta1, a.one_minus_beta2 = 1.0 - b1, 1.0 - b2
+        bc1 = 1.0 - pow(b1, <double>step)
+        bc2 = 1.0 - pow(b2, <double>step)
+        a.step_size = lr / bc1
+        a.bc2_sqrt = sqrt(bc2)
+    elif conv == C_TF1 or conv == C_KERAS:
+        a.form = FO_ADAM_EPSHAT
+        if conv == C_TF1:
+            if wd != 0.0:
+                raise ValueError("tf.compat.v1.train.AdamOptimizer has no weight decay "
+                                 "(convention 'tf1'); use weight_decay=0")
+            if amsgrad:
+                raise ValueError("tf.compat.v1.train.AdamOptimizer has no amsgrad "
+                                 "(convention 'tf1')")
+            # TF1 holds lr, betas and eps as float32 tensors (cast to the variable's
+            # dtype) and beta^t as float32 running products.
+            lr = f32(lr)
+            b1 = f32(b1)
+            b2 = f32(b2)
+            eps = f32(eps)
+            b1p = tf1_power(b1, step)
+            b2p = tf1_power(b2, step)
+            # 1 - beta computed in the variable dtype from the float32-rounded beta
+            a.one_minus_beta1 = round_to(1.0 - b1, dtype)
+            a.one_minus_beta2 = round_to(1.0 - b2, dtype)
+        else:
+            if wd != 0.0 and not decoupled:
+                raise ValueError("Keras has only decoupled weight decay (convention 'keras'): "
+                                 "pass decoupled_weight_decay=True (fusedopt.AdamW)")
+            if wd != 0.0:
+                a.decay = FO_DECAY_SUB
+            # Keras: b^t = power(cast(b), cast(t)) in the variable dtype; 1-b as a Python
+            # float cast to the variable dtype.
+            # (float32: the double power of the float32 beta, rounded once)
+            b1p = round_to(pow(round_to(b1, dtype), <double>step), dtype)
+            b2p = round_to(pow(round_to(b2, dtype), <double>step), dtype)
+            a.one_minus_beta1 = 1.0 - b1
+            a.one_minus_beta2 = 1.0 - b2
+        a.beta1, a.beta2, a.eps, a.lr = b1, b2, eps, lr
+        if dtype == FO_F32:
+            flr, fb1p, fb2p = <float>lr, <float>b1p, <float>b2p
+            f1 = <float>1.0 - fb2p
+            f2 = <float>1.0 - fb1p
+            a.step_size = <float>(<float>(flr * sqrtf(f1)) / f2)
+        else:
+            a.step_size = lr * sqrt(1.0 - b2p) / (1.0 - b1p)
+    elif conv == C_SKLEARN:
+        a.form = FO_ADAM_SKLEARN
+        if wd != 0.0:
+            raise ValueError("scikit-learn's AdamOptimizer has no weight decay (its MLP adds "
+                             "alpha*W to the gradient); convention 'sklearn' needs weight_decay=0")
+        if amsgrad:
+            raise ValueError("scikit-learn's AdamOptimizer has no amsgrad (convention 'sklearn')")
+        a.beta1, a.beta2 = b1, b2
+        a.one_minus_beta1, a.one_minus_beta2 = 1.0 - b1, 1.0 - b2
+        a.step_size = lr * sqrt(1.0 - pow(b2, <double>step)) / (1.0 - pow(b1, <double>step))
+    else:  # optax
+        a.form = FO_ADAM_OPTAX
+        if wd != 0.0 and not decoupled:
+            raise ValueError("optax.adam has no weight decay; optax.adamw's is decoupled: pass "
+                             "decoupled_weight_decay=True (fusedopt.AdamW) for convention 'optax'")
+        if wd != 0.0:
+            a.decay = FO_DECAY_OPTAX
+        a.amsgrad = FO_AMS_HAT if amsgrad else FO_AMS_NONE
+        a.beta1, a.beta2 = b1, b2
+        a.one_minus_beta1, a.one_minus_beta2 = 1.0 - b1, 1.0 - b2
+        a.bc1 = 1.0 - pow(b1, <double>step)
+        a.bc2 = 1.0 - pow(b2, <double>step)
+    return 0
+
+
+cdef int adam_hyper(object lr, object betas, object eps, object weight_decay, double *out) except -1:
+    out[0] = real(lr, "lr", 0.0)
+    try:
+        b1, b2 = betas
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair of floats, got {betas!r}") from None
+    out[1] = real(b1, "beta parameter at index 0", 0.0, False, 1.0, True)
+    out[2] = real(b2, "beta parameter at index 1", 0.0, False, 1.0, True)
+    out[3] = real(eps, "epsilon", 0.0)
+    out[4] = real(weight_decay, "weight_decay", 0.0)
+    return 0
+
+
+def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object max_exp_avg_sqs,
+               step, lr, betas, eps, weight_decay, bint decoupled_weight_decay, bint amsgrad,
+               bint maximize, convention, eps_root, n_threads, str pname="param",
+               bint single=False, bint dry=False):
+    """One Adam step over aligned lists of arrays (one C call). Validates everything first;
+    with dry=True it only validates."""
+    cdef int conv = convention_code(convention)
+    cdef double hp[5]
+    adam_hyper(lr, betas, eps, weight_decay, hp)
+    cdef double er = real(eps_root, "eps_root", 0.0)
+    cdef long long t = integer(step, "step", 1)
+    cdef int nt = nthreads_arg(n_threads)
+    cdef Py_ssize_t n = len(params), k, j, jj, nbuf = 0
+    if len(grads) != n or len(exp_avgs) != n or len(exp_avg_sqs) != n:
+        raise ValueError("params, grads and state lists must have the same length")
+    if amsgrad:
+        if max_exp_avg_sqs is None:
+            raise ValueError("amsgrad=True needs max_exp_avg_sq (an array like param, "
+                             "initially zeros)")
+        if len(max_exp_avg_sqs) != n:
+            raise ValueError("max_exp_avg_sq list must have the length of params")
+    cdef int nper = 5 if amsgrad else 4
+    cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * nper * max(n, 1))
+    cdef void **ptrs = <void **>PyMem_Malloc(sizeof(void *) * 5 * max(n, 1))
+    cdef fo_index *ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
+    if views == NULL or ptrs == NULL or ns == NULL:
+        PyMem_Free(views); PyMem_Free(ptrs); PyMem_Free(ns)
+        raise MemoryError()
+    cdef int dtype = -1, code
+    cdef fo_adam_args a
+    cdef Py_buffer *vb
+    names = ("grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    try:
+        for k in range(n):
+            sfx = "" if single else f"[{k}]"
+            vb = views + nbuf
+            pn = pname + sfx
+            code = acquire(vb, params[k], pn, True)
+            nbuf += 1
+            if dtype < 0:
+                dtype = code
+            elif code != dtype:
+                raise TypeError(f"{pn} is {_dtype_name(code)} but earlier parameters are "
+                                f"{_dtype_name(dtype)}; step them with separate calls")
+            arrs = (grads[k], exp_avgs[k], exp_avg_sqs[k],
+                    max_exp_avg_sqs[k] if amsgrad else None)
+            for j in range(1, nper):
+                nm = names[j - 1] + sfx
+                code = acquire(vb + j, arrs[j - 1], nm, j > 1)
+                nbuf += 1
+                check_like(vb, vb + j, dtype, code, pn, nm)
+            for j in range(nper):
+                for jj in range(j + 1, nper):
+                    check_no_alias(vb + j, vb + jj, pn if j == 0 else names[j - 1] + sfx,
+                                   names[jj - 1] + sfx)
+            ns[k] = nitems(vb)
+            for j in range(nper):
+                ptrs[5 * k + j] = vb[j].buf
+        adam_resolve(&a, dtype if dtype >= 0 else FO_F32, conv, t, hp[0], hp[1], hp[2],
+                     hp[3], hp[4], decoupled_weight_decay, amsgrad, maximize, er)
+        if n > 0 and not dry:
+            _adam_run(dtype, &a, <int>n, ptrs, ns, amsgrad, nt)
+    finally:
+        for k in range(nbuf):
+            PyBuffer_Release(views + k)
+        PyMem_Free(views); PyMem_Free(ptrs); PyMem_Free(ns)
+
+
+cdef int _adam_run(int dtype, fo_adam_args *a, int n, void **ptrs, fo_index *ns, bint ams,
+                   int nt) except -1:
+    """Gathers the strided pointer table into per-role arrays and calls C without the GIL."""
+    cdef void **tab = <void **>PyMem_Malloc(sizeof(void *) * 5 * n)
+    if tab == NULL:
+        raise MemoryError()
+    cdef int k, j
+    for k in range(n):
+        for j in range(5):
+            tab[j * n + k] = ptrs[5 * k + j]
+    try:
+        with nogil:
+            fo_adam_multi(dtype, a, n, tab, <const void **>(tab + n), tab + 2 * n,
+                          tab + 3 * n, tab + 4 * n if ams else NULL, ns, nt)
+    finally:
+        PyMem_Free(tab)
+    return 0
+
+
+# ----------------------------------------------------------------------------- SGD
+
+def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bint nesterov,
+              weight_decay, bint maximize, convention, step, n_threads, str pname="param",
+              bint single=False, bint dry=False):
+    """One SGD step over aligned lists (bufs: list of arrays, or None without momentum)."""
+    cdef int conv = convention_code(convention)
+    cdef double dlr = real(lr, "lr", 0.0)
+    cdef double mu = real(momentum, "momentum", 0.0)
+    cdef double d = real(dampening, "dampening", 0.0, False, 1.0)
+    cdef double wd = real(weight_decay, "weight_decay", 0.0)
+    cdef int nt = nthreads_arg(n_threads)
+    cdef long long t = 0
+    cdef str cname = CONVENTIONS[conv]
+    if nesterov and (mu <= 0.0 or d != 0.0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+    if maximize and conv != C_TORCH:
+        raise ValueError(f"maximize=True is a torch option; convention {cname!r} has no such option")
+    if d != 0.0 and conv != C_TORCH:
+        raise ValueError(f"dampening is a torch option; convention {cname!r} has no such option")
+    if wd != 0.0 and conv not in (C_TORCH, C_KERAS):
+        raise ValueError(f"convention {cname!r} has no weight decay in its SGD; use weight_decay=0")
+    cdef fo_sgd_args a
+    memset(&a, 0, sizeof(fo_sgd_args))
+    a.lr, a.momentum, a.one_minus_dampening, a.wd = dlr, mu, 1.0 - d, wd
+    a.nesterov, a.maximize = nesterov, maximize
+    if conv == C_TF1:
+        a.lr, a.momentum = <float>dlr, <float>mu     # float32 tensors in TF1
+    if wd != 0.0:
+        a.decay = FO_DECAY_L2 if conv == C_TORCH else FO_DECAY_SUB
+    cdef bint use_buf = mu != 0.0
+    if not use_buf:
+        a.form = FO_SGD_PLAIN
+    else:
+        a.form = (FO_SGD_TORCH, FO_SGD_TF1, FO_SGD_KERAS, FO_SGD_OPTAX, FO_SGD_SKLEARN)[conv]
+        if conv == C_TORCH:
+            if step is None:
+                raise ValueError("torch-convention momentum needs step (1 on the first step, "
+                                 "when the buffer is set to the gradient)")
+            t = integer(step, "step", 1)
+            a.first_step = t == 1
+        if bufs is None:
+            raise ValueError("momentum != 0 needs momentum_buffer (an array like param; "
+                             "zeros before the first step)")
+    cdef Py_ssize_t n = len(params), k, nbuf = 0
+    if len(grads) != n or (use_buf and len(bufs) != n):
+        raise ValueError("params, grads and momentum buffer lists must have the same length")
+    cdef int nper = 3 if use_buf else 2
+    cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * nper * max(n, 1))
+    cdef void **tab = <void **>PyMem_Malloc(sizeof(void *) * 3 * max(n, 1))
+    cdef fo_index *ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
+    if views == NULL or tab == NULL or ns == NULL:
+        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns)
+        raise MemoryError()
+    cdef int dtype = -1, code
+    cdef Py_buffer *vb
+    try:
+        for k in range(n):
+            sfx = "" if single else f"[{k}]"
+            vb = views + nbuf
+            pn = pname + sfx
+            code = acquire(vb, params[k], pn, True)
+            nbuf += 1
+            if dtype < 0:
+                dtype = code
+            elif code != dtype:
+                raise TypeError(f"{pn} is {_dtype_name(code)} but earlier parameters are "
+                                f"{_dtype_name(dtype)}; step them with separate calls")
+            code = acquire(vb + 1, grads[k], "grad" + sfx, False)
+            nbuf += 1
+            check_like(vb, vb + 1, dtype, code, pn, "grad" + sfx)
+            check_no_alias(vb, vb + 1, pn, "grad" + sfx)
+            tab[k] = vb.buf
+            tab[n + k] = vb[1].buf
+            if use_buf:
+                code = acquire(vb + 2, bufs[k], "momentum_buffer" + sfx, True)
+                nbuf += 1
+                check_like(vb, vb + 2, dtype, code, pn, "momentum_buffer" + sfx)
+                check_no_alias(vb, vb + 2, pn, "momentum_buffer" + sfx)
+                check_no_alias(vb + 1, vb + 2, "grad" + sfx, "momentum_buffer" + sfx)
+                tab[2 * n + k] = vb[2].buf
+            ns[k] = nitems(vb)
+        if n > 0 and not dry:
+            with nogil:
+                fo_sgd_multi(dtype, &a, <int>n, tab, <const void **>(tab + n),
+                             tab + 2 * n if use_buf else NULL, ns, nt)
+    finally:
+        for k in range(nbuf):
+            PyBuffer_Release(views + k)
+        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns)
+
+
+# ----------------------------------------------------------------------------- losses
+
+cdef int reduction_code(object reduction) except -1:
+    if reduction == "mean":
+        return 0
+    if reduction == "sum":
+        return 1
+    if reduction == "none":
+        return 2
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+cdef object as_labels(object labels, object logits_dtype):
+    """Labels as an ndarray the kernel reads: logits' dtype, or uint8/bool as they are."""
+    if not isinstance(labels, _ndarray):
+        raise TypeError(f"labels must be a numpy.ndarray, got {type(labels).__name__}")
+    k = labels.dtype.kind
+    if k == "b" or labels.dtype == np.uint8:
+        return np.ascontiguousarray(labels)
+    if k in "iuf":
+        return np.ascontiguousarray(labels, dtype=logits_dtype)
+    raise TypeError(f"labels must be bool, integer or float, got dtype {labels.dtype}")
+
+
+cdef object as_param_array(object w, object shape, object dtype, str name, int *mode,
+                           fo_index *ncols, bint allow_col):
+    """weight / pos_weight broadcast to logits' shape: scalar, last-axis vector or full."""
+    if isinstance(w, _ndarray):
+        arr = w
+    elif isinstance(w, (int, float)) and not isinstance(w, bool):
+        arr = np.asarray(w)
+    else:
+        raise TypeError(f"{name} must be a numpy.ndarray or a number, got {type(w).__name__}")
+    if arr.dtype.kind not in "iufb":
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    try:
+        np.broadcast_shapes(arr.shape, shape)
+        full = np.broadcast_shapes(arr.shape, shape)
+    except ValueError:
+        raise ValueError(f"{name} of shape {arr.shape} does not broadcast to logits' shape "
+                         f"{shape}") from None
+    if full != tuple(shape):
+        raise ValueError(f"{name} of shape {arr.shape} would broadcast logits' shape {shape} "
+                         f"to {full}; it must broadcast to the logits")
+    if arr.size == 1:
+        mode[0] = FO_BC_SCALAR
+        return float(arr.reshape(-1)[0])
+    last = shape[-1] if len(shape) else 1
+    if allow_col and arr.size == last and arr.shape[-1] == last:
+        mode[0] = FO_BC_COL
+        ncols[0] = last
+        return np.ascontiguousarray(arr.reshape(-1), dtype=dtype)
+    mode[0] = FO_BC_FULL
+    return np.ascontiguousarray(np.broadcast_to(arr, shape), dtype=dtype)
+
+
+def sigmoid_ce(logits, labels, weight, pos_weight, label_smoothing, reduction, out,
+               bint want_grad, n_threads):
+    """Fused sigmoid cross-entropy (+ gradient). Returns (loss, grad or None)."""
+    cdef int red = reduction_code(reduction)
+    cdef double ls = real(label_smoothing, "label_smoothing", 0.0, False, 1.0)
+    cdef int nt = nthreads_arg(n_threads)
+    cdef Py_buffer vx, vy, vw, vpw, vg, vl
+    cdef bint hx = False, hy = False, hw = False, hpw = False, hg = False, hl = False
+    cdef fo_bce_args a
+    cdef int dtype, ycode, wmode = FO_BC_SCALAR, pwmode = FO_BC_SCALAR
+    cdef fo_index ncols = 1, ncols2 = 1, n
+    cdef double total
+    memset(&a, 0, sizeof(fo_bce_args))
+    try:
+        dtype = acquire(&vx, logits, "logits", False)
+        hx = True
+        shape = logits.shape
+        ydt = labels.dtype if isinstance(labels, _ndarray) else None
+        yarr = as_labels(labels, logits.dtype)
+        if yarr.shape != shape:
+            raise ValueError(f"labels must have the shape of logits {shape}, got {yarr.shape} "
+                             "(no broadcasting)")
+        ycode = acquire(&vy, yarr, "labels", False, True)
+        hy = True
+        n = nitems(&vx)
+        a.x, a.y, a.y_dtype = vx.buf, vy.buf, ycode
+        a.w_scalar = a.pw_scalar = 1.0
+        if weight is not None:
+            w = as_param_array(weight, shape, logits.dtype, "weight", &wmode, &ncols, True)
+            a.w_mode = wmode
+            if wmode == FO_BC_SCALAR:
+                a.w_scalar = w
+            else:
+                acquire(&vw, w, "weight", False)
+                hw = True
+                a.w = vw.buf
+        if pos_weight is not None:
+            pw = as_param_array(pos_weight, shape, logits.dtype, "pos_weight", &pwmode,
+                                &ncols2, True)
+            if pwmode == FO_BC_FULL:
+                raise ValueError("pos_weight must be a scalar or a vector along the last "
+                                 f"axis (length {shape[-1] if len(shape) else 1}), "
+                                 f"got shape {np.shape(pos_weight)}")
+            a.pw_mode = pwmode
+            if pwmode == FO_BC_SCALAR:
+                a.pw_scalar = pw
+            else:
+                acquire(&vpw, pw, "pos_weight", False)
+                hpw = True
+                a.pw = vpw.buf
+                ncols = ncols2
+        a.ncols = ncols if ncols > 0 else 1
+        a.smooth_a = 1.0 - ls
+        a.smooth_b = 0.5 * ls
+        a.grad_scale = (1.0 / n if n > 0 else 1.0) if red == 0 else 1.0
+        if dtype == FO_F32:
+            a.smooth_a, a.smooth_b = <float>a.smooth_a, <float>a.smooth_b
+        grad = None
+        if want_grad:
+            if out is None:
+                grad = np.empty(shape, dtype=logits.dtype)
+            else:
+                grad = out
+            code = acquire(&vg, grad, "out", True)
+            hg = True
+            check_like(&vx, &vg, dtype, code, "logits", "out")
+            check_no_alias(&vg, &vx, "out", "logits")
+            check_no_alias(&vg, &vy, "out", "labels")
+            if hw:
+                check_no_alias(&vg, &vw, "out", "weight")
+            if hpw:
+                check_no_alias(&vg, &vpw, "out", "pos_weight")
+            a.grad = vg.buf
+        elif out is not None:
+            raise ValueError("out is only used by the _and_grad functions")
+        lossarr = None
+        if red == 2:
+            lossarr = np.empty(shape, dtype=logits.dtype)
+            acquire(&vl, lossarr, "loss", True)
+            hl = True
+            a.loss = vl.buf
+        with nogil:
+            total = fo_bce(dtype, &a, n, nt)
+    finally:
+        if hx: PyBuffer_Release(&vx)
+        if hy: PyBuffer_Release(&vy)
+        if hw: PyBuffer_Release(&vw)
+        if hpw: PyBuffer_Release(&vpw)
+        if hg: PyBuffer_Release(&vg)
+        if hl: PyBuffer_Release(&vl)
+    if red == 2:
+        loss = lossarr
+    elif red == 0:
+        loss = total / n if n > 0 else float("nan")
+    else:
+        loss = total
+    return loss, grad
+
+
+def regression(int kind, pred, target, weight, reduction, out, bint want_grad, n_threads):
+    """L1 (kind 0) or squared error (kind 1) loss (+ gradient). Returns (loss, grad or None)."""
+    cdef int red = reduction_code(reduction)
+    cdef int nt = nthreads_arg(n_threads)
+    cdef Py_buffer vx, vt, vw, vg, vl
+    cdef bint hx = False, ht = False, hw = False, hg = False, hl = False
+    cdef fo_reg_args a
+    cdef int dtype, code, wmode = FO_BC_SCALAR
+    cdef fo_index n, ncols = 1
+    cdef double total
+    memset(&a, 0, sizeof(fo_reg_args))
+    a.kind = FO_REG_L1 if kind == 0 else FO_REG_L2
+    try:
+        dtype = acquire(&vx, pred, "pred", False)
+        hx = True
+        code = acquire(&vt, target, "target", False)
+        ht = True
+        check_like(&vx, &vt, dtype, code, "pred", "target")
+        n = nitems(&vx)
+        a.pred, a.target = vx.buf, vt.buf
+        if weight is not None:
+            w = as_param_array(weight, pred.shape, pred.dtype, "weight", &wmode, &ncols, False)
+            if wmode == FO_BC_SCALAR:
+                w = np.full(pred.shape, w, dtype=pred.dtype)
+            acquire(&vw, w, "weight", False)
+            hw = True
+            a.w = vw.buf
+        scale = 1.0 if kind == 0 else 2.0
+        a.grad_scale = scale / n if (red == 0 and n > 0) else scale
+        grad = None
+        if want_grad:
+            grad = np.empty(pred.shape, dtype=pred.dtype) if out is None else out
+            code = acquire(&vg, grad, "out", True)
+            hg = True
+            check_like(&vx, &vg, dtype, code, "pred", "out")
+            check_no_alias(&vg, &vx, "out", "pred")
+            check_no_alias(&vg, &vt, "out", "target")
+            if hw:
+                check_no_alias(&vg, &vw, "out", "weight")
+            a.grad = vg.buf
+        elif out is not None:
+            raise ValueError("out is only used by the _and_grad functions")
+        lossarr = None
+        if red == 2:
+            lossarr = np.empty(pred.shape, dtype=pred.dtype)
+            acquire(&vl, lossarr, "loss", True)
+            hl = True
+            a.loss = vl.buf
+        with nogil:
+            total = fo_reg(dtype, &a, n, nt)
+    finally:
+        if hx: PyBuffer_Release(&vx)
+        if ht: PyBuffer_Release(&vt)
+        if hw: PyBuffer_Release(&vw)
+        if hg: PyBuffer_Release(&vg)
+        if hl: PyBuffer_Release(&vl)
+    if red == 2:
+        loss = lossarr
+    elif red == 0:
+        loss = total / n if n > 0 else float("nan")
+    else:
+        loss = total
+    return loss, grad
+
+
+# ----------------------------------------------------------------------------- math, runtime
+
+def _elementwise(int which, x):
+    """exp(-x) (which 0) or log1p(x) for x in [0, 1] (which 1), on the active CPU path."""
+    cdef Py_buffer vx, vo
+    cdef int dtype = acquire(&vx, x, "x", False)
+    out = np.empty(x.shape, dtype=x.dtype)
+    acquire(&vo, out, "out", True)
+    cdef fo_index n = nitems(&vx)
+    try:
+        with nogil:
+            if which == 0:
+                fo_exp_neg(dtype, vx.buf, vo.buf, n)
+            else:
+                fo_log1p_unit(dtype, vx.buf, vo.buf, n)
+    finally:
+        PyBuffer_Release(&vx)
+        PyBuffer_Release(&vo)
+    return out
+
+
+ISA_NAMES = ("baseline", "avx2", "avx512")
+
+
+def select_isa(int cap):
+    return ISA_NAMES[fo_select_isa(cap)]
+
+
+def runtime_info():
+    return {
+        "isa": ISA_NAMES[fo_current_isa()],
+        "detected": ISA_NAMES[fo_detected_isa()],
+        "openmp": bool(fo_openmp()),
+        "max_threads": fo_max_threads(),
+        "default_threads": fo_default_threads(),
+        "parallel_threshold": fo_parallel_threshold(),
+        "block": FO_BLOCK,
+        "compiler": fo_compiler.decode(),
+        "build_flags": fo_build_flags.decode(),
+    }
+
+
+def set_default_threads(int n):
+    fo_set_default_threads(n)
+
+
+def set_parallel_threshold(Py_ssize_t n):
+    fo_set_parallel_threshold(n)
+
+
+def _adam_scalars(dtype, convention, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                  weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
+                  maximize=False, eps_root=0.0):
+    """The kernel scalars a convention resolves to (for tests and debugging)."""
+    cdef fo_adam_args a
+    cdef double hp[5]
+    adam_hyper(lr, betas, eps, weight_decay, hp)
+    adam_resolve(&a, FO_F32 if np.dtype(dtype) == np.float32 else FO_F64,
+                 convention_code(convention), integer(step, "step", 1), hp[0], hp[1], hp[2],
+                 hp[3], hp[4], decoupled_weight_decay, amsgrad, maximize, eps_root)
+    return a

@@ -1,0 +1,96 @@
+"""CPU path selection and threads: what runs, and how to change it."""
+from __future__ import annotations
+
+import os
+import platform
+import warnings
+from typing import Any, Dict, Optional
+
+from . import _core
+
+_ISA_BY_NAME = {"baseline": 0, "avx2": 1, "avx512": 2}
+_forced: Optional[str] = None
+
+
+def _select_from_env() -> None:
+    """Applies FUSEDOPT_CPU (it can only lower the path the CPU supports)."""
+    global _forced
+    want = os.environ.get("FUSEDOPT_CPU", "").strip().lower()
+    if not want:
+        _core.select_isa(-1)
+        return
+    if want not in _ISA_BY_NAME:
+        warnings.warn(f"FUSEDOPT_CPU={want!r} is not one of baseline, avx2, avx512; ignored",
+                      RuntimeWarning, stacklevel=3)
+        _core.select_isa(-1)
+        return
+    _forced = want
+    _core.select_isa(_ISA_BY_NAME[want])
+
+
+def _set_cpu_path(name: Optional[str]) -> str:
+    """Selects a CPU path for this process (None: the best the CPU has). For tests and
+    benchmarks; the environment variable FUSEDOPT_CPU does the same at import."""
+    if name is None:
+        return _core.select_isa(-1)
+    if name not in _ISA_BY_NAME:
+        raise ValueError(f"cpu path must be one of {sorted(_ISA_BY_NAME)}, got {name!r}")
+    return _core.select_isa(_ISA_BY_NAME[name])
+
+
+def cpu_info() -> Dict[str, Any]:
+    """What fusedopt runs on this machine.
+
+    Returns a dict: ``path`` (the kernels in use: "baseline", "avx2" or "avx512"),
+    ``detected`` (the best path this CPU and build support), ``forced`` (the value of
+    FUSEDOPT_CPU, if it lowered the path), ``reason``, ``openmp``, ``threads`` (the
+    default thread count), ``parallel_threshold`` (elements below which a call runs on one
+    thread), ``block``, ``machine``, ``compiler`` and ``build_flags``.
+
+    >>> import fusedopt
+    >>> fusedopt.cpu_info()["path"] in ("baseline", "avx2", "avx512")
+    True
+    """
+    info = _core.runtime_info()
+    path, detected = info["isa"], info["detected"]
+    if path == detected:
+        reason = f"best path supported by this CPU ({platform.machine()})"
+    else:
+        reason = f"lowered from {detected} by FUSEDOPT_CPU={_forced}" if _forced else \
+            f"lowered from {detected} by fusedopt._runtime._set_cpu_path"
+    return {
+        "path": path,
+        "detected": detected,
+        "forced": _forced,
+        "reason": reason,
+        "openmp": info["openmp"],
+        "threads": info["default_threads"],
+        "parallel_threshold": info["parallel_threshold"],
+        "block": info["block"],
+        "machine": platform.machine(),
+        "compiler": info["compiler"],
+        "build_flags": info["build_flags"],
+    }
+
+
+def set_num_threads(n: Optional[int]) -> None:
+    """Sets the default number of threads for every kernel call (None: OpenMP's default,
+    which follows OMP_NUM_THREADS, the CPUs this process may use and threadpoolctl).
+    A call's own ``n_threads=`` argument wins over it.  Results never depend on it.
+
+    >>> import fusedopt
+    >>> fusedopt.set_num_threads(1); fusedopt.get_num_threads()
+    1
+    >>> fusedopt.set_num_threads(None)
+    """
+    if n is None:
+        _core.set_default_threads(0)
+        return
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer or None, got {n!r}")
+    _core.set_default_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads a kernel call uses by default (large inputs only)."""
+    return int(_core.runtime_info()["default_threads"])

@@ -1,0 +1,272 @@
+"""fusedopt.reference: every kernel of fusedopt written plainly in NumPy.
+
+This module is the test oracle and the readable statement of each formula; fusedopt's
+compiled code never calls it.  Losses are computed in float64 (the clearest statement of
+the math) and returned in the input's dtype; optimizer updates are computed in the
+parameter's dtype in the order of operations of the framework each convention follows
+(``SEMANTICS`` of the README), so that they agree with the kernels to the last bits.
+The signatures are those of the ``fusedopt`` functions of the same names.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import numpy as np
+
+CONVENTIONS = ("torch", "tf1", "keras", "optax", "sklearn")
+
+
+# ----------------------------------------------------------------------------- losses
+
+def _reduce(loss64: np.ndarray, dtype, reduction: str):
+    if reduction == "mean":
+        return float(loss64.mean()) if loss64.size else float("nan")
+    if reduction == "sum":
+        return float(loss64.sum())
+    if reduction == "none":
+        return loss64.astype(dtype)
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def _scale(n: int, reduction: str) -> float:
+    return 1.0 / n if reduction == "mean" and n else 1.0
+
+
+def sigmoid_cross_entropy_and_grad(logits, labels, *, weight=None, pos_weight=None,
+                                   label_smoothing=0.0, reduction="mean", out=None,
+                                   n_threads=None):
+    """torch's ``binary_cross_entropy_with_logits`` with Keras/TF1 label smoothing:
+
+    y' = y*(1-ls) + ls/2;  lw = (pw-1)*y' + 1
+    loss = w*((1-y')*x + lw*(log1p(exp(-|x|)) + max(-x, 0)))
+    grad = w*(lw*sigmoid(x) - pw*y') / N
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels).astype(np.float64)
+    y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    pw = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
+    w = 1.0 if weight is None else np.asarray(weight, dtype=np.float64)
+    lw = (pw - 1.0) * y + 1.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        log1pexp = np.log1p(np.exp(-np.abs(x)))
+        loss = w * (((1.0 - y) * x + lw * np.maximum(-x, 0.0)) + lw * log1pexp)
+        sig = np.where(x >= 0, 1.0 / (1.0 + np.exp(-x)), np.exp(x) / (1.0 + np.exp(x)))
+        # sigmoid(x) - y' without cancellation (scikit-learn's HalfBinomialLoss form)
+        e = np.exp(-np.abs(x))
+        num = np.where(x >= 0, (1.0 - y) - pw * y * e, (1.0 - y) * e - pw * y)
+        grad = w * (num / (1.0 + e)) * _scale(x.size, reduction)
+    del sig
+    dtype = np.asarray(logits).dtype
+    grad = grad.astype(dtype)
+    if out is not None:
+        out[...] = grad
+        grad = out
+    return _reduce(np.broadcast_to(loss, x.shape), dtype, reduction), grad
+
+
+def sigmoid_cross_entropy(logits, labels, *, weight=None, pos_weight=None,
+                          label_smoothing=0.0, reduction="mean", n_threads=None):
+    return sigmoid_cross_entropy_and_grad(logits, labels, weight=weight, pos_weight=pos_weight,
+                                          label_smoothing=label_smoothing,
+                                          reduction=reduction)[0]
+
+
+def l1_loss_and_grad(pred, target, *, weight=None, reduction="mean", out=None, n_threads=None):
+    """loss = w*|p - t|;  grad = w*sign(p - t)/N (sign(0) = 0, torch)."""
+    d = np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)
+    w = 1.0 if weight is None else np.asarray(weight, dtype=np.float64)
+    loss = np.broadcast_to(w * np.abs(d), d.shape)
+    grad = (w * np.sign(d) * _scale(d.size, reduction)).astype(np.asarray(pred).dtype)
+    grad = np.broadcast_to(grad, d.shape).copy()
+    if out is not None:
+        out[...] = grad
+        grad = out
+    return _reduce(loss, np.asarray(pred).dtype, reduction), grad
+
+
+def l1_loss(pred, target, *, weight=None, reduction="mean", n_threads=None):
+    return l1_loss_and_grad(pred, target, weight=weight, reduction=reduction)[0]
+
+
+def l2_loss_and_grad(pred, target, *, weight=None, reduction="mean", out=None, n_threads=None):
+    """loss = w*(p - t)^2;  grad = 2*w*(p - t)/N (torch mse_loss)."""
+    d = np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)
+    w = 1.0 if weight is None else np.asarray(weight, dtype=np.float64)
+    loss = np.broadcast_to(w * d * d, d.shape)
+    grad = (2.0 * w * d * _scale(d.size, reduction)).astype(np.asarray(pred).dtype)
+    grad = np.broadcast_to(grad, d.shape).copy()
+    if out is not None:
+        out[...] = grad
+        grad = out
+    return _reduce(loss, np.asarray(pred).dtype, reduction), grad
+
+
+def l2_loss(pred, target, *, weight=None, reduction="mean", n_threads=None):
+    return l2_loss_and_grad(pred, target, weight=weight, reduction=reduction)[0]
+
+
+# ----------------------------------------------------------------------------- Adam
+
+def _no(cond: bool, what: str, convention: str) -> None:
+    if cond:
+        raise ValueError(f"convention {convention!r} has no {what}")
+
+
+def _tf1_power(beta: float, step: int) -> np.float32:
+    """TF1 keeps beta^t in a float32 variable, multiplied by beta after each step."""
+    b = np.float32(beta)
+    return np.multiply.accumulate(np.full(step, b, dtype=np.float32))[-1]
+
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999),
+              eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
+              max_exp_avg_sq=None, maximize=False, convention="torch", eps_root=0.0,
+              n_threads=None):
+    """One Adam step, in place, in the parameter's dtype (see fusedopt.adam_step)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}")
+    T = param.dtype.type
+    p, g, m, v = param.copy(), grad.copy(), exp_avg, exp_avg_sq
+    b1, b2 = betas
+    t = int(step)
+    wd = weight_decay
+    if convention != "torch":
+        _no(maximize, "maximize", convention)
+    if convention != "optax":
+        _no(eps_root != 0, "eps_root", convention)
+    if convention == "torch":
+        # torch.optim.Adam, _single_tensor_adam: python-double scalars cast at use
+        if maximize:
+            g = -g
+        if wd != 0:
+            if decoupled_weight_decay:
+                p = p * T(1 - lr * wd)
+            else:
+                g = g + T(wd) * p
+        w = T(1 - b1)
+        if w < 0.5:
+            m[...] = m + w * (g - m)                     # lerp(m, g, 1-b1)
+        else:
+            m[...] = g - (g - m) * (T(1) - w)
+        v[...] = v * T(b2) + (T(1 - b2) * g) * g
+        bc1 = 1 - b1 ** t
+        bc2_sqrt = math.sqrt(1 - b2 ** t)
+        vv = v
+        if amsgrad:
+            np.maximum(max_exp_avg_sq, v, out=max_exp_avg_sq)
+            vv = max_exp_avg_sq
+        denom = np.sqrt(vv) / T(bc2_sqrt) + T(eps)
+        param[...] = p + (T(-(lr / bc1)) * m) / denom
+    elif convention in ("tf1", "keras"):
+        if convention == "tf1":
+            _no(wd != 0, "weight decay", convention)
+            _no(amsgrad, "amsgrad", convention)
+            # tf.compat.v1.train.AdamOptimizer: hyper-parameters are float32 tensors cast
+            # to the variable dtype; beta powers float32 running products.
+            f32 = np.float32
+            b1T, b2T, lrT, epsT = (T(f32(x)) for x in (b1, b2, lr, eps))
+            b1p, b2p = T(_tf1_power(b1, t)), T(_tf1_power(b2, t))
+            omb1, omb2 = T(1) - b1T, T(1) - b2T
+        else:
+            # keras.optimizers.Adam: power(cast(b), cast(t)) in the variable dtype
+            _no(wd != 0 and not decoupled_weight_decay, "coupled (L2) weight decay", convention)
+            lrT, epsT = T(lr), T(eps)
+            b1p, b2p = T(math.pow(float(T(b1)), t)), T(math.pow(float(T(b2)), t))
+            omb1, omb2 = T(1 - b1), T(1 - b2)
+            if wd != 0:
+                p = p - (p * T(wd)) * lrT                # base_optimizer._apply_weight_decay
+        alpha = lrT * np.sqrt(T(1) - b2p) / (T(1) - b1p)
+        m[...] = m + (g - m) * omb1
+        v[...] = v + (g * g - v) * omb2
+        vv = v
+        if amsgrad:
+            np.maximum(max_exp_avg_sq, v, out=max_exp_avg_sq)
+            vv = max_exp_avg_sq
+        param[...] = p - (m * T(alpha)) / (np.sqrt(vv) + epsT)
+    elif convention == "sklearn":
+        _no(wd != 0, "weight decay", convention)
+        _no(amsgrad, "amsgrad", convention)
+        # sklearn.neural_network._stochastic_optimizers.AdamOptimizer
+        m[...] = T(b1) * m + T(1 - b1) * g
+        v[...] = T(b2) * v + T(1 - b2) * (g * g)
+        lr_t = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        param[...] = p + (T(-lr_t) * m) / (np.sqrt(v) + T(eps))
+    else:
+        _no(wd != 0 and not decoupled_weight_decay, "coupled (L2) weight decay", convention)
+        # optax.scale_by_adam / scale_by_amsgrad (+ add_decayed_weights) + scale(-lr)
+        m[...] = T(1 - b1) * g + T(b1) * m
+        v[...] = T(1 - b2) * (g * g) + T(b2) * v
+        mhat = m / T(1 - b1 ** t)
+        vhat = v / T(1 - b2 ** t)
+        if amsgrad:
+            np.maximum(max_exp_avg_sq, vhat, out=max_exp_avg_sq)
+            vhat = max_exp_avg_sq
+        u = mhat / (np.sqrt(vhat + T(eps_root)) + T(eps))
+        if wd != 0:
+            u = u + T(wd) * p
+        param[...] = p + T(-lr) * u
+
+
+# ----------------------------------------------------------------------------- SGD
+
+def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
+             nesterov=False, weight_decay=0.0, maximize=False, convention="torch", step=None,
+             n_threads=None):
+    """One SGD step, in place, in the parameter's dtype (see fusedopt.sgd_step)."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown convention {convention!r}")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+    if convention != "torch":
+        _no(maximize, "maximize", convention)
+        _no(dampening != 0, "dampening", convention)
+    if convention not in ("torch", "keras"):
+        _no(weight_decay != 0, "weight decay", convention)
+    T = param.dtype.type
+    p, g, buf, mu, wd = param.copy(), grad.copy(), momentum_buffer, momentum, weight_decay
+    if convention == "torch":
+        if maximize:
+            g = -g
+        if wd != 0:
+            g = g + T(wd) * p
+        if mu != 0:
+            if step is None:
+                raise ValueError("torch momentum needs step")
+            if step == 1:
+                buf[...] = g
+            else:
+                buf[...] = buf * T(mu) + T(1 - dampening) * g
+            g = g + T(mu) * buf if nesterov else buf
+        param[...] = p + T(-lr) * g
+    elif convention == "tf1":
+        lrT, muT = T(np.float32(lr)), T(np.float32(mu))
+        if mu == 0:
+            param[...] = p - g * lrT                        # ApplyGradientDescent
+        else:
+            buf[...] = buf * muT + g                        # ApplyMomentum
+            if nesterov:
+                param[...] = p - (g * lrT + (buf * muT) * lrT)
+            else:
+                param[...] = p - buf * lrT
+    elif convention == "keras":
+        if wd != 0:
+            p = p - (p * T(wd)) * T(lr)
+        if mu == 0:
+            param[...] = p - g * T(lr)
+        else:
+            buf[...] = buf * T(mu) - g * T(lr)
+            param[...] = p + (buf * T(mu) - g * T(lr)) if nesterov else p + buf
+    elif convention == "optax":
+        if mu == 0:
+            param[...] = p + T(-lr) * g
+        else:
+            buf[...] = g + T(mu) * buf                      # optax.trace
+            u = g + T(mu) * buf if nesterov else buf
+            param[...] = p + T(-lr) * u
+    else:
+        if mu == 0:
+            param[...] = p + T(-lr) * g
+        else:
+            buf[...] = T(mu) * buf - T(lr) * g              # sklearn SGDOptimizer
+            param[...] = p + (T(mu) * buf - T(lr) * g if nesterov else buf)
