@@ -69,6 +69,7 @@ def extensions():
         "fusedopt._core",
         sources=["src/fusedopt/_core.pyx"] + sorted(glob("kernels/*.c")),
         include_dirs=["kernels"],
+        depends=sorted(glob("kernels/*.h")) + ["src/fusedopt/_kernels.pxd"],
         extra_compile_args=BASE_FLAGS + cflags,
         extra_link_args=ldflags,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),

@@ -219,3 +219,22 @@ void fo_log1p_unit(int dtype, const void *e, void *out, fo_index n)
     if (dtype == FO_F32) fo_active->log1p_unit_f32(e, out, n);
     else fo_active->log1p_unit_f64(e, out, n);
 }
+
+void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d, fo_index n,
+               int n_threads)
+{
+    const fo_index esz = FO_ESZ(dtype), nb = fo_nblocks(n);
+    const fo_table *tab = fo_active;
+    int nt = fo_threads_for(n, nb, n_threads);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (fo_index blk = 0; blk < nb; blk++) {
+        fo_index i0 = blk * FO_BLOCK, len = n - i0 < FO_BLOCK ? n - i0 : FO_BLOCK;
+        void *ai = FO_OFF(a, i0, esz), *ci = FO_OFF(c, i0, esz), *di = FO_OFF(d, i0, esz);
+        const void *bi = FO_OFF((void *)b, i0, esz);
+        if (dtype == FO_F32) tab->stream_f32(pattern, ai, bi, ci, di, len);
+        else tab->stream_f64(pattern, ai, bi, ci, di, len);
+    }
+    (void)nt;
+}

@@ -319,6 +319,35 @@ done:;
     return acc[0];
 }
 
+/* ------------------------------------------------------------------ bandwidth probes
+ * The memory access patterns of the kernels with trivial arithmetic: what the memory
+ * system allows, measured in the same run as the kernels (fusedopt bench). */
+void FO_NAME(stream_range)(int pattern, FO_T *restrict a, const FO_T *restrict b,
+                           FO_T *restrict c, FO_T *restrict d, fo_index n)
+{
+    const FO_T s = (FO_T)0.5;
+    switch (pattern) {
+    case FO_STREAM_COPY:      /* 1 read, 1 write */
+        for (fo_index i = 0; i < n; i++) c[i] = b[i];
+        break;
+    case FO_STREAM_TRIAD:     /* 2 reads, 1 write */
+        for (fo_index i = 0; i < n; i++) c[i] = a[i] + s * b[i];
+        break;
+    case FO_STREAM_ADAM:      /* 4 reads, 3 writes, in place */
+        for (fo_index i = 0; i < n; i++) {
+            FO_T g = b[i];
+            a[i] = a[i] + s * g; c[i] = c[i] * s + g; d[i] = d[i] * s + g * g;
+        }
+        break;
+    case FO_STREAM_SGD:       /* 3 reads, 2 writes, in place */
+        for (fo_index i = 0; i < n; i++) { FO_T bb = c[i] * s + b[i]; c[i] = bb; a[i] = a[i] - s * bb; }
+        break;
+    default:                  /* FO_STREAM_LOSS: 2 reads, 1 write */
+        for (fo_index i = 0; i < n; i++) c[i] = a[i] - b[i];
+        break;
+    }
+}
+
 /* ------------------------------------------------------------------ math (for tests) */
 void FO_NAME(exp_neg_range)(const FO_T *a, FO_T *out, fo_index n)
 {

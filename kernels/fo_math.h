@@ -11,8 +11,8 @@
  * below 0.1 ulp); 2^n applied as two factors 2^n1 * 2^n2 so results that are subnormal
  * are rounded once and correctly.
  * log1p: for e >= 1/2, log1p(e) = ln2 + log1p((e-1)/2) with (e-1)/2 exact (Sterbenz);
- * then log1p(f) = 2*atanh(s), s = f/(2+f), |s| <= 0.2, by its odd series (to s^9 for
- * float, s^21 for double).
+ * then log1p(f) = f - s*(f - R) with s = f/(2+f), |s| <= 0.2, and R the tail of the
+ * odd series of 2*atanh(s) (to s^11 for float, s^23 for double).
  * Measured accuracy is in tests/test_math.py (ulps against float64 / long double NumPy).
  */
 #ifndef FO_MATH_H
@@ -83,20 +83,23 @@ static inline double fo_exp_neg_f64(double a)
     return (p * s1) * s2;
 }
 
-/* log1p(e) for e in [0, 1] (NaN propagates). */
+/* log1p(e) for e in [0, 1] (NaN propagates).
+ * With s = f/(2+f): log1p(f) = 2*atanh(s) = 2s + s*R, R = 2*(s^2/3 + s^4/5 + ...), and
+ * 2s = f - s*f, so log1p(f) = f - s*(f - R): f is exact and the rounding of s only enters
+ * a correction at most 0.2*f. */
 static inline float fo_log1p_unit_f32(float e)
 {
     int big = e >= 0.5f;
     float f = big ? (e - 1.0f) * 0.5f : e;      /* exact */
     float s = f / (2.0f + f);
     float s2 = s * s;
-    float q = 1.0f / 9.0f;
-    q = q * s2 + 1.0f / 7.0f;
-    q = q * s2 + 1.0f / 5.0f;
-    q = q * s2 + 1.0f / 3.0f;
-    q = q * s2;
-    float ss = s + s;
-    float lf = ss + ss * q;
+    float q = 2.0f / 11.0f;
+    q = q * s2 + 2.0f / 9.0f;
+    q = q * s2 + 2.0f / 7.0f;
+    q = q * s2 + 2.0f / 5.0f;
+    q = q * s2 + 2.0f / 3.0f;
+    float r = q * s2;
+    float lf = f - s * (f - r);
     float hi = big ? 0.693147182464599609375f : 0.0f;
     float lo = big ? -1.9046542999e-09f : 0.0f;
     return hi + (lf + lo);
@@ -108,19 +111,19 @@ static inline double fo_log1p_unit_f64(double e)
     double f = big ? (e - 1.0) * 0.5 : e;
     double s = f / (2.0 + f);
     double s2 = s * s;
-    double q = 1.0 / 21.0;
-    q = q * s2 + 1.0 / 19.0;
-    q = q * s2 + 1.0 / 17.0;
-    q = q * s2 + 1.0 / 15.0;
-    q = q * s2 + 1.0 / 13.0;
-    q = q * s2 + 1.0 / 11.0;
-    q = q * s2 + 1.0 / 9.0;
-    q = q * s2 + 1.0 / 7.0;
-    q = q * s2 + 1.0 / 5.0;
-    q = q * s2 + 1.0 / 3.0;
-    q = q * s2;
-    double ss = s + s;
-    double lf = ss + ss * q;
+    double q = 2.0 / 23.0;
+    q = q * s2 + 2.0 / 21.0;
+    q = q * s2 + 2.0 / 19.0;
+    q = q * s2 + 2.0 / 17.0;
+    q = q * s2 + 2.0 / 15.0;
+    q = q * s2 + 2.0 / 13.0;
+    q = q * s2 + 2.0 / 11.0;
+    q = q * s2 + 2.0 / 9.0;
+    q = q * s2 + 2.0 / 7.0;
+    q = q * s2 + 2.0 / 5.0;
+    q = q * s2 + 2.0 / 3.0;
+    double r = q * s2;
+    double lf = f - s * (f - r);
     double hi = big ? 6.93147180559945286227e-01 : 0.0;
     double lo = big ? 2.31904681384629955842e-17 : 0.0;
     return hi + (lf + lo);

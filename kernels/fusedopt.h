@@ -112,6 +112,12 @@ void fo_sgd_multi(int dtype, const fo_sgd_args *a, int ntensors, void *const *ps
                   const void *const *gs, void *const *bufs, const fo_index *ns,
                   int n_threads);
 
+/* Bandwidth probes with the access pattern of each kernel (see fusedopt bench). */
+enum fo_stream { FO_STREAM_COPY = 0, FO_STREAM_TRIAD = 1, FO_STREAM_ADAM = 2,
+                 FO_STREAM_SGD = 3, FO_STREAM_LOSS = 4 };
+void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d, fo_index n,
+               int n_threads);
+
 /* Elementwise math, exposed for the ulp tests (serial, current CPU path). */
 void fo_exp_neg(int dtype, const void *a, void *out, fo_index n);
 void fo_log1p_unit(int dtype, const void *e, void *out, fo_index n);

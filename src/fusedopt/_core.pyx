@@ -261,6 +261,8 @@ cdef int adam_resolve(fo_adam_args *a, int dtype, int conv, long long step, doub
                                  "pass decoupled_weight_decay=True (fusedopt.AdamW)")
             if wd != 0.0:
                 a.decay = FO_DECAY_SUB
+            # Keras keeps the learning rate in a float32 variable (every backend)
+            lr = f32(lr)
             # Keras: b^t = power(cast(b), cast(t)) in the variable dtype; 1-b as a Python
             # float cast to the variable dtype.
             # (float32: the double power of the float32 beta, rounded once)
@@ -428,7 +430,9 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
     a.lr, a.momentum, a.one_minus_dampening, a.wd = dlr, mu, 1.0 - d, wd
     a.nesterov, a.maximize = nesterov, maximize
     if conv == C_TF1:
-        a.lr, a.momentum = <float>dlr, <float>mu     # float32 tensors in TF1
+        a.lr, a.momentum = f32(dlr), f32(mu)     # float32 tensors in TF1
+    elif conv == C_KERAS:
+        a.lr = f32(dlr)                          # Keras' learning-rate variable is float32
     if wd != 0.0:
         a.decay = FO_DECAY_L2 if conv == C_TORCH else FO_DECAY_SUB
     cdef bint use_buf = mu != 0.0
@@ -540,8 +544,9 @@ cdef object as_param_array(object w, object shape, object dtype, str name, int *
     if arr.size == 1:
         mode[0] = FO_BC_SCALAR
         return float(arr.reshape(-1)[0])
-    last = shape[-1] if len(shape) else 1
-    if allow_col and arr.size == last and arr.shape[-1] == last:
+    # (no negative indices in this module: it is compiled with wraparound off)
+    last = shape[len(shape) - 1] if len(shape) else 1
+    if allow_col and arr.size == last and arr.ndim and arr.shape[arr.ndim - 1] == last:
         mode[0] = FO_BC_COL
         ncols[0] = last
         return np.ascontiguousarray(arr.reshape(-1), dtype=dtype)
@@ -590,7 +595,7 @@ def sigmoid_ce(logits, labels, weight, pos_weight, label_smoothing, reduction, o
                                 &ncols2, True)
             if pwmode == FO_BC_FULL:
                 raise ValueError("pos_weight must be a scalar or a vector along the last "
-                                 f"axis (length {shape[-1] if len(shape) else 1}), "
+                                 f"axis (length {shape[len(shape) - 1] if len(shape) else 1}), "
                                  f"got shape {np.shape(pos_weight)}")
             a.pw_mode = pwmode
             if pwmode == FO_BC_SCALAR:
@@ -605,7 +610,8 @@ def sigmoid_ce(logits, labels, weight, pos_weight, label_smoothing, reduction, o
         a.smooth_b = 0.5 * ls
         a.grad_scale = (1.0 / n if n > 0 else 1.0) if red == 0 else 1.0
         if dtype == FO_F32:
-            a.smooth_a, a.smooth_b = <float>a.smooth_a, <float>a.smooth_b
+            a.smooth_a = f32(a.smooth_a)
+            a.smooth_b = f32(a.smooth_b)
         grad = None
         if want_grad:
             if out is None:
@@ -732,6 +738,37 @@ def _elementwise(int which, x):
         PyBuffer_Release(&vx)
         PyBuffer_Release(&vo)
     return out
+
+
+STREAM_PATTERNS = {"copy": (FO_STREAM_COPY, 1, 1), "triad": (FO_STREAM_TRIAD, 2, 1),
+                   "adam": (FO_STREAM_ADAM, 4, 3), "sgd": (FO_STREAM_SGD, 3, 2),
+                   "loss": (FO_STREAM_LOSS, 2, 1)}
+
+
+def stream(str pattern, a, b, c, d, n_threads=None):
+    """Bandwidth probe: runs the access pattern of a kernel ("adam": 4 reads + 3 writes,
+    "sgd": 3 + 2, "loss": 2 + 1, "copy", "triad") over same-shaped float arrays a, b, c, d
+    (a, c, d written).  Returns (reads, writes) per element, for GB/s accounting."""
+    if pattern not in STREAM_PATTERNS:
+        raise ValueError(f"pattern must be one of {sorted(STREAM_PATTERNS)}, got {pattern!r}")
+    code, reads, writes = STREAM_PATTERNS[pattern]
+    cdef int nt = nthreads_arg(n_threads), pat = code, dtype = -1, k, got = 0
+    cdef Py_buffer v[4]
+    cdef fo_index n = 0
+    try:
+        for k, (arr, name) in enumerate(((a, "a"), (b, "b"), (c, "c"), (d, "d"))):
+            code = acquire(&v[k], arr, name, k != 1)
+            got += 1
+            if k == 0:
+                dtype, n = code, nitems(&v[0])
+            else:
+                check_like(&v[0], &v[k], dtype, code, "a", name)
+        with nogil:
+            fo_stream(dtype, pat, v[0].buf, v[1].buf, v[2].buf, v[3].buf, n, nt)
+    finally:
+        for k in range(got):
+            PyBuffer_Release(&v[k])
+    return reads, writes
 
 
 ISA_NAMES = ("baseline", "avx2", "avx512")

@@ -74,6 +74,14 @@ cdef extern from "fusedopt.h" nogil:
                       const void **gs, void **bufs, const fo_index *ns, int n_threads)
     double fo_bce(int dtype, const fo_bce_args *a, fo_index n, int n_threads)
     double fo_reg(int dtype, const fo_reg_args *a, fo_index n, int n_threads)
+    enum:
+        FO_STREAM_COPY
+        FO_STREAM_TRIAD
+        FO_STREAM_ADAM
+        FO_STREAM_SGD
+        FO_STREAM_LOSS
+    void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d,
+                   fo_index n, int n_threads)
     void fo_exp_neg(int dtype, const void *a, void *out, fo_index n)
     void fo_log1p_unit(int dtype, const void *e, void *out, fo_index n)
 

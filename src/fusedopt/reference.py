@@ -171,7 +171,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.
         else:
             # keras.optimizers.Adam: power(cast(b), cast(t)) in the variable dtype
             _no(wd != 0 and not decoupled_weight_decay, "coupled (L2) weight decay", convention)
-            lrT, epsT = T(lr), T(eps)
+            lrT, epsT = T(np.float32(lr)), T(eps)          # lr: a float32 variable
             b1p, b2p = T(math.pow(float(T(b1)), t)), T(math.pow(float(T(b2)), t))
             omb1, omb2 = T(1 - b1), T(1 - b2)
             if wd != 0:
@@ -250,13 +250,14 @@ def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0
             else:
                 param[...] = p - buf * lrT
     elif convention == "keras":
+        lrT = T(np.float32(lr))                             # a float32 variable in Keras
         if wd != 0:
-            p = p - (p * T(wd)) * T(lr)
+            p = p - (p * T(wd)) * lrT
         if mu == 0:
-            param[...] = p - g * T(lr)
+            param[...] = p - g * lrT
         else:
-            buf[...] = buf * T(mu) - g * T(lr)
-            param[...] = p + (buf * T(mu) - g * T(lr)) if nesterov else p + buf
+            buf[...] = buf * T(mu) - g * lrT
+            param[...] = p + (buf * T(mu) - g * lrT) if nesterov else p + buf
     elif convention == "optax":
         if mu == 0:
             param[...] = p + T(-lr) * g
