@@ -141,6 +141,8 @@ cdef double real(object x, str name, double lo, bint lo_open=False, double hi=fl
                  bint hi_open=False) except? -1.0:
     """A finite float in the range [lo, hi] (or open ends), else ValueError naming `name`."""
     cdef double v
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -515,9 +517,9 @@ cdef object as_labels(object labels, object logits_dtype):
         raise TypeError(f"labels must be a numpy.ndarray, got {type(labels).__name__}")
     k = labels.dtype.kind
     if k == "b" or labels.dtype == np.uint8:
-        return np.ascontiguousarray(labels)
+        return np.asarray(labels, order="C")
     if k in "iuf":
-        return np.ascontiguousarray(labels, dtype=logits_dtype)
+        return np.asarray(labels, dtype=logits_dtype, order="C")
     raise TypeError(f"labels must be bool, integer or float, got dtype {labels.dtype}")
 
 
@@ -549,9 +551,9 @@ cdef object as_param_array(object w, object shape, object dtype, str name, int *
     if allow_col and arr.size == last and arr.ndim and arr.shape[arr.ndim - 1] == last:
         mode[0] = FO_BC_COL
         ncols[0] = last
-        return np.ascontiguousarray(arr.reshape(-1), dtype=dtype)
+        return np.asarray(arr.reshape(-1), dtype=dtype, order="C")
     mode[0] = FO_BC_FULL
-    return np.ascontiguousarray(np.broadcast_to(arr, shape), dtype=dtype)
+    return np.asarray(np.broadcast_to(arr, shape), dtype=dtype, order="C")
 
 
 def sigmoid_ce(logits, labels, weight, pos_weight, label_smoothing, reduction, out,

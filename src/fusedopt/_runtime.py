@@ -92,5 +92,10 @@ def set_num_threads(n: Optional[int]) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads a kernel call uses by default (large inputs only)."""
+    """The number of threads a kernel call uses by default (large inputs only).
+
+    >>> import fusedopt
+    >>> fusedopt.get_num_threads() >= 1
+    True
+    """
     return int(_core.runtime_info()["default_threads"])
