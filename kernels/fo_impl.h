@@ -170,53 +170,74 @@ void FO_NAME(sgd_range)(const fo_sgd_args *a, FO_T *p, const FO_T *g, FO_T *buf,
  * The loss groups (1-y')*x with lw*max(-x,0) first so that they cancel exactly when
  * they should (x < 0, y' = 0), and the gradient is sigmoid(x) - y' written without the
  * cancellation of 1/(1+e) - 1 (as scikit-learn's HalfBinomialLoss does). */
-FO_INLINE FO_T FO_NAME(bce_point)(FO_T x, FO_T y, FO_T pw, FO_T *grad)
+FO_INLINE FO_T FO_NAME(bce_point)(FO_T x, FO_T y, FO_T pw, FO_T *grad, const int plain)
 {
     FO_T ax = x < (FO_T)0 ? -x : x;
     FO_T e = FO_EXPNEG(ax);
-    FO_T l = FO_LOG1P(e);
     FO_T omy = (FO_T)1 - y;
-    FO_T pwy = pw * y;
-    FO_T lw = (pw - (FO_T)1) * y + (FO_T)1;
+    FO_T pwy = plain ? y : pw * y;                      /* plain: pos_weight = 1 */
     FO_T mx = -x > (FO_T)0 ? -x : (FO_T)0;
     FO_T num = x >= (FO_T)0 ? omy - pwy * e : omy * e - pwy;
-    *grad = num / ((FO_T)1 + e);
+    /* One division serves both the gradient's 1/(1+e) and log1p's s = f/(2+f): with
+     * q = 1/((1+e)(2+f)), s = f*((1+e)*q) and 1/(1+e) = (2+f)*q (two more roundings
+     * each; s only enters a correction term of log1p, see fo_math.h). */
+    int big = e >= (FO_T)0.5;
+    FO_T f = big ? (e - (FO_T)1) * (FO_T)0.5 : e;
+    FO_T d1 = (FO_T)1 + e, d2 = (FO_T)2 + f;
+    FO_T q = (FO_T)1 / (d1 * d2);
+    FO_T l = FO_CAT(fo_log1p_finish, FO_TS)(f, f * (d1 * q), big);
+    *grad = num * (d2 * q);
+    if (plain) return (omy * x + mx) + l;
+    FO_T lw = (pw - (FO_T)1) * y + (FO_T)1;
     return (omy * x + lw * mx) + lw * l;
 }
 
 /* A run of `len` elements starting at x; pw and w are either scalars (stride 0) or
- * vectors aligned with x (stride 1), fixed per specialisation. Adds losses to acc[lane]. */
+ * vectors aligned with x (stride 1), fixed per specialisation.  Elements are computed in
+ * chunks of FO_CHUNK into a small buffer (a plain loop gcc vectorises at full width), then
+ * chunk element k is added to acc[k % FO_LANES] in double. */
+#define FO_CHUNK 256
 FO_INLINE void FO_NAME(bce_run)(const FO_T *restrict x, const void *yv, const FO_T *restrict pwv,
                                 const FO_T *restrict wv, FO_T pws, FO_T ws, FO_T sa, FO_T sb,
                                 FO_T gs, FO_T *restrict grad, FO_T *restrict lout,
                                 double *restrict acc, fo_index len, const int ytype,
                                 const int pw_vec, const int w_vec, const int want_grad,
-                                const int want_lout)
+                                const int want_lout, const int plain)
 {
     const FO_T *yt = (const FO_T *)yv;
     const uint8_t *yb = (const uint8_t *)yv;
-    fo_index i = 0;
-#define FO_BCE_ELEM(k, LANE)                                                          \
-    do {                                                                              \
-        FO_T yk = ytype == FO_U8 ? (FO_T)yb[k] : yt[k];                               \
-        yk = yk * sa + sb;                                                            \
-        FO_T pwk = pw_vec ? pwv[k] : pws;                                             \
-        FO_T wk = w_vec ? wv[k] : ws;                                                 \
-        FO_T gk;                                                                      \
-        FO_T lk = FO_NAME(bce_point)(x[k], yk, pwk, &gk) * wk;                        \
-        if (want_grad) grad[k] = (gk * wk) * gs;                                      \
-        if (want_lout) lout[k] = lk;                                                  \
-        else acc[LANE] += (double)lk;                                                 \
-    } while (0)
-    for (; i + FO_LANES <= len; i += FO_LANES)
-        for (int j = 0; j < FO_LANES; j++) FO_BCE_ELEM(i + j, j);
-    for (int j = 0; i < len; i++, j++) FO_BCE_ELEM(i, j);
-#undef FO_BCE_ELEM
+    FO_T buf[FO_CHUNK];
+    for (fo_index c0 = 0; c0 < len; c0 += FO_CHUNK) {
+        const fo_index cn = len - c0 < FO_CHUNK ? len - c0 : FO_CHUNK;
+        FO_T *lk_out = want_lout ? lout + c0 : buf;
+        for (fo_index k = 0; k < cn; k++) {
+            const fo_index i = c0 + k;
+            FO_T yk = ytype == FO_U8 ? (FO_T)yb[i] : yt[i];
+            FO_T gk, lk;
+            if (plain) {                  /* no weights, no pos_weight, no smoothing */
+                lk = FO_NAME(bce_point)(x[i], yk, (FO_T)1, &gk, 1);
+                if (want_grad) grad[i] = gk * gs;
+            } else {
+                yk = yk * sa + sb;
+                FO_T pwk = pw_vec ? pwv[i] : pws;
+                FO_T wk = w_vec ? wv[i] : ws;
+                lk = FO_NAME(bce_point)(x[i], yk, pwk, &gk, 0) * wk;
+                if (want_grad) grad[i] = (gk * wk) * gs;
+            }
+            lk_out[k] = lk;
+        }
+        if (!want_lout) {
+            fo_index k = 0;
+            for (; k + FO_LANES <= cn; k += FO_LANES)
+                for (int j = 0; j < FO_LANES; j++) acc[j] += (double)buf[k + j];
+            for (int j = 0; k < cn; k++, j++) acc[j] += (double)buf[k];
+        }
+    }
 }
 
 FO_INLINE void FO_NAME(bce_block_v)(const fo_bce_args *a, fo_index i0, fo_index i1, double *acc,
                                     const int ytype, const int pw_vec, const int w_vec,
-                                    const int want_grad, const int want_lout)
+                                    const int want_grad, const int want_lout, const int plain)
 {
     const FO_T *x = (const FO_T *)a->x;
     const FO_T *pw = (const FO_T *)a->pw, *w = (const FO_T *)a->w;
@@ -236,7 +257,7 @@ FO_INLINE void FO_NAME(bce_block_v)(const fo_bce_args *a, fo_index i0, fo_index 
         FO_NAME(bce_run)(x + i, y + (size_t)i * ysz, pw_vec ? pw + c : NULL,
                          w_vec ? (full_w ? w + i : w + c) : NULL, pws, ws, sa, sb, gs,
                          want_grad ? grad + i : NULL, want_lout ? lout + i : NULL, acc, len,
-                         ytype, pw_vec, w_vec, want_grad, want_lout);
+                         ytype, pw_vec, w_vec, want_grad, want_lout, plain);
         i += len;
     }
 }
@@ -248,15 +269,19 @@ double FO_NAME(bce_block)(const fo_bce_args *a, fo_index i0, fo_index i1)
     const int pwv = a->pw_mode == FO_BC_COL;
     const int wv = a->w_mode != FO_BC_SCALAR;
     const int gr = a->grad != NULL, lo = a->loss != NULL;
+    const int plain = !pwv && !wv && a->pw_scalar == 1.0 && a->w_scalar == 1.0 &&
+                      a->smooth_a == 1.0 && a->smooth_b == 0.0;
     /* Specialise on what changes the loop body. */
-#define FO_BCE_V(YT, PWV, WV, GR, LO)                                                   \
-    if (yt == YT && pwv == PWV && wv == WV && gr == GR && lo == LO) {                   \
-        FO_NAME(bce_block_v)(a, i0, i1, acc, YT, PWV, WV, GR, LO); goto done; }
-#define FO_BCE_V4(YT, PWV, WV) \
-    FO_BCE_V(YT, PWV, WV, 1, 0) FO_BCE_V(YT, PWV, WV, 0, 0) \
-    FO_BCE_V(YT, PWV, WV, 1, 1) FO_BCE_V(YT, PWV, WV, 0, 1)
-    FO_BCE_V4(0, 0, 0) FO_BCE_V4(0, 1, 0) FO_BCE_V4(0, 0, 1) FO_BCE_V4(0, 1, 1)
-    FO_BCE_V4(FO_U8, 0, 0) FO_BCE_V4(FO_U8, 1, 0) FO_BCE_V4(FO_U8, 0, 1) FO_BCE_V4(FO_U8, 1, 1)
+#define FO_BCE_V(YT, PWV, WV, GR, LO, PL)                                               \
+    if (yt == YT && pwv == PWV && wv == WV && gr == GR && lo == LO && plain == PL) {    \
+        FO_NAME(bce_block_v)(a, i0, i1, acc, YT, PWV, WV, GR, LO, PL); goto done; }
+#define FO_BCE_V4(YT, PWV, WV, PL) \
+    FO_BCE_V(YT, PWV, WV, 1, 0, PL) FO_BCE_V(YT, PWV, WV, 0, 0, PL) \
+    FO_BCE_V(YT, PWV, WV, 1, 1, PL) FO_BCE_V(YT, PWV, WV, 0, 1, PL)
+    FO_BCE_V4(0, 0, 0, 1) FO_BCE_V4(FO_U8, 0, 0, 1)
+    FO_BCE_V4(0, 0, 0, 0) FO_BCE_V4(0, 1, 0, 0) FO_BCE_V4(0, 0, 1, 0) FO_BCE_V4(0, 1, 1, 0)
+    FO_BCE_V4(FO_U8, 0, 0, 0) FO_BCE_V4(FO_U8, 1, 0, 0) FO_BCE_V4(FO_U8, 0, 1, 0)
+    FO_BCE_V4(FO_U8, 1, 1, 0)
 #undef FO_BCE_V4
 #undef FO_BCE_V
 done:;

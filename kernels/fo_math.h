@@ -7,9 +7,9 @@
  *
  * exp: Cody-Waite range reduction a*log2(e) = n + r/ln2 with ln2 split in a hi part
  * (n*hi exact) and a lo part; n rounded with the 1.5*2^k "magic number" addition; exp(r)
- * for |r| <= ln2/2 by its Taylor polynomial (degree 7 for float, 13 for double, truncation
- * below 0.1 ulp); 2^n applied as two factors 2^n1 * 2^n2 so results that are subnormal
- * are rounded once and correctly.
+ * for |r| <= ln2/2 by a polynomial (degree 6 fitted for float, Taylor degree 13 for
+ * double; below 0.1 ulp); 2^n applied as two factors 2^n1 * 2^n2 so results that are
+ * subnormal are rounded once and correctly.
  * log1p: for e >= 1/2, log1p(e) = ln2 + log1p((e-1)/2) with (e-1)/2 exact (Sterbenz);
  * then log1p(f) = f - s*(f - R) with s = f/(2+f), |s| <= 0.2, and R the tail of the
  * odd series of 2*atanh(s) (to s^11 for float, s^23 for double).
@@ -26,29 +26,32 @@ static inline float fo_from_bits_f32(uint32_t u) { float x; memcpy(&x, &u, 4); r
 static inline uint64_t fo_bits_f64(double x) { uint64_t u; memcpy(&u, &x, 8); return u; }
 static inline double fo_from_bits_f64(uint64_t u) { double x; memcpy(&x, &u, 8); return x; }
 
-/* exp(-a), a >= 0 or NaN (NaN propagates; +inf gives 0). */
+/* exp(-a), a >= 0 or NaN (NaN propagates; +inf gives 0).
+ * float: exp(r) by a degree-6 polynomial fitted (weighted least squares, Lawson
+ * iterations, coefficients rounded to float) to relative error 3.8e-9 on |r| <= ln2/2.
+ * 2^n1 and 2^n2 come straight from the rounding additions: with the magic number
+ * 1.5*2^23 + 127, bits(t) << 23 is the float 2^(n+127-127) as long as n+127 is in [1, 254]. */
 static inline float fo_exp_neg_f32(float a)
 {
     const float magic = 12582912.0f;            /* 1.5 * 2^23 */
+    const float magic_b = 12583039.0f;          /* 1.5 * 2^23 + 127 */
     a = a > 110.0f ? 110.0f : a;                /* exp(-110) underflows to 0 */
     float z = -a;
-    float t = z * 1.44269504088896341f + magic; /* n = round(z / ln2) in the low bits */
+    float t = z * 1.44269504088896341f + magic; /* n = round(z / ln2) */
     float nf = t - magic;
     float r = (z - nf * 0.693359375f) - nf * -2.12194440e-4f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
+    float p = 0.001381461275741458f;
+    p = p * r + 0.008368710055947304f;
+    p = p * r + 0.04166838899254799f;
+    p = p * r + 0.1666652113199234f;
+    p = p * r + 0.4999999403953552f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    float t1 = nf * 0.5f + magic;               /* n1 = round(n/2), n2 = n - n1 */
-    uint32_t n = fo_bits_f32(t) - fo_bits_f32(magic);
-    uint32_t n1 = fo_bits_f32(t1) - fo_bits_f32(magic);
-    uint32_t n2 = n - n1;
-    float s1 = fo_from_bits_f32((n1 + 127u) << 23);
-    float s2 = fo_from_bits_f32((n2 + 127u) << 23);
+    float t1 = nf * 0.5f + magic_b;             /* n1 = round(n/2), n2 = n - n1 */
+    float n2f = nf - (t1 - magic_b);
+    float t2 = n2f + magic_b;
+    float s1 = fo_from_bits_f32(fo_bits_f32(t1) << 23);
+    float s2 = fo_from_bits_f32(fo_bits_f32(t2) << 23);
     return (p * s1) * s2;
 }
 
@@ -87,11 +90,8 @@ static inline double fo_exp_neg_f64(double a)
  * With s = f/(2+f): log1p(f) = 2*atanh(s) = 2s + s*R, R = 2*(s^2/3 + s^4/5 + ...), and
  * 2s = f - s*f, so log1p(f) = f - s*(f - R): f is exact and the rounding of s only enters
  * a correction at most 0.2*f. */
-static inline float fo_log1p_unit_f32(float e)
+static inline float fo_log1p_finish_f32(float f, float s, int big)
 {
-    int big = e >= 0.5f;
-    float f = big ? (e - 1.0f) * 0.5f : e;      /* exact */
-    float s = f / (2.0f + f);
     float s2 = s * s;
     float q = 2.0f / 11.0f;
     q = q * s2 + 2.0f / 9.0f;
@@ -105,11 +105,15 @@ static inline float fo_log1p_unit_f32(float e)
     return hi + (lf + lo);
 }
 
-static inline double fo_log1p_unit_f64(double e)
+static inline float fo_log1p_unit_f32(float e)
 {
-    int big = e >= 0.5;
-    double f = big ? (e - 1.0) * 0.5 : e;
-    double s = f / (2.0 + f);
+    int big = e >= 0.5f;
+    float f = big ? (e - 1.0f) * 0.5f : e;      /* exact */
+    return fo_log1p_finish_f32(f, f / (2.0f + f), big);
+}
+
+static inline double fo_log1p_finish_f64(double f, double s, int big)
+{
     double s2 = s * s;
     double q = 2.0 / 23.0;
     q = q * s2 + 2.0 / 21.0;
@@ -127,6 +131,13 @@ static inline double fo_log1p_unit_f64(double e)
     double hi = big ? 6.93147180559945286227e-01 : 0.0;
     double lo = big ? 2.31904681384629955842e-17 : 0.0;
     return hi + (lf + lo);
+}
+
+static inline double fo_log1p_unit_f64(double e)
+{
+    int big = e >= 0.5;
+    double f = big ? (e - 1.0) * 0.5 : e;       /* exact */
+    return fo_log1p_finish_f64(f, f / (2.0 + f), big);
 }
 
 #endif
