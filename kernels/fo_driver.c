@@ -15,7 +15,9 @@
 static const fo_table *fo_active = &fo_table_baseline;
 static int fo_active_isa = FO_ISA_BASELINE;
 static int fo_default_nthreads = 0;               /* 0: OpenMP's current maximum */
-static fo_index fo_threshold = 65536;
+/* Measured on the 2-core AVX-512 machine (bench/RESULTS.md): from 2 blocks (32 Ki
+ * elements) on, 2 threads take 0.55-0.6x the time of one for Adam and the loss. */
+static fo_index fo_threshold = 2 * FO_BLOCK;
 
 int fo_detected_isa(void)
 {
@@ -89,6 +91,15 @@ static int fo_threads_for(fo_index total, fo_index nblocks, int n_threads)
 #define FO_ESZ(dtype) ((dtype) == FO_F32 ? (fo_index)sizeof(float) : (fo_index)sizeof(double))
 #define FO_OFF(ptr, i, esz) ((ptr) ? (void *)((char *)(ptr) + (i) * (esz)) : NULL)
 
+/* Start of elementwise block b of n elements (nb blocks), boundaries shifted by off. */
+static fo_index fo_block_start(fo_index b, fo_index n, fo_index nb, fo_index off)
+{
+    if (b <= 0) return 0;
+    if (b >= nb) return n;
+    fo_index i = b * FO_BLOCK + off;
+    return i < n ? i : n;
+}
+
 /* Runs block `b` (global index over all tensors) range [lo, hi) of a multi-tensor step. */
 typedef struct {
     int dtype, ntensors;
@@ -111,7 +122,10 @@ static void fo_multi_range(const fo_multi *w, const fo_table *tab, fo_index lo, 
         if (cum + nb <= lo) { cum += nb; continue; }
         fo_index b0 = lo > cum ? lo - cum : 0;
         fo_index b1 = hi - cum < nb ? hi - cum : nb;
-        fo_index i0 = b0 * FO_BLOCK, i1 = b1 * FO_BLOCK < n ? b1 * FO_BLOCK : n;
+        /* Elementwise updates may cut anywhere: block boundaries are moved to the first
+         * 64-byte boundary of the parameter so that two threads never write one line. */
+        fo_index off = (fo_index)((64 - ((uintptr_t)w->a0[t] & 63)) & 63) / esz;
+        fo_index i0 = fo_block_start(b0, n, nb, off), i1 = fo_block_start(b1, n, nb, off);
         void *p = FO_OFF(w->a0[t], i0, esz);
         const void *g = FO_OFF((void *)w->a1[t], i0, esz);
         void *m = w->a2 ? FO_OFF(w->a2[t], i0, esz) : NULL;

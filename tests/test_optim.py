@@ -385,3 +385,31 @@ def test_class_rejects_bad_params_and_hyper_parameters():
         fusedopt.AdamW([np.ones(3)], convention="tf1")
     with pytest.raises(ValueError, match="gradients"):
         fusedopt.SGD([np.ones(3)]).step([np.ones(3), np.ones(3)])
+
+
+@pytest.mark.parametrize("shift", [0, 1, 3, 7, 15])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_misaligned_arrays_across_blocks(dtype, shift):
+    # Block boundaries follow the parameter's cache-line alignment: every element is still
+    # updated exactly once, on any thread count.
+    n = 3 * 16384 + 5
+    rng = np.random.default_rng(shift)
+
+    def view():
+        base = np.empty(n + 16, dtype)
+        a = base[shift:shift + n]
+        a[...] = rng.standard_normal(n)
+        return a
+
+    p, g = view(), view()
+    m, v = view(), view()
+    v[...] = np.abs(v)
+    ref = [x.copy() for x in (p, g, m, v)]
+    fusedopt.adam_step(p, g, m, v, step=4, n_threads=2)
+    R.adam_step(ref[0], ref[1], ref[2], ref[3], step=4)
+    assert_same((p, m, v), (ref[0], ref[2], ref[3]))
+    buf = view()
+    rb = buf.copy()
+    fusedopt.sgd_step(p, g, buf, lr=0.1, momentum=0.9, step=2, n_threads=2)
+    R.sgd_step(ref[0], ref[1], rb, lr=0.1, momentum=0.9, step=2)
+    assert_same((p, buf), (ref[0], rb))
