@@ -76,9 +76,18 @@ cdef str _dtype_name(int code):
     return "float32" if code == FO_F32 else "float64" if code == FO_F64 else "uint8/bool"
 
 
-cdef int acquire(Py_buffer *view, object obj, str name, bint writable, bint allow_u8=False) except -1:
-    """Gets a C-contiguous buffer of a float32/float64 ndarray, or raises naming `name`."""
+cdef str nm(str base, Py_ssize_t k):
+    """An argument's name for an error message: base, or base[k] in a list (k >= 0).
+    Built only when an error is raised, so validating a long list costs no formatting."""
+    return base if k < 0 else f"{base}[{k}]"
+
+
+cdef int acquire(Py_buffer *view, object obj, str name, bint writable, bint allow_u8=False,
+                 Py_ssize_t k=-1) except -1:
+    """Gets a C-contiguous buffer of a float32/float64 ndarray, or raises naming `name`
+    (``name[k]`` for element k of a list)."""
     if not isinstance(obj, _ndarray):
+        name = nm(name, k)
         raise TypeError(f"{name} must be a numpy.ndarray of float32 or float64, "
                         f"got {type(obj).__module__}.{type(obj).__qualname__}")
     cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
@@ -87,6 +96,7 @@ cdef int acquire(Py_buffer *view, object obj, str name, bint writable, bint allo
     try:
         PyObject_GetBuffer(obj, view, flags)
     except (BufferError, ValueError, TypeError):
+        name = nm(name, k)
         if writable and not obj.flags.writeable:
             raise ValueError(f"{name} is read-only, but it is written in place; "
                              f"pass a writeable array") from None
@@ -97,6 +107,7 @@ cdef int acquire(Py_buffer *view, object obj, str name, bint writable, bint allo
     cdef int code = _format_code(view.format)
     if code < 0 or (code == FO_U8 and not allow_u8):
         PyBuffer_Release(view)
+        name = nm(name, k)
         raise TypeError(f"{name} must be float32 or float64, got dtype {obj.dtype}")
     return code
 
@@ -106,9 +117,10 @@ cdef inline fo_index nitems(Py_buffer *v):
 
 
 cdef int check_like(Py_buffer *ref, Py_buffer *v, int refcode, int code, str refname,
-                    str name) except -1:
+                    str name, Py_ssize_t k=-1) except -1:
     """v must have ref's dtype and exactly ref's shape (no broadcasting)."""
     if code != refcode:
+        refname, name = nm(refname, k), nm(name, k)
         raise TypeError(f"{name} must have the dtype of {refname} ({_dtype_name(refcode)}), "
                         f"got {_dtype_name(code)}")
     cdef bint same = v.ndim == ref.ndim
@@ -119,6 +131,7 @@ cdef int check_like(Py_buffer *ref, Py_buffer *v, int refcode, int code, str ref
                 same = False
                 break
     if not same:
+        refname, name = nm(refname, k), nm(name, k)
         raise ValueError(f"{name} must have the shape of {refname} "
                          f"{tuple([ref.shape[i] for i in range(ref.ndim)])}, got "
                          f"{tuple([v.shape[i] for i in range(v.ndim)])} (no broadcasting)")
@@ -131,8 +144,9 @@ cdef inline bint overlaps(Py_buffer *a, Py_buffer *b):
     return a.len > 0 and b.len > 0 and a0 < b0 + b.len and b0 < a0 + a.len
 
 
-cdef int check_no_alias(Py_buffer *a, Py_buffer *b, str an, str bn) except -1:
+cdef int check_no_alias(Py_buffer *a, Py_buffer *b, str an, str bn, Py_ssize_t k=-1) except -1:
     if overlaps(a, b):
+        an, bn = nm(an, k), nm(bn, k)
         raise ValueError(f"{an} and {bn} share memory; they must be distinct arrays")
     return 0
 
@@ -330,7 +344,7 @@ def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object 
     cdef double er = real(eps_root, "eps_root", 0.0)
     cdef long long t = integer(step, "step", 1)
     cdef int nt = nthreads_arg(n_threads)
-    cdef Py_ssize_t n = len(params), k, j, jj, nbuf = 0
+    cdef Py_ssize_t n = len(params), k, j, jj, ki, nbuf = 0
     if len(grads) != n or len(exp_avgs) != n or len(exp_avg_sqs) != n:
         raise ValueError("params, grads and state lists must have the same length")
     if amsgrad:
@@ -352,27 +366,25 @@ def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object 
     names = ("grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     try:
         for k in range(n):
-            sfx = "" if single else f"[{k}]"
+            ki = -1 if single else k
             vb = views + nbuf
-            pn = pname + sfx
-            code = acquire(vb, params[k], pn, True)
+            code = acquire(vb, params[k], pname, True, False, ki)
             nbuf += 1
             if dtype < 0:
                 dtype = code
             elif code != dtype:
-                raise TypeError(f"{pn} is {_dtype_name(code)} but earlier parameters are "
+                raise TypeError(f"{nm(pname, ki)} is {_dtype_name(code)} but earlier parameters are "
                                 f"{_dtype_name(dtype)}; step them with separate calls")
-            arrs = (grads[k], exp_avgs[k], exp_avg_sqs[k],
-                    max_exp_avg_sqs[k] if amsgrad else None)
             for j in range(1, nper):
-                nm = names[j - 1] + sfx
-                code = acquire(vb + j, arrs[j - 1], nm, j > 1)
+                arr = (grads if j == 1 else exp_avgs if j == 2 else exp_avg_sqs if j == 3
+                       else max_exp_avg_sqs)[k]
+                code = acquire(vb + j, arr, names[j - 1], j > 1, False, ki)
                 nbuf += 1
-                check_like(vb, vb + j, dtype, code, pn, nm)
+                check_like(vb, vb + j, dtype, code, pname, names[j - 1], ki)
             for j in range(nper):
                 for jj in range(j + 1, nper):
-                    check_no_alias(vb + j, vb + jj, pn if j == 0 else names[j - 1] + sfx,
-                                   names[jj - 1] + sfx)
+                    check_no_alias(vb + j, vb + jj, pname if j == 0 else names[j - 1],
+                                   names[jj - 1], ki)
             ns[k] = nitems(vb)
             for j in range(nper):
                 ptrs[5 * k + j] = vb[j].buf
@@ -451,7 +463,7 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
         if bufs is None:
             raise ValueError("momentum != 0 needs momentum_buffer (an array like param; "
                              "zeros before the first step)")
-    cdef Py_ssize_t n = len(params), k, nbuf = 0
+    cdef Py_ssize_t n = len(params), k, ki, nbuf = 0
     if len(grads) != n or (use_buf and len(bufs) != n):
         raise ValueError("params, grads and momentum buffer lists must have the same length")
     cdef int nper = 3 if use_buf else 2
@@ -465,28 +477,27 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
     cdef Py_buffer *vb
     try:
         for k in range(n):
-            sfx = "" if single else f"[{k}]"
+            ki = -1 if single else k
             vb = views + nbuf
-            pn = pname + sfx
-            code = acquire(vb, params[k], pn, True)
+            code = acquire(vb, params[k], pname, True, False, ki)
             nbuf += 1
             if dtype < 0:
                 dtype = code
             elif code != dtype:
-                raise TypeError(f"{pn} is {_dtype_name(code)} but earlier parameters are "
+                raise TypeError(f"{nm(pname, ki)} is {_dtype_name(code)} but earlier parameters are "
                                 f"{_dtype_name(dtype)}; step them with separate calls")
-            code = acquire(vb + 1, grads[k], "grad" + sfx, False)
+            code = acquire(vb + 1, grads[k], "grad", False, False, ki)
             nbuf += 1
-            check_like(vb, vb + 1, dtype, code, pn, "grad" + sfx)
-            check_no_alias(vb, vb + 1, pn, "grad" + sfx)
+            check_like(vb, vb + 1, dtype, code, pname, "grad", ki)
+            check_no_alias(vb, vb + 1, pname, "grad", ki)
             tab[k] = vb.buf
             tab[n + k] = vb[1].buf
             if use_buf:
-                code = acquire(vb + 2, bufs[k], "momentum_buffer" + sfx, True)
+                code = acquire(vb + 2, bufs[k], "momentum_buffer", True, False, ki)
                 nbuf += 1
-                check_like(vb, vb + 2, dtype, code, pn, "momentum_buffer" + sfx)
-                check_no_alias(vb, vb + 2, pn, "momentum_buffer" + sfx)
-                check_no_alias(vb + 1, vb + 2, "grad" + sfx, "momentum_buffer" + sfx)
+                check_like(vb, vb + 2, dtype, code, pname, "momentum_buffer", ki)
+                check_no_alias(vb, vb + 2, pname, "momentum_buffer", ki)
+                check_no_alias(vb + 1, vb + 2, "grad", "momentum_buffer", ki)
                 tab[2 * n + k] = vb[2].buf
             ns[k] = nitems(vb)
         if n > 0 and not dry:

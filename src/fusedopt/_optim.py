@@ -136,6 +136,7 @@ class _Optimizer:
         self.param_groups: List[Dict[str, Any]] = []
         self.state: Dict[int, Dict[str, Any]] = {}
         self._params: List[np.ndarray] = []
+        self._plan: Optional[List[Tuple[Dict[str, Any], List[int]]]] = None
         for g in groups:
             self.add_param_group(g)
 
@@ -167,6 +168,7 @@ class _Optimizer:
         self._validate_group(g)
         self._params.extend(params)
         self.param_groups.append(g)
+        self._plan = None
 
     @property
     def params(self) -> List[np.ndarray]:
@@ -185,19 +187,27 @@ class _Optimizer:
         if len(grads) != len(self._params):
             raise ValueError(f"step() got {len(grads)} gradients for {len(self._params)} "
                              "parameters")
-        batches = []
-        for gi, group in enumerate(self.param_groups):
-            by_key: Dict[Any, List[int]] = {}
-            for i in group["params"]:
-                if grads[i] is None:
-                    continue
-                p = self._params[i]
-                by_key.setdefault((p.dtype.char, self._batch_key(i)), []).append(i)
-            for (_, key), idx in by_key.items():
-                batches.append((group, key, idx))
-        new_state = {i: self._init_state(i) for _, _, idx in batches for i in idx
-                     if i not in self.state}
-        state = {**self.state, **new_state}
+        plan = self._plan
+        if plan is not None and all(g is not None for g in grads):
+            # Fast path: every parameter has state and each batch one step count.
+            batches = [(group, self._batch_key(idx[0]), idx) for group, idx in plan]
+            new_state: Dict[int, Dict[str, Any]] = {}
+            state = self.state
+        else:
+            plan = None
+            batches = []
+            for group in self.param_groups:
+                by_key: Dict[Any, List[int]] = {}
+                for i in group["params"]:
+                    if grads[i] is None:
+                        continue
+                    p = self._params[i]
+                    by_key.setdefault((p.dtype.char, self._batch_key(i)), []).append(i)
+                for (_, key), idx in by_key.items():
+                    batches.append((group, key, idx))
+            new_state = {i: self._init_state(i) for _, _, idx in batches for i in idx
+                         if i not in self.state}
+            state = {**self.state, **new_state}
         if len(batches) > 1:   # validate every batch before the first update
             for group, key, idx in batches:
                 self._run(group, key, idx, grads, state, n_threads, validate_only=True)
@@ -206,7 +216,25 @@ class _Optimizer:
         self.state = state
         for _, _, idx in batches:
             for i in idx:
-                self.state[i]["step"] += 1
+                state[i]["step"] += 1
+        if plan is None:
+            self._plan = self._make_plan()
+
+    def _make_plan(self) -> Optional[List[Tuple[Dict[str, Any], List[int]]]]:
+        """Batches (group, indices by dtype) for the fast path, when every parameter has
+        state and all parameters of a batch have the same step count; else None."""
+        plan = []
+        for group in self.param_groups:
+            by_dtype: Dict[str, List[int]] = {}
+            for i in group["params"]:
+                if i not in self.state:
+                    return None
+                by_dtype.setdefault(self._params[i].dtype.char, []).append(i)
+            for idx in by_dtype.values():
+                if len({self._batch_key(i) for i in idx}) != 1:
+                    return None
+                plan.append((group, idx))
+        return plan
 
     def _batch_key(self, i: int) -> Any:
         s = self.state.get(i)
@@ -279,6 +307,7 @@ class _Optimizer:
             new_state[i] = ns
         self.param_groups = new_groups
         self.state = new_state
+        self._plan = None
 
     def _state_names(self, i: int, groups: List[Dict[str, Any]]) -> Tuple[str, ...]:
         return self._state_keys
