@@ -110,13 +110,16 @@ typedef struct {
     void *const *a3;        /* v */
     void *const *a4;        /* vmax */
     const void *args;
-    int kind;               /* 0 adam, 1 sgd */
+    int kind;               /* 0 adam, 1 sgd, 2 unscale/check */
+    double scale;           /* kind 2 */
+    int do_scale;           /* kind 2 */
 } fo_multi;
 
-static void fo_multi_range(const fo_multi *w, const fo_table *tab, fo_index lo, fo_index hi)
+static int fo_multi_range(const fo_multi *w, const fo_table *tab, fo_index lo, fo_index hi)
 {
     const fo_index esz = FO_ESZ(w->dtype);
     fo_index cum = 0;
+    int found = 0;
     for (int t = 0; t < w->ntensors && cum < hi; t++) {
         fo_index n = w->ns[t], nb = fo_nblocks(n);
         if (cum + nb <= lo) { cum += nb; continue; }
@@ -129,7 +132,12 @@ static void fo_multi_range(const fo_multi *w, const fo_table *tab, fo_index lo, 
         void *p = FO_OFF(w->a0[t], i0, esz);
         const void *g = FO_OFF((void *)w->a1[t], i0, esz);
         void *m = w->a2 ? FO_OFF(w->a2[t], i0, esz) : NULL;
-        if (w->kind == 0) {
+        if (w->kind == 2) {
+            if (w->dtype == FO_F32)
+                found |= tab->unscale_check_f32(p, i1 - i0, (float)w->scale, w->do_scale);
+            else
+                found |= tab->unscale_check_f64(p, i1 - i0, w->scale, w->do_scale);
+        } else if (w->kind == 0) {
             void *v = FO_OFF(w->a3[t], i0, esz);
             void *vm = w->a4 ? FO_OFF(w->a4[t], i0, esz) : NULL;
             if (w->dtype == FO_F32) tab->adam_f32(w->args, p, g, m, v, vm, i1 - i0);
@@ -140,37 +148,48 @@ static void fo_multi_range(const fo_multi *w, const fo_table *tab, fo_index lo, 
         }
         cum += nb;
     }
+    return found;
 }
 
-static void fo_multi_run(const fo_multi *w, int n_threads)
+static int fo_multi_run(const fo_multi *w, int n_threads)
 {
     fo_index total = 0, nb = 0;
     for (int t = 0; t < w->ntensors; t++) { total += w->ns[t]; nb += fo_nblocks(w->ns[t]); }
     const fo_table *tab = fo_active;
     int nt = fo_threads_for(total, nb, n_threads);
-    if (nt <= 1) { fo_multi_range(w, tab, 0, nb); return; }
+    int found = 0;
+    if (nt <= 1) return fo_multi_range(w, tab, 0, nb);
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) reduction(| : found)
     {
         fo_index tid = omp_get_thread_num(), tn = omp_get_num_threads();
-        fo_multi_range(w, tab, nb * tid / tn, nb * (tid + 1) / tn);
+        found |= fo_multi_range(w, tab, nb * tid / tn, nb * (tid + 1) / tn);
     }
 #endif
+    return found;
 }
 
 void fo_adam_multi(int dtype, const fo_adam_args *a, int ntensors, void *const *ps,
                    const void *const *gs, void *const *ms, void *const *vs,
                    void *const *vmaxs, const fo_index *ns, int n_threads)
 {
-    fo_multi w = {dtype, ntensors, ns, ps, gs, ms, vs, vmaxs, a, 0};
+    fo_multi w = {dtype, ntensors, ns, ps, gs, ms, vs, vmaxs, a, 0, 1.0, 0};
     fo_multi_run(&w, n_threads);
 }
 
 void fo_sgd_multi(int dtype, const fo_sgd_args *a, int ntensors, void *const *ps,
                   const void *const *gs, void *const *bufs, const fo_index *ns, int n_threads)
 {
-    fo_multi w = {dtype, ntensors, ns, ps, gs, bufs, NULL, NULL, a, 1};
+    fo_multi w = {dtype, ntensors, ns, ps, gs, bufs, NULL, NULL, a, 1, 1.0, 0};
     fo_multi_run(&w, n_threads);
+}
+
+int fo_unscale_check(int dtype, int ntensors, void *const *gs, const fo_index *ns,
+                     double scale, int do_scale, int n_threads)
+{
+    fo_multi w = {dtype, ntensors, ns, gs, (const void *const *)gs, NULL, NULL, NULL, NULL, 2,
+                  scale, do_scale};
+    return fo_multi_run(&w, n_threads);
 }
 
 void fo_adam(int dtype, const fo_adam_args *a, void *p, const void *g, void *m, void *v,

@@ -344,6 +344,31 @@ done:;
     return acc[0];
 }
 
+/* ------------------------------------------------------------------ non-finite check
+ * acc += g*0 stays 0 for finite g and becomes NaN at the first NaN or infinity: a
+ * branch-free reduction gcc vectorises; the caller tests acc != acc. */
+int FO_NAME(unscale_check_range)(FO_T *restrict g, fo_index n, FO_T scale, int do_scale)
+{
+    FO_T acc[FO_LANES] = {0};
+    fo_index i = 0;
+    if (do_scale) {
+        for (; i + FO_LANES <= n; i += FO_LANES)
+            for (int j = 0; j < FO_LANES; j++) {
+                FO_T v = g[i + j] * scale;
+                g[i + j] = v;
+                acc[j] += v * (FO_T)0;
+            }
+        for (; i < n; i++) { FO_T v = g[i] * scale; g[i] = v; acc[0] += v * (FO_T)0; }
+    } else {
+        for (; i + FO_LANES <= n; i += FO_LANES)
+            for (int j = 0; j < FO_LANES; j++) acc[j] += g[i + j] * (FO_T)0;
+        for (; i < n; i++) acc[0] += g[i] * (FO_T)0;
+    }
+    FO_T t = 0;
+    for (int j = 0; j < FO_LANES; j++) t += acc[j];
+    return t != t;
+}
+
 /* ------------------------------------------------------------------ bandwidth probes
  * The memory access patterns of the kernels with trivial arithmetic: what the memory
  * system allows, measured in the same run as the kernels (fusedopt bench). */

@@ -34,5 +34,6 @@ const fo_table FO_TABLE_NAME(FO_ISA) = {
     FO_NAME3(reg_block, f32, FO_ISA), FO_NAME3(reg_block, f64, FO_ISA),
     FO_NAME3(exp_neg_range, f32, FO_ISA), FO_NAME3(exp_neg_range, f64, FO_ISA),
     FO_NAME3(log1p_unit_range, f32, FO_ISA), FO_NAME3(log1p_unit_range, f64, FO_ISA),
+    FO_NAME3(unscale_check_range, f32, FO_ISA), FO_NAME3(unscale_check_range, f64, FO_ISA),
     FO_NAME3(stream_range, f32, FO_ISA), FO_NAME3(stream_range, f64, FO_ISA),
 };

@@ -23,6 +23,8 @@ typedef struct {
     void (*exp_neg_f64)(const double *, double *, fo_index);
     void (*log1p_unit_f32)(const float *, float *, fo_index);
     void (*log1p_unit_f64)(const double *, double *, fo_index);
+    int (*unscale_check_f32)(float *, fo_index, float, int);
+    int (*unscale_check_f64)(double *, fo_index, double, int);
     void (*stream_f32)(int, float *, const float *, float *, float *, fo_index);
     void (*stream_f64)(int, double *, const double *, double *, double *, fo_index);
 } fo_table;

@@ -118,6 +118,12 @@ enum fo_stream { FO_STREAM_COPY = 0, FO_STREAM_TRIAD = 1, FO_STREAM_ADAM = 2,
 void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d, fo_index n,
                int n_threads);
 
+/* Non-finite check of a list of gradients, optionally unscaling them first (g *= scale)
+ * in the same pass (mixed-precision loss scaling).  Returns 1 when any element, after
+ * scaling, is NaN or infinite. */
+int fo_unscale_check(int dtype, int ntensors, void *const *gs, const fo_index *ns,
+                     double scale, int do_scale, int n_threads);
+
 /* Elementwise math, exposed for the ulp tests (serial, current CPU path). */
 void fo_exp_neg(int dtype, const void *a, void *out, fo_index n);
 void fo_log1p_unit(int dtype, const void *e, void *out, fo_index n);

@@ -413,3 +413,75 @@ def test_misaligned_arrays_across_blocks(dtype, shift):
     fusedopt.sgd_step(p, g, buf, lr=0.1, momentum=0.9, step=2, n_threads=2)
     R.sgd_step(ref[0], ref[1], rb, lr=0.1, momentum=0.9, step=2)
     assert_same((p, buf), (ref[0], rb))
+
+
+# ----------------------------------------------------------------------------- non-finite
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unscale_and_check(dtype):
+    rng = np.random.default_rng(9)
+    grads = [rng.standard_normal(n).astype(dtype) for n in (1, 17, 100003, 64)]
+    ref = [g * dtype(0.125) for g in grads]
+    assert fusedopt.unscale_and_check(grads, 0.125, n_threads=2) is False
+    assert_same(grads, ref)
+    assert fusedopt.all_finite(grads)
+    for bad in (np.nan, np.inf, -np.inf):
+        for where in (0, 50000, 100002):
+            g = [x.copy() for x in grads]
+            g[2][where] = bad
+            assert fusedopt.unscale_and_check(g, 1.0, n_threads=2) is True
+            assert not fusedopt.all_finite(g)
+    # overflow by the scale itself counts as non-finite
+    big = [np.full(4, np.finfo(dtype).max / 2, dtype)]
+    assert fusedopt.unscale_and_check(big, 4.0) is True
+
+
+def test_check_finite_skips_the_whole_step():
+    ps = [np.ones(5), np.ones(70000)]
+    opt = fusedopt.Adam(ps, lr=0.1, check_finite=True)
+    assert opt.step([np.ones(5), np.ones(70000)]) is True
+    snap, sd = [p.copy() for p in ps], opt.state_dict()
+    g = [np.ones(5), np.ones(70000)]
+    g[1][-1] = np.nan
+    assert opt.step(g) is False
+    assert opt.skipped_steps == 1
+    assert_same(ps, snap)
+    assert opt.state_dict()["state"][1]["step"] == sd["state"][1]["step"]
+    # default: IEEE propagation, as the frameworks do
+    q = [np.ones(3)]
+    fusedopt.Adam(q).step([np.array([np.nan, 1.0, 1.0])])
+    assert np.isnan(q[0][0]) and np.isfinite(q[0][1:]).all()
+
+
+def test_inv_scale_unscales_before_the_step():
+    a, b = [np.ones(4)], [np.ones(4)]
+    oa, ob = fusedopt.SGD(a, lr=0.1), fusedopt.SGD(b, lr=0.1)
+    g = np.full(4, 512.0)
+    oa.step([g.copy()], inv_scale=1 / 512)
+    ob.step([np.ones(4)])
+    assert_same(a, b)
+
+
+def test_inv_scale_is_not_applied_when_the_step_is_invalid():
+    p = [np.ones(4), np.ones(3)]
+    opt = fusedopt.Adam(p)
+    g = [np.full(4, 2.0), np.full(3, 2.0, np.float32)]     # second grad: wrong dtype
+    with pytest.raises(TypeError):
+        opt.step(g, inv_scale=0.5)
+    np.testing.assert_array_equal(g[0], 2.0)
+
+
+def test_multi_tensor_aliasing_is_rejected():
+    ps = [np.ones(4), np.ones(4)]
+    with pytest.raises(ValueError, match="share memory"):
+        fusedopt.Adam([ps[0], ps[0][:2]])
+    opt = fusedopt.Adam(ps)
+    with pytest.raises(ValueError, match=r"params\[0\] and grad\[1\]|grad\[1\] and params\[0\]"):
+        opt.step([np.ones(4), ps[0]])
+    np.testing.assert_array_equal(ps[0], 1.0)
+    with pytest.raises(ValueError, match="share memory"):
+        fusedopt.unscale_and_check([ps[0], ps[0]], 2.0)
+    np.testing.assert_array_equal(ps[0], 1.0)
+    # read-only gradients may share memory with each other
+    g = np.ones(4)
+    fusedopt.SGD(ps, lr=0.1).step([g, g])

@@ -17,7 +17,8 @@ array([ 0.1667, -0.0397, -0.2437], dtype=float32)
 from ._runtime import cpu_info, get_num_threads, set_num_threads, _select_from_env
 from ._losses import (l1_loss, l1_loss_and_grad, l2_loss, l2_loss_and_grad,
                       sigmoid_cross_entropy, sigmoid_cross_entropy_and_grad)
-from ._optim import SGD, Adam, AdamW, adam_step, sgd_step, CONVENTIONS
+from ._optim import (SGD, Adam, AdamW, adam_step, sgd_step, CONVENTIONS, all_finite,
+                     unscale_and_check)
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,7 @@ __all__ = [
     "sigmoid_cross_entropy", "sigmoid_cross_entropy_and_grad",
     "l1_loss", "l1_loss_and_grad", "l2_loss", "l2_loss_and_grad",
     "adam_step", "sgd_step", "Adam", "AdamW", "SGD", "CONVENTIONS",
+    "unscale_and_check", "all_finite",
     "cpu_info", "set_num_threads", "get_num_threads", "__version__",
 ]
 

@@ -11,6 +11,7 @@ from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTI
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.math cimport pow, powf, sqrt, sqrtf, isfinite
 from libc.string cimport memset
+from libc.stdlib cimport qsort
 from fusedopt._kernels cimport *
 
 import numpy as np
@@ -149,6 +150,76 @@ cdef int check_no_alias(Py_buffer *a, Py_buffer *b, str an, str bn, Py_ssize_t k
         an, bn = nm(an, k), nm(bn, k)
         raise ValueError(f"{an} and {bn} share memory; they must be distinct arrays")
     return 0
+
+
+ctypedef struct span:
+    char *lo
+    char *hi
+    Py_ssize_t k      # position in the list
+    int role          # index into the role names
+    bint written
+
+
+cdef int span_cmp(const void *a, const void *b) noexcept nogil:
+    cdef char *x = (<span *>a).lo
+    cdef char *y = (<span *>b).lo
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef int check_spans(span *sp, Py_ssize_t count, tuple role_names, bint single) except -1:
+    """No array that is written may share memory with any other array of the call (a
+    sweep over the address-sorted spans: O(n log n) for a list of n tensors)."""
+    cdef Py_ssize_t i, all_i = -1, w_i = -1
+    cdef char *all_hi = NULL
+    cdef char *w_hi = NULL
+    cdef span *o
+    qsort(sp, count, sizeof(span), span_cmp)
+    for i in range(count):
+        if sp[i].hi == sp[i].lo:
+            continue
+        o = NULL
+        if sp[i].written and all_i >= 0 and sp[i].lo < all_hi:
+            o = &sp[all_i]
+        elif w_i >= 0 and sp[i].lo < w_hi:
+            o = &sp[w_i]
+        if o != NULL:
+            a = nm(role_names[o.role], -1 if single else o.k)
+            b = nm(role_names[sp[i].role], -1 if single else sp[i].k)
+            raise ValueError(f"{a} and {b} share memory; arrays written in place must not "
+                             "overlap any other argument")
+        if all_i < 0 or sp[i].hi > all_hi:
+            all_hi, all_i = sp[i].hi, i
+        if sp[i].written and (w_i < 0 or sp[i].hi > w_hi):
+            w_hi, w_i = sp[i].hi, i
+    return 0
+
+
+cdef inline void set_span(span *s, Py_buffer *v, Py_ssize_t k, int role, bint written) noexcept:
+    s.lo = <char *>v.buf
+    s.hi = <char *>v.buf + v.len
+    s.k = k
+    s.role = role
+    s.written = written
+
+
+def check_distinct(list arrays, str name="params"):
+    """Raises ValueError naming the pair when two arrays of the list share memory."""
+    cdef Py_ssize_t n = len(arrays), k, got = 0
+    cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * max(n, 1))
+    cdef span *sp = <span *>PyMem_Malloc(sizeof(span) * max(n, 1))
+    if views == NULL or sp == NULL:
+        PyMem_Free(views); PyMem_Free(sp)
+        raise MemoryError()
+    try:
+        for k in range(n):
+            acquire(views + k, arrays[k], name, False, False, k)
+            got += 1
+            set_span(sp + k, views + k, k, 0, True)
+        check_spans(sp, n, (name,), False)
+    finally:
+        for k in range(got):
+            PyBuffer_Release(views + k)
+        PyMem_Free(views); PyMem_Free(sp)
 
 
 cdef double real(object x, str name, double lo, bint lo_open=False, double hi=float("inf"),
@@ -357,8 +428,9 @@ def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object 
     cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * nper * max(n, 1))
     cdef void **ptrs = <void **>PyMem_Malloc(sizeof(void *) * 5 * max(n, 1))
     cdef fo_index *ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
-    if views == NULL or ptrs == NULL or ns == NULL:
-        PyMem_Free(views); PyMem_Free(ptrs); PyMem_Free(ns)
+    cdef span *sp = <span *>PyMem_Malloc(sizeof(span) * nper * max(n, 1))
+    if views == NULL or ptrs == NULL or ns == NULL or sp == NULL:
+        PyMem_Free(views); PyMem_Free(ptrs); PyMem_Free(ns); PyMem_Free(sp)
         raise MemoryError()
     cdef int dtype = -1, code
     cdef fo_adam_args a
@@ -382,12 +454,11 @@ def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object 
                 nbuf += 1
                 check_like(vb, vb + j, dtype, code, pname, names[j - 1], ki)
             for j in range(nper):
-                for jj in range(j + 1, nper):
-                    check_no_alias(vb + j, vb + jj, pname if j == 0 else names[j - 1],
-                                   names[jj - 1], ki)
+                set_span(sp + nper * k + j, vb + j, k, j, j != 1)
             ns[k] = nitems(vb)
             for j in range(nper):
                 ptrs[5 * k + j] = vb[j].buf
+        check_spans(sp, nper * n, (pname,) + names, single)
         adam_resolve(&a, dtype if dtype >= 0 else FO_F32, conv, t, hp[0], hp[1], hp[2],
                      hp[3], hp[4], decoupled_weight_decay, amsgrad, maximize, er)
         if n > 0 and not dry:
@@ -395,7 +466,7 @@ def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object 
     finally:
         for k in range(nbuf):
             PyBuffer_Release(views + k)
-        PyMem_Free(views); PyMem_Free(ptrs); PyMem_Free(ns)
+        PyMem_Free(views); PyMem_Free(ptrs); PyMem_Free(ns); PyMem_Free(sp)
 
 
 cdef int _adam_run(int dtype, fo_adam_args *a, int n, void **ptrs, fo_index *ns, bint ams,
@@ -470,8 +541,9 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
     cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * nper * max(n, 1))
     cdef void **tab = <void **>PyMem_Malloc(sizeof(void *) * 3 * max(n, 1))
     cdef fo_index *ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
-    if views == NULL or tab == NULL or ns == NULL:
-        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns)
+    cdef span *sp = <span *>PyMem_Malloc(sizeof(span) * nper * max(n, 1))
+    if views == NULL or tab == NULL or ns == NULL or sp == NULL:
+        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns); PyMem_Free(sp)
         raise MemoryError()
     cdef int dtype = -1, code
     cdef Py_buffer *vb
@@ -489,17 +561,18 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
             code = acquire(vb + 1, grads[k], "grad", False, False, ki)
             nbuf += 1
             check_like(vb, vb + 1, dtype, code, pname, "grad", ki)
-            check_no_alias(vb, vb + 1, pname, "grad", ki)
+            set_span(sp + nper * k, vb, k, 0, True)
+            set_span(sp + nper * k + 1, vb + 1, k, 1, False)
             tab[k] = vb.buf
             tab[n + k] = vb[1].buf
             if use_buf:
                 code = acquire(vb + 2, bufs[k], "momentum_buffer", True, False, ki)
                 nbuf += 1
                 check_like(vb, vb + 2, dtype, code, pname, "momentum_buffer", ki)
-                check_no_alias(vb, vb + 2, pname, "momentum_buffer", ki)
-                check_no_alias(vb + 1, vb + 2, "grad", "momentum_buffer", ki)
+                set_span(sp + nper * k + 2, vb + 2, k, 2, True)
                 tab[2 * n + k] = vb[2].buf
             ns[k] = nitems(vb)
+        check_spans(sp, nper * n, (pname, "grad", "momentum_buffer"), single)
         if n > 0 and not dry:
             with nogil:
                 fo_sgd_multi(dtype, &a, <int>n, tab, <const void **>(tab + n),
@@ -507,7 +580,46 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
     finally:
         for k in range(nbuf):
             PyBuffer_Release(views + k)
-        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns)
+        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns); PyMem_Free(sp)
+
+
+# ----------------------------------------------------------------------------- non-finite
+
+def unscale_check(list grads, scale, n_threads, str name="grads", bint single=False):
+    """Multiplies every array of `grads` by `scale` in place (scale None: no change) and
+    returns True when any element is then NaN or infinite.  One C call for the list."""
+    cdef bint do_scale = scale is not None
+    cdef double sc = real(scale, "inv_scale", 0.0) if do_scale else 1.0
+    cdef int nt = nthreads_arg(n_threads)
+    cdef Py_ssize_t n = len(grads), k, got = 0
+    cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * max(n, 1))
+    cdef void **tab = <void **>PyMem_Malloc(sizeof(void *) * max(n, 1))
+    cdef fo_index *ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
+    cdef int dtype = -1, code, found = 0
+    cdef span *sp = <span *>PyMem_Malloc(sizeof(span) * max(n, 1))
+    if views == NULL or tab == NULL or ns == NULL or sp == NULL:
+        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns); PyMem_Free(sp)
+        raise MemoryError()
+    try:
+        for k in range(n):
+            code = acquire(views + k, grads[k], name, do_scale, False, -1 if single else k)
+            got += 1
+            if dtype >= 0 and code != dtype:
+                raise TypeError(f"{nm(name, -1 if single else k)} is {_dtype_name(code)} but "
+                                f"earlier arrays are {_dtype_name(dtype)}")
+            dtype = code
+            set_span(sp + k, views + k, k, 0, do_scale)
+            tab[k] = views[k].buf
+            ns[k] = nitems(views + k)
+        check_spans(sp, n, (name,), single)
+        if n > 0:
+            with nogil:
+                found = fo_unscale_check(dtype, <int>n, tab, ns, sc, do_scale, nt)
+    finally:
+        for k in range(got):
+            PyBuffer_Release(views + k)
+        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns); PyMem_Free(sp)
+    return bool(found)
 
 
 # ----------------------------------------------------------------------------- losses

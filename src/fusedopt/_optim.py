@@ -118,6 +118,37 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np.n
                     step, n_threads, "param", True)
 
 
+def unscale_and_check(grads: Sequence[np.ndarray], inv_scale: Optional[float] = None, *,
+                      n_threads: Optional[int] = None) -> bool:
+    """Multiplies every gradient by ``inv_scale`` in place (when given) and reports whether
+    any element is NaN or infinite, in one pass over one C call for the whole list: the
+    unscale-and-check of mixed-precision loss scaling
+    (``torch._amp_foreach_non_finite_check_and_unscale_``).  Returns ``found_inf``.
+
+    >>> import numpy as np, fusedopt
+    >>> g = [np.full(3, 1024.0, np.float32), np.ones(2, np.float32)]
+    >>> fusedopt.unscale_and_check(g, 1 / 1024)
+    False
+    >>> g[0]
+    array([1., 1., 1.], dtype=float32)
+    >>> fusedopt.unscale_and_check([np.array([1.0, np.inf])])
+    True
+    """
+    grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
+    return _core.unscale_check(grads, inv_scale, n_threads, "grads", False)
+
+
+def all_finite(grads: Sequence[np.ndarray], *, n_threads: Optional[int] = None) -> bool:
+    """True when no element of any array is NaN or infinite (reads only; one C call).
+
+    >>> import numpy as np, fusedopt
+    >>> fusedopt.all_finite([np.ones(4), np.array([0.0, -1.0])])
+    True
+    """
+    grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
+    return not _core.unscale_check(grads, None, n_threads, "grads", False)
+
+
 # ----------------------------------------------------------------------------- classes
 
 class _Optimizer:
@@ -127,8 +158,13 @@ class _Optimizer:
     _state_keys: Tuple[str, ...] = ()
     _kind = "optimizer"
 
-    def __init__(self, params: Iterable[Any], defaults: Dict[str, Any]) -> None:
+    def __init__(self, params: Iterable[Any], defaults: Dict[str, Any],
+                 check_finite: bool = False) -> None:
         self.defaults = dict(defaults)
+        #: skip (and count) steps whose gradients are not all finite
+        self.check_finite = bool(check_finite)
+        #: number of steps skipped because of non-finite gradients
+        self.skipped_steps = 0
         params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
@@ -157,9 +193,7 @@ class _Optimizer:
             if not p.flags.c_contiguous or not p.flags.writeable:
                 raise ValueError(f"params[{len(self._params) + k}] must be C-contiguous and "
                                  "writeable (it is updated in place)")
-            if any(p is q or np.shares_memory(p, q) for q in self._params):
-                raise ValueError(f"params[{len(self._params) + k}] shares memory with another "
-                                 "parameter")
+        _core.check_distinct(self._params + params, "params")
         unknown = set(group) - set(self.defaults) - {"params"}
         if unknown:
             raise ValueError(f"unknown hyper-parameter(s) in param group: {sorted(unknown)}")
@@ -179,10 +213,17 @@ class _Optimizer:
         raise NotImplementedError
 
     # -- stepping
-    def step(self, grads: Sequence[Optional[np.ndarray]], *, n_threads: Optional[int] = None) -> None:
-        """Applies one update.  ``grads`` is aligned with :attr:`params`; a ``None``
-        gradient skips that parameter (no state change, as torch).  Everything is
-        validated before any array is modified."""
+    def step(self, grads: Sequence[Optional[np.ndarray]], *, inv_scale: Optional[float] = None,
+             n_threads: Optional[int] = None) -> bool:
+        """Applies one update and returns True (False: skipped, see ``check_finite``).
+
+        ``grads`` is aligned with :attr:`params`; a ``None`` gradient skips that parameter
+        (no state change, as torch).  ``inv_scale`` first multiplies the gradients by it
+        in place (loss scaling), fused with the finite check.  With ``check_finite=True``
+        a step whose gradients hold any NaN or infinity changes nothing, counts in
+        :attr:`skipped_steps` and returns False; by default non-finite values propagate
+        through IEEE arithmetic as in every framework.  Everything is validated before
+        any array is modified."""
         grads = list(grads) if not isinstance(grads, np.ndarray) else [grads]
         if len(grads) != len(self._params):
             raise ValueError(f"step() got {len(grads)} gradients for {len(self._params)} "
@@ -208,9 +249,16 @@ class _Optimizer:
             new_state = {i: self._init_state(i) for _, _, idx in batches for i in idx
                          if i not in self.state}
             state = {**self.state, **new_state}
-        if len(batches) > 1:   # validate every batch before the first update
+        if len(batches) > 1 or inv_scale is not None:
+            # validate every batch before the first array (or gradient) is modified
             for group, key, idx in batches:
                 self._run(group, key, idx, grads, state, n_threads, validate_only=True)
+        if inv_scale is not None or self.check_finite:
+            present = [g for g in grads if g is not None]
+            found = _core.unscale_check(present, inv_scale, n_threads, "grads", False)
+            if found and self.check_finite:
+                self.skipped_steps += 1
+                return False
         for group, key, idx in batches:
             self._run(group, key, idx, grads, state, n_threads, validate_only=False)
         self.state = state
@@ -219,6 +267,7 @@ class _Optimizer:
                 state[i]["step"] += 1
         if plan is None:
             self._plan = self._make_plan()
+        return True
 
     def _make_plan(self) -> Optional[List[Tuple[Dict[str, Any], List[int]]]]:
         """Batches (group, indices by dtype) for the fast path, when every parameter has
@@ -343,6 +392,7 @@ class Adam(_Optimizer):
     >>> w = np.zeros(3, dtype=np.float32)
     >>> opt = fusedopt.Adam([w], lr=0.1)
     >>> opt.step([np.array([1.0, -1.0, 0.0], dtype=np.float32)])
+    True
     >>> w
     array([-0.09999999,  0.09999999,  0.        ], dtype=float32)
     """
@@ -353,11 +403,12 @@ class Adam(_Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
                  betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
-                 convention: str = "torch", eps_root: float = 0.0) -> None:
+                 convention: str = "torch", eps_root: float = 0.0, *,
+                 check_finite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, amsgrad=bool(amsgrad),
                                       maximize=bool(maximize), convention=convention,
-                                      eps_root=eps_root))
+                                      eps_root=eps_root), check_finite)
 
     def _decoupled_for(self, g: Dict[str, Any]) -> bool:
         return self._decoupled or (g["convention"] == "keras" and g["weight_decay"] != 0)
@@ -402,6 +453,7 @@ class AdamW(Adam):
     >>> import numpy as np, fusedopt
     >>> w = np.ones(2)
     >>> fusedopt.AdamW([w], lr=0.1, weight_decay=0.5).step([np.zeros(2)])
+    True
     >>> w
     array([0.95, 0.95])
     """
@@ -412,9 +464,10 @@ class AdamW(Adam):
     def __init__(self, params: Iterable[Any], lr: float = 1e-3,
                  betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
-                 convention: str = "torch", eps_root: float = 0.0) -> None:
+                 convention: str = "torch", eps_root: float = 0.0, *,
+                 check_finite: bool = False) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, convention,
-                         eps_root)
+                         eps_root, check_finite=check_finite)
 
 
 class SGD(_Optimizer):
@@ -428,7 +481,7 @@ class SGD(_Optimizer):
     >>> import numpy as np, fusedopt
     >>> w = np.ones(2)
     >>> opt = fusedopt.SGD([w], lr=0.5, momentum=0.9)
-    >>> for _ in range(2): opt.step([np.ones(2)])
+    >>> for _ in range(2): _ = opt.step([np.ones(2)])
     >>> w
     array([-0.45, -0.45])
     """
@@ -437,10 +490,12 @@ class SGD(_Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-                 maximize: bool = False, convention: str = "torch") -> None:
+                 maximize: bool = False, convention: str = "torch", *,
+                 check_finite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
                                       nesterov=bool(nesterov), weight_decay=weight_decay,
-                                      maximize=bool(maximize), convention=convention))
+                                      maximize=bool(maximize), convention=convention),
+                         check_finite)
 
     def _validate_group(self, g: Dict[str, Any]) -> None:
         _core.sgd_multi([], [], [] if g["momentum"] != 0 else None, g["lr"], g["momentum"],
