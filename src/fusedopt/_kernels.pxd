@@ -74,6 +74,8 @@ cdef extern from "fusedopt.h" nogil:
                       const void **gs, void **bufs, const fo_index *ns, int n_threads)
     double fo_bce(int dtype, const fo_bce_args *a, fo_index n, int n_threads)
     double fo_reg(int dtype, const fo_reg_args *a, fo_index n, int n_threads)
+    int fo_unscale_check(int dtype, int ntensors, void **gs, const fo_index *ns,
+                         double scale, int do_scale, int n_threads)
     enum:
         FO_STREAM_COPY
         FO_STREAM_TRIAD
