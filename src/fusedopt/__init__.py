@@ -17,6 +17,7 @@ array([ 0.1667, -0.0397, -0.2437], dtype=float32)
 from ._runtime import cpu_info, get_num_threads, set_num_threads, _select_from_env
 from ._losses import (l1_loss, l1_loss_and_grad, l2_loss, l2_loss_and_grad,
                       sigmoid_cross_entropy, sigmoid_cross_entropy_and_grad)
+from ._checkpoint import CheckpointError, load_optimizer
 from ._optim import (SGD, Adam, AdamW, adam_step, sgd_step, CONVENTIONS, all_finite,
                      unscale_and_check)
 
@@ -26,7 +27,7 @@ __all__ = [
     "sigmoid_cross_entropy", "sigmoid_cross_entropy_and_grad",
     "l1_loss", "l1_loss_and_grad", "l2_loss", "l2_loss_and_grad",
     "adam_step", "sgd_step", "Adam", "AdamW", "SGD", "CONVENTIONS",
-    "unscale_and_check", "all_finite",
+    "unscale_and_check", "all_finite", "load_optimizer", "CheckpointError",
     "cpu_info", "set_num_threads", "get_num_threads", "__version__",
 ]
 
