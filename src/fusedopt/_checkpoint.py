@@ -32,7 +32,17 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is truncated, corrupted, or not a fusedopt checkpoint."""
+    """A checkpoint file is truncated, corrupted, or not a fusedopt checkpoint.
+
+    >>> import fusedopt, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "junk.ckpt")
+    >>> _ = open(path, "wb").write(b"not a checkpoint at all, but long enough to be read")
+    >>> try:
+    ...     fusedopt.load_optimizer(path)
+    ... except fusedopt.CheckpointError as e:
+    ...     print("refused:", "bad magic" in str(e))
+    refused: True
+    """
 
 
 def _align(n: int) -> int:

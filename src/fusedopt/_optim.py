@@ -23,6 +23,7 @@ framework does not have (dampening outside torch, weight decay in TF1, ...) is a
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -161,6 +162,9 @@ class _Optimizer:
     def __init__(self, params: Iterable[Any], defaults: Dict[str, Any],
                  check_finite: bool = False) -> None:
         self.defaults = dict(defaults)
+        # One step at a time per optimizer: a second thread calling step() (or
+        # state_dict/load) waits for the first, so concurrent use is safe, never corrupt.
+        self._lock = threading.RLock()
         #: skip (and count) steps whose gradients are not all finite
         self.check_finite = bool(check_finite)
         #: number of steps skipped because of non-finite gradients
@@ -223,7 +227,13 @@ class _Optimizer:
         a step whose gradients hold any NaN or infinity changes nothing, counts in
         :attr:`skipped_steps` and returns False; by default non-finite values propagate
         through IEEE arithmetic as in every framework.  Everything is validated before
-        any array is modified."""
+        any array is modified.  Thread-safe: concurrent calls on one optimizer run one
+        after the other (the kernels themselves release the GIL)."""
+        with self._lock:
+            return self._step(grads, inv_scale, n_threads)
+
+    def _step(self, grads: Sequence[Optional[np.ndarray]], inv_scale: Optional[float],
+              n_threads: Optional[int]) -> bool:
         grads = list(grads) if not isinstance(grads, np.ndarray) else [grads]
         if len(grads) != len(self._params):
             raise ValueError(f"step() got {len(grads)} gradients for {len(self._params)} "
@@ -300,6 +310,10 @@ class _Optimizer:
         """The optimizer state as plain data: ``{"state": {index: {"step": int, name:
         ndarray, ...}}, "param_groups": [{hyper-parameters, "params": [indices]}],
         "kind": class name}``.  Arrays are copies."""
+        with self._lock:
+            return self._state_dict()
+
+    def _state_dict(self) -> Dict[str, Any]:
         return {
             "kind": self._kind,
             "state": {i: {k: (v.copy() if isinstance(v, np.ndarray) else v)
@@ -311,6 +325,10 @@ class _Optimizer:
         """Restores a :meth:`state_dict`.  Checks that it comes from the same kind of
         optimizer over parameters of the same shapes and dtypes, with exactly the expected
         entries, before changing anything."""
+        with self._lock:
+            self._load_state_dict(state_dict)
+
+    def _load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         if not isinstance(state_dict, dict) or set(state_dict) != {"kind", "state", "param_groups"}:
             raise ValueError("state_dict must have exactly the keys 'kind', 'state', "
                              "'param_groups'")
@@ -368,7 +386,8 @@ class _Optimizer:
         content is verified on load; no pickle is involved.  See
         :func:`fusedopt.load_optimizer` and :meth:`load`."""
         from . import _checkpoint
-        _checkpoint.save(self, path, include_params=include_params)
+        with self._lock:
+            _checkpoint.save(self, path, include_params=include_params)
 
     def load(self, path: Any) -> None:
         """Restores a checkpoint written by :meth:`save` into this optimizer: its state,
@@ -376,6 +395,11 @@ class _Optimizer:
         arrays.  Everything is verified before anything changes."""
         from . import _checkpoint
         header = _checkpoint.read(path)
+        with self._lock:
+            self._restore(header)
+
+    def _restore(self, header: Dict[str, Any]) -> None:
+        from . import _checkpoint
         saved = header["params"]
         if saved is not None:
             if len(saved) != len(self._params):
