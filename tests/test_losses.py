@@ -293,3 +293,24 @@ def test_regression_nan_propagates():
     for fn in (fusedopt.l1_loss_and_grad, fusedopt.l2_loss_and_grad):
         loss, grad = fn(p, t, reduction="none")
         assert np.isnan(loss).all() and np.isnan(grad).all()
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["l1", "l2"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_regression_gradient_finite_differences(which, reduction):
+    # 4th-order central differences; |pred - target| >= 0.1 keeps L1 away from its kink
+    rng = np.random.default_rng(4)
+    p = rng.uniform(-3, 3, 9)
+    t = p + rng.choice([-1, 1], 9) * rng.uniform(0.1, 1, 9)
+    w = rng.uniform(0.5, 2, 9)
+    fn, only, _ = REG[which]
+    _, grad = fn(p, t, weight=w, reduction=reduction)
+    h = 1e-4
+    num = np.zeros_like(p)
+    for i in range(9):
+        def at(d):
+            z = p.copy()
+            z[i] += d
+            return only(z, t, weight=w, reduction=reduction)
+        num[i] = (-at(2 * h) + 8 * at(h) - 8 * at(-h) + at(-2 * h)) / (12 * h)
+    np.testing.assert_allclose(grad, num, rtol=1e-8, atol=1e-10)
