@@ -679,32 +679,92 @@ cdef object as_param_array(object w, object shape, object dtype, str name, int *
     return np.asarray(np.broadcast_to(arr, shape), dtype=dtype, order="C")
 
 
+cdef class Buffers:
+    """The buffers one loss call holds (released together); index 0 is the reference
+    input whose shape and dtype the outputs take."""
+    cdef Py_buffer views[8]
+    cdef list names
+    cdef int count
+
+    def __cinit__(self):
+        self.names = []
+        self.count = 0
+
+    cdef int get(self, object obj, str name, bint writable, bint allow_u8=False) except -1:
+        if self.count >= 8:
+            raise RuntimeError("internal: too many buffers")
+        cdef int code = acquire(&self.views[self.count], obj, name, writable, allow_u8)
+        self.names.append(name)
+        self.count += 1
+        return code
+
+    cdef void *buf(self, int i) noexcept:
+        return self.views[i].buf
+
+    cdef object outputs(self, int dtype, object ref, object out, bint want_grad, int red,
+                        void **grad_buf, void **loss_buf):
+        """Gradient (``out`` or a new array like the reference input) and, for
+        reduction "none", the elementwise loss array; validated against every input."""
+        cdef int i, code, ninputs = self.count
+        grad = None
+        if want_grad:
+            grad = np.empty(ref.shape, dtype=ref.dtype) if out is None else out
+            code = self.get(grad, "out", True)
+            check_like(&self.views[0], &self.views[self.count - 1], dtype, code,
+                       self.names[0], "out")
+            for i in range(ninputs):
+                check_no_alias(&self.views[self.count - 1], &self.views[i], "out",
+                               self.names[i])
+            grad_buf[0] = self.buf(self.count - 1)
+        elif out is not None:
+            raise ValueError("out is only used by the _and_grad functions")
+        lossarr = None
+        if red == 2:
+            lossarr = np.empty(ref.shape, dtype=ref.dtype)
+            self.get(lossarr, "loss", True)
+            loss_buf[0] = self.buf(self.count - 1)
+        return grad, lossarr
+
+    cdef void release(self) noexcept:
+        cdef int i
+        for i in range(self.count):
+            PyBuffer_Release(&self.views[i])
+        self.count = 0
+
+    def __dealloc__(self):
+        self.release()
+
+
+cdef object reduced(int red, double total, fo_index n, object lossarr):
+    if red == 2:
+        return lossarr
+    if red == 0:
+        return total / n if n > 0 else float("nan")
+    return total
+
+
 def sigmoid_ce(logits, labels, weight, pos_weight, label_smoothing, reduction, out,
                bint want_grad, n_threads):
     """Fused sigmoid cross-entropy (+ gradient). Returns (loss, grad or None)."""
     cdef int red = reduction_code(reduction)
     cdef double ls = real(label_smoothing, "label_smoothing", 0.0, False, 1.0)
     cdef int nt = nthreads_arg(n_threads)
-    cdef Py_buffer vx, vy, vw, vpw, vg, vl
-    cdef bint hx = False, hy = False, hw = False, hpw = False, hg = False, hl = False
+    cdef Buffers b = Buffers()
     cdef fo_bce_args a
-    cdef int dtype, ycode, wmode = FO_BC_SCALAR, pwmode = FO_BC_SCALAR
+    cdef int dtype, wmode = FO_BC_SCALAR, pwmode = FO_BC_SCALAR
     cdef fo_index ncols = 1, ncols2 = 1, n
     cdef double total
     memset(&a, 0, sizeof(fo_bce_args))
     try:
-        dtype = acquire(&vx, logits, "logits", False)
-        hx = True
+        dtype = b.get(logits, "logits", False)
         shape = logits.shape
-        ydt = labels.dtype if isinstance(labels, _ndarray) else None
         yarr = as_labels(labels, logits.dtype)
         if yarr.shape != shape:
             raise ValueError(f"labels must have the shape of logits {shape}, got {yarr.shape} "
                              "(no broadcasting)")
-        ycode = acquire(&vy, yarr, "labels", False, True)
-        hy = True
-        n = nitems(&vx)
-        a.x, a.y, a.y_dtype = vx.buf, vy.buf, ycode
+        a.y_dtype = b.get(yarr, "labels", False, True)
+        a.x, a.y = b.buf(0), b.buf(1)
+        n = nitems(&b.views[0])
         a.w_scalar = a.pw_scalar = 1.0
         if weight is not None:
             w = as_param_array(weight, shape, logits.dtype, "weight", &wmode, &ncols, True)
@@ -712,9 +772,8 @@ def sigmoid_ce(logits, labels, weight, pos_weight, label_smoothing, reduction, o
             if wmode == FO_BC_SCALAR:
                 a.w_scalar = w
             else:
-                acquire(&vw, w, "weight", False)
-                hw = True
-                a.w = vw.buf
+                b.get(w, "weight", False)
+                a.w = b.buf(b.count - 1)
         if pos_weight is not None:
             pw = as_param_array(pos_weight, shape, logits.dtype, "pos_weight", &pwmode,
                                 &ncols2, True)
@@ -726,9 +785,8 @@ def sigmoid_ce(logits, labels, weight, pos_weight, label_smoothing, reduction, o
             if pwmode == FO_BC_SCALAR:
                 a.pw_scalar = pw
             else:
-                acquire(&vpw, pw, "pos_weight", False)
-                hpw = True
-                a.pw = vpw.buf
+                b.get(pw, "pos_weight", False)
+                a.pw = b.buf(b.count - 1)
                 ncols = ncols2
         a.ncols = ncols if ncols > 0 else 1
         a.smooth_a = 1.0 - ls
@@ -737,111 +795,45 @@ def sigmoid_ce(logits, labels, weight, pos_weight, label_smoothing, reduction, o
         if dtype == FO_F32:
             a.smooth_a = f32(a.smooth_a)
             a.smooth_b = f32(a.smooth_b)
-        grad = None
-        if want_grad:
-            if out is None:
-                grad = np.empty(shape, dtype=logits.dtype)
-            else:
-                grad = out
-            code = acquire(&vg, grad, "out", True)
-            hg = True
-            check_like(&vx, &vg, dtype, code, "logits", "out")
-            check_no_alias(&vg, &vx, "out", "logits")
-            check_no_alias(&vg, &vy, "out", "labels")
-            if hw:
-                check_no_alias(&vg, &vw, "out", "weight")
-            if hpw:
-                check_no_alias(&vg, &vpw, "out", "pos_weight")
-            a.grad = vg.buf
-        elif out is not None:
-            raise ValueError("out is only used by the _and_grad functions")
-        lossarr = None
-        if red == 2:
-            lossarr = np.empty(shape, dtype=logits.dtype)
-            acquire(&vl, lossarr, "loss", True)
-            hl = True
-            a.loss = vl.buf
+        grad, lossarr = b.outputs(dtype, logits, out, want_grad, red, &a.grad, &a.loss)
         with nogil:
             total = fo_bce(dtype, &a, n, nt)
     finally:
-        if hx: PyBuffer_Release(&vx)
-        if hy: PyBuffer_Release(&vy)
-        if hw: PyBuffer_Release(&vw)
-        if hpw: PyBuffer_Release(&vpw)
-        if hg: PyBuffer_Release(&vg)
-        if hl: PyBuffer_Release(&vl)
-    if red == 2:
-        loss = lossarr
-    elif red == 0:
-        loss = total / n if n > 0 else float("nan")
-    else:
-        loss = total
-    return loss, grad
+        b.release()
+    return reduced(red, total, n, lossarr), grad
 
 
 def regression(int kind, pred, target, weight, reduction, out, bint want_grad, n_threads):
     """L1 (kind 0) or squared error (kind 1) loss (+ gradient). Returns (loss, grad or None)."""
     cdef int red = reduction_code(reduction)
     cdef int nt = nthreads_arg(n_threads)
-    cdef Py_buffer vx, vt, vw, vg, vl
-    cdef bint hx = False, ht = False, hw = False, hg = False, hl = False
+    cdef Buffers b = Buffers()
     cdef fo_reg_args a
-    cdef int dtype, code, wmode = FO_BC_SCALAR
+    cdef int dtype, wmode = FO_BC_SCALAR
     cdef fo_index n, ncols = 1
     cdef double total
     memset(&a, 0, sizeof(fo_reg_args))
     a.kind = FO_REG_L1 if kind == 0 else FO_REG_L2
     try:
-        dtype = acquire(&vx, pred, "pred", False)
-        hx = True
-        code = acquire(&vt, target, "target", False)
-        ht = True
-        check_like(&vx, &vt, dtype, code, "pred", "target")
-        n = nitems(&vx)
-        a.pred, a.target = vx.buf, vt.buf
+        dtype = b.get(pred, "pred", False)
+        check_like(&b.views[0], &b.views[1], dtype, b.get(target, "target", False), "pred",
+                   "target")
+        n = nitems(&b.views[0])
+        a.pred, a.target = b.buf(0), b.buf(1)
         if weight is not None:
             w = as_param_array(weight, pred.shape, pred.dtype, "weight", &wmode, &ncols, False)
             if wmode == FO_BC_SCALAR:
                 w = np.full(pred.shape, w, dtype=pred.dtype)
-            acquire(&vw, w, "weight", False)
-            hw = True
-            a.w = vw.buf
+            b.get(w, "weight", False)
+            a.w = b.buf(2)
         scale = 1.0 if kind == 0 else 2.0
         a.grad_scale = scale / n if (red == 0 and n > 0) else scale
-        grad = None
-        if want_grad:
-            grad = np.empty(pred.shape, dtype=pred.dtype) if out is None else out
-            code = acquire(&vg, grad, "out", True)
-            hg = True
-            check_like(&vx, &vg, dtype, code, "pred", "out")
-            check_no_alias(&vg, &vx, "out", "pred")
-            check_no_alias(&vg, &vt, "out", "target")
-            if hw:
-                check_no_alias(&vg, &vw, "out", "weight")
-            a.grad = vg.buf
-        elif out is not None:
-            raise ValueError("out is only used by the _and_grad functions")
-        lossarr = None
-        if red == 2:
-            lossarr = np.empty(pred.shape, dtype=pred.dtype)
-            acquire(&vl, lossarr, "loss", True)
-            hl = True
-            a.loss = vl.buf
+        grad, lossarr = b.outputs(dtype, pred, out, want_grad, red, &a.grad, &a.loss)
         with nogil:
             total = fo_reg(dtype, &a, n, nt)
     finally:
-        if hx: PyBuffer_Release(&vx)
-        if ht: PyBuffer_Release(&vt)
-        if hw: PyBuffer_Release(&vw)
-        if hg: PyBuffer_Release(&vg)
-        if hl: PyBuffer_Release(&vl)
-    if red == 2:
-        loss = lossarr
-    elif red == 0:
-        loss = total / n if n > 0 else float("nan")
-    else:
-        loss = total
-    return loss, grad
+        b.release()
+    return reduced(red, total, n, lossarr), grad
 
 
 # ----------------------------------------------------------------------------- math, runtime
