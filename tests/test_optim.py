@@ -485,3 +485,18 @@ def test_multi_tensor_aliasing_is_rejected():
     # read-only gradients may share memory with each other
     g = np.ones(4)
     fusedopt.SGD(ps, lr=0.1).step([g, g])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tf1_running_product_any_step_order(dtype):
+    # TF1's beta^t is a float32 running product; the kernel caches it per beta and must
+    # give the reference's value for any step, in any order, including past the point
+    # where the product stops changing (a subnormal fixed point).
+    for t in (1, 3000, 5, 2_000_000, 150_000, 1024, 1025, 99_999, 7):
+        for betas in ((0.9, 0.999), (0.5, 0.99999)):
+            a = [np.full(5, 0.5, dtype) for _ in range(3)]
+            b = [x.copy() for x in a]
+            g = np.linspace(-1, 1, 5).astype(dtype)
+            fusedopt.adam_step(a[0], g, a[1], a[2], step=t, betas=betas, convention="tf1")
+            R.adam_step(b[0], g, b[1], b[2], step=t, betas=betas, convention="tf1")
+            assert_same(a, b)

@@ -259,25 +259,24 @@ cdef int nthreads_arg(object n_threads) except? -2:
 
 # ----------------------------------------------------------------------------- Adam
 
-_tf1_powers = {}
+_tf1_powers = {}   # float32 beta -> float32 array whose element t-1 is TF1's beta^t
 
-cdef double tf1_power(double beta, long long step):
-    """TF1's beta^t: a float32 variable initialised to beta and multiplied by beta (float32)
-    after every step, i.e. the float32 running product."""
-    cdef float b = <float>beta
-    cdef float p
-    cdef long long t0
-    key = (beta,)
-    cached = _tf1_powers.get(key)
-    if cached is not None and cached[0] <= step:
-        t0, p = cached
-    else:
-        t0, p = 1, b
-    while t0 < step:
-        p = p * b
-        t0 += 1
-    _tf1_powers[key] = (t0, p)
-    return p
+
+cdef double tf1_power(double beta, long long step) except? -1.0:
+    """TF1's beta^t: a float32 variable initialised to beta and multiplied by beta (in
+    float32) after every step, i.e. the float32 running product.  The products are cached
+    per beta (any step count, any number of optimizers: O(1) after the first call); once
+    the product reaches a fixed point (0, or a subnormal that beta no longer changes) it
+    stays there for every later step."""
+    arr = _tf1_powers.get(beta)
+    cdef Py_ssize_t have = 0 if arr is None else len(arr)
+    if step > have:
+        if have >= 1 and arr[have - 1] * np.float32(beta) == arr[have - 1]:
+            return arr[have - 1]                     # fixed point: p*beta rounds to p
+        n = max(step, 2 * have, 1024)
+        arr = np.multiply.accumulate(np.full(n, beta, dtype=np.float32))
+        _tf1_powers[beta] = arr
+    return arr[step - 1]
 
 
 cdef double f32(double x) noexcept:
