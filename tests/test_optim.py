@@ -500,3 +500,28 @@ def test_tf1_running_product_any_step_order(dtype):
             fusedopt.adam_step(a[0], g, a[1], a[2], step=t, betas=betas, convention="tf1")
             R.adam_step(b[0], g, b[1], b[2], step=t, betas=betas, convention="tf1")
             assert_same(a, b)
+
+
+@pytest.mark.parametrize("conv", fusedopt.CONVENTIONS)
+def test_documented_defaults_are_torch_for_every_convention(conv):
+    # Decision (README "Conventions", fusedopt._optim docstring): the defaults are torch's
+    # for every convention; another framework's defaults are passed explicitly.
+    ams = dict(amsgrad=False)
+    if conv in ("tf1", "sklearn"):
+        adamw_kw = dict(weight_decay=0.0)       # these frameworks have no weight decay
+    else:
+        adamw_kw = {}
+    a = fusedopt.Adam([np.ones(2)], convention=conv)
+    assert a.defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                              maximize=False, convention=conv, eps_root=0.0, **ams)
+    w = fusedopt.AdamW([np.ones(2)], convention=conv, **adamw_kw)
+    assert w.defaults["weight_decay"] == adamw_kw.get("weight_decay", 1e-2)
+    s = fusedopt.SGD([np.ones(2)], convention=conv)
+    assert s.defaults == dict(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
+                              weight_decay=0.0, maximize=False, convention=conv)
+    # the functional defaults are the same numbers
+    p, q = np.ones(3), np.ones(3)
+    fusedopt.adam_step(p, np.ones(3), np.zeros(3), np.zeros(3), step=1, convention=conv)
+    R.adam_step(q, np.ones(3), np.zeros(3), np.zeros(3), step=1, lr=1e-3,
+                betas=(0.9, 0.999), eps=1e-8, convention=conv)
+    np.testing.assert_array_equal(p, q)
