@@ -10,8 +10,10 @@ MODULES = ["fusedopt", "fusedopt._losses", "fusedopt._optim", "fusedopt._runtime
            "fusedopt.reference", "fusedopt._demo"]
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", MODULES + ["fusedopt.torch", "fusedopt._checkpoint"])
 def test_doctests(name):
+    if name == "fusedopt.torch":
+        pytest.importorskip("torch")
     mod = importlib.import_module(name)
     failed, attempted = doctest.testmod(mod, optionflags=doctest.ELLIPSIS |
                                         doctest.NORMALIZE_WHITESPACE)
@@ -26,3 +28,10 @@ def test_public_api_is_documented_with_examples():
         doc = obj.__doc__ or ""
         assert len(doc) > 40, f"{name} has no docstring"
         assert ">>>" in doc, f"{name}'s docstring has no example"
+
+
+def test_torch_adapter_classes_have_examples():
+    pytest.importorskip("torch")
+    import fusedopt.torch as ft
+    for cls in (ft.Adam, ft.AdamW, ft.SGD):
+        assert ">>>" in (cls.__doc__ or ""), cls

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 
 MAGIC = b"FUSEDOPTCKPT\x00\x00\x00\x01"
-_DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
+_DTYPES: Dict[str, np.dtype[Any]] = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -36,7 +36,8 @@ class CheckpointError(ValueError):
 
     >>> import fusedopt, os, tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "junk.ckpt")
-    >>> _ = open(path, "wb").write(b"not a checkpoint at all, but long enough to be read")
+    >>> with open(path, "wb") as f:
+    ...     _ = f.write(b"not a fusedopt checkpoint " * 4)
     >>> try:
     ...     fusedopt.load_optimizer(path)
     ... except fusedopt.CheckpointError as e:
@@ -106,7 +107,8 @@ def save(opt: Any, path: PathLike, *, include_params: bool = True) -> None:
                     write(b"\0" * (entry["offset"] - pos))
                     pos = entry["offset"]
                 if a.nbytes:
-                    write(memoryview(a).cast("B"))
+                    # (numpy types ndarray as a Buffer only on Python >= 3.12)
+                    write(memoryview(a).cast("B"))  # type: ignore[arg-type, unused-ignore]
                 pos += a.nbytes
             if offset > pos:
                 write(b"\0" * (offset - pos))
@@ -148,7 +150,7 @@ def read(path: PathLike) -> Dict[str, Any]:
     if start + hlen > len(body):
         raise CheckpointError("checkpoint header length exceeds the file")
     try:
-        header = json.loads(body[start:start + hlen].decode("utf-8"))
+        header: Dict[str, Any] = json.loads(body[start:start + hlen].decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise CheckpointError(f"checkpoint header is not valid JSON: {e}") from None
     payload = memoryview(body)[start + hlen:]
@@ -156,7 +158,7 @@ def read(path: PathLike) -> Dict[str, Any]:
         if header.get("format") != 1:
             raise CheckpointError(f"unsupported checkpoint format {header.get('format')!r}")
         arrays = []
-        for e in header["arrays"]:
+        for e in header["arrays"]:  # type: ignore[misc]  # (e: an except name above)
             dt = _DTYPES.get(e["dtype"])
             if dt is None:
                 raise CheckpointError(f"array {e['name']!r} has dtype {e['dtype']!r}; only "

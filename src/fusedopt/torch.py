@@ -49,7 +49,7 @@ layout) is read through a contiguous copy; it is only read, so the result is the
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -62,26 +62,29 @@ try:  # torch's own decorator: grad mode follows defaults["differentiable"] (Fal
 except ImportError:  # pragma: no cover - other torch versions
     import functools
 
-    def _use_grad(func):
+    def _use_grad(func: Any) -> Any:  # type: ignore[misc]
         @functools.wraps(func)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             with torch.no_grad():
                 return func(*args, **kwargs)
         return wrapper
 
+_get_scalar_dtype: Callable[..., Any]   # (torch's own is untyped)
 try:
     from torch.optim.optimizer import _get_scalar_dtype
 except ImportError:  # pragma: no cover
-    def _get_scalar_dtype(is_fused=None):
+    def _get_scalar_dtype(is_fused: Any = None) -> Any:
         return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 try:
     from torch.autograd.graph import increment_version as _increment_version
 except ImportError:  # pragma: no cover
-    def _increment_version(tensors):
+    def _increment_version(tensors: Any) -> None:  # type: ignore[misc]
         torch._C._increment_version(tensors)
 
 __all__ = ["Adam", "AdamW", "SGD"]
+
+_Batch = Tuple[List[Any], List[Any], List[Any]]   # cache entries, gradient views, names
 
 # Flags that pick one of torch's implementations; the kernels replace all of them.
 _IMPL_FLAGS = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
@@ -184,7 +187,7 @@ def _grad_view(g: torch.Tensor, p: torch.Tensor, name: str, kind: str) -> np.nda
     return a
 
 
-def _check_disjoint(batch_entries: list, where: Dict[int, str]) -> None:
+def _check_disjoint(batch_entries: List[Any], where: Dict[int, str]) -> None:
     """Parameters stepped by one kernel call must not share memory (the kernel may update
     them in parallel); names the first overlapping pair.  Careful pass only."""
     spans = sorted((e[1].ctypes.data, e[1].ctypes.data + e[1].nbytes, id(e[-1]))
@@ -201,7 +204,7 @@ class _FusedOptimizer(Optimizer):
 
     def __init__(self, params: Any, defaults: Dict[str, Any]) -> None:
         _reject_impl_flags(f"fusedopt.torch.{type(self).__name__}", defaults)
-        self._views: Dict[int, tuple] = {}   # id(param) -> cache entry (see _entry)
+        self._views: Dict[int, Tuple[Any, ...]] = {}   # id(param) -> cache entry (see _entry)
         super().__init__(params, defaults)
 
     # -- groups -----------------------------------------------------------------------
@@ -306,7 +309,8 @@ class _FusedOptimizer(Optimizer):
     def _pass(self, careful: bool) -> bool:
         raise NotImplementedError
 
-    def _run_batches(self, batches: Dict[Any, list], call: Callable, careful: bool) -> bool:
+    def _run_batches(self, batches: Dict[Any, _Batch],
+                     call: Callable[[Any, _Batch, bool], None], careful: bool) -> bool:
         """Runs the kernel on every batch; dry-validates them all first when there are
         several (the binding validates a whole batch before it writes).  Returns False if
         the binding refused in an optimistic pass (nothing modified)."""
@@ -346,6 +350,17 @@ class Adam(_FusedOptimizer):
 
     The state per parameter is torch's: ``step`` (float32 scalar tensor), ``exp_avg``,
     ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
+
+    Raises ValueError / TypeError naming the parameter for tensors the kernels cannot
+    update in place (see the module docstring), RuntimeError for sparse gradients.
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.zeros(3))
+    >>> opt = fusedopt.torch.Adam([w], lr=0.1)
+    >>> w.grad = torch.tensor([1.0, -1.0, 0.0])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([-0.1000,  0.1000,  0.0000])
     """
 
     _group_defaults = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False,
@@ -402,8 +417,8 @@ class Adam(_FusedOptimizer):
                     st["step"] = torch.tensor(float(st["step"]), dtype=_get_scalar_dtype())
 
     def _entry(self, gi: int, k: int, group: Dict[str, Any], p: torch.Tensor,
-               st: Optional[Dict[str, Any]], ams: bool, new_states: list,
-               new_items: list) -> tuple:
+               st: Optional[Dict[str, Any]], ams: bool, new_states: List[Any],
+               new_items: List[Any]) -> Tuple[Any, ...]:
         """Validates one parameter and its state; returns its cache entry ``(data_ptr,
         view, step, step view, exp_avg, view, exp_avg_sq, view, max_exp_avg_sq or None,
         view or None, dtype char, param)``: NumPy views of the tensors' own memory, reused
@@ -426,7 +441,8 @@ class Adam(_FusedOptimizer):
             _step_tensor(st, what)
             if ams:
                 if st.get("max_exp_avg_sq") is None:   # amsgrad switched on later
-                    vmax = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    vmax: Optional[torch.Tensor] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format)
                     new_items.append((st, "max_exp_avg_sq", vmax))
                     st = dict(st, max_exp_avg_sq=vmax)
                 else:
@@ -441,12 +457,13 @@ class Adam(_FusedOptimizer):
         # The hot loop: per parameter a few identity checks against its cached entry and
         # one NumPy view of its gradient (see bench/bench_torch_adapter.py).
         cache, state = self._views, self.state
-        batches: Dict[Any, list] = {}
-        new_states: list = []
-        new_items: list = []
-        written: list = []
+        batches: Dict[Any, _Batch] = {}
+        new_states: List[Any] = []
+        new_items: List[Any] = []
+        written: List[Any] = []
         for gi, group in enumerate(self.param_groups):
             ams = bool(group["amsgrad"])
+            b: Any                 # the batch of the previous gradient, when t and dtype match
             last_t = last_dt = b = None
             for k, p in enumerate(group["params"]):
                 g = p.grad
@@ -485,7 +502,7 @@ class Adam(_FusedOptimizer):
             return True
         groups = self.param_groups
 
-        def call(key, b, dry):
+        def call(key: Any, b: _Batch, dry: bool) -> None:
             group = groups[key[0]]
             es = b[0]
             ams = bool(group["amsgrad"])
@@ -513,7 +530,15 @@ class Adam(_FusedOptimizer):
 class AdamW(Adam):
     """``torch.optim.AdamW`` (Adam with decoupled weight decay, default
     ``weight_decay=1e-2``) running fusedopt's kernel.  Same arguments as
-    :class:`Adam` without ``decoupled_weight_decay`` (always True, as torch's AdamW)."""
+    :class:`Adam` without ``decoupled_weight_decay`` (always True, as torch's AdamW).
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.ones(2))
+    >>> w.grad = torch.zeros(2)
+    >>> fusedopt.torch.AdamW([w], lr=0.1, weight_decay=0.5).step()
+    >>> w.detach()
+    tensor([0.9500, 0.9500])
+    """
 
     def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3,
                  betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -550,6 +575,15 @@ class SGD(_FusedOptimizer):
     The state is torch's: ``{"momentum_buffer": tensor}`` per parameter once it has been
     stepped with momentum (the first step sets the buffer to the gradient); no state
     without momentum.  With a non-torch convention the buffer starts at zero.
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.ones(2))
+    >>> opt = fusedopt.torch.SGD([w], lr=0.5, momentum=0.9)
+    >>> for _ in range(2):
+    ...     w.grad = torch.ones(2)
+    ...     opt.step()
+    >>> w.detach()
+    tensor([-0.4500, -0.4500])
     """
 
     _group_defaults = {"nesterov": False, "maximize": False, "convention": "torch"}
@@ -584,7 +618,8 @@ class SGD(_FusedOptimizer):
                         1, None)
 
     def _entry(self, gi: int, k: int, group: Dict[str, Any], p: torch.Tensor,
-               st: Optional[Dict[str, Any]], mom: bool, new_items: list) -> tuple:
+               st: Optional[Dict[str, Any]], mom: bool,
+               new_items: List[Any]) -> Tuple[Any, ...]:
         """Validates one parameter and its buffer; returns its cache entry
         ``(data_ptr, view, buffer, buffer view, dtype char, first torch momentum step,
         param)``."""
@@ -593,7 +628,7 @@ class SGD(_FusedOptimizer):
         pv = _array(p.detach())
         if not mom:
             return (p.data_ptr(), pv, None, None, pv.dtype.char, False, p)
-        buf = st.get("momentum_buffer") if st else None
+        buf: Any = st.get("momentum_buffer") if st else None
         first = buf is None
         if first:   # torch: buffer = clone(grad) on the first step (the kernel, step=1)
             buf = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -605,9 +640,9 @@ class SGD(_FusedOptimizer):
 
     def _pass(self, careful: bool) -> bool:
         cache, state = self._views, self.state
-        batches: Dict[Any, list] = {}
-        new_items: list = []
-        written: list = []
+        batches: Dict[Any, _Batch] = {}
+        new_items: List[Any] = []
+        written: List[Any] = []
         for gi, group in enumerate(self.param_groups):
             mom = _float(group["momentum"]) != 0
             for k, p in enumerate(group["params"]):
@@ -639,7 +674,7 @@ class SGD(_FusedOptimizer):
             return True
         groups = self.param_groups
 
-        def call(key, b, dry):
+        def call(key: Any, b: _Batch, dry: bool) -> None:
             group = groups[key[0]]
             es = b[0]
             mom = _float(group["momentum"]) != 0
