@@ -11,6 +11,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FO_HAVE_ATFORK 1
+#endif
 
 static const fo_table *fo_active = &fo_table_baseline;
 static int fo_active_isa = FO_ISA_BASELINE;
@@ -18,6 +22,22 @@ static int fo_default_nthreads = 0;               /* 0: OpenMP's current maximum
 /* Measured on the 2-core AVX-512 machine (bench/RESULTS.md): from 2 blocks (32 Ki
  * elements) on, 2 threads take 0.55-0.6x the time of one for Adam and the loss. */
 static fo_index fo_threshold = 2 * FO_BLOCK;
+
+/* GNU OpenMP cannot run a parallel region in a child forked after the parent started its
+ * thread pool (the child hangs).  A forked child of such a parent runs every call on its
+ * own thread instead: correct results, no hang (multiprocessing's "fork", DataLoader
+ * workers, ...). */
+static volatile int fo_pool_started = 0;
+static volatile int fo_single_after_fork = 0;
+
+#ifdef FO_HAVE_ATFORK
+static void fo_atfork_child(void)
+{
+    if (fo_pool_started) fo_single_after_fork = 1;
+}
+#endif
+
+int fo_forked_single_threaded(void) { return fo_single_after_fork; }
 
 int fo_detected_isa(void)
 {
@@ -34,6 +54,13 @@ int fo_detected_isa(void)
 
 int fo_select_isa(int cap)
 {
+#ifdef FO_HAVE_ATFORK
+    static int atfork_registered = 0;
+    if (!atfork_registered) {
+        atfork_registered = 1;
+        pthread_atfork(NULL, NULL, fo_atfork_child);
+    }
+#endif
     int isa = fo_detected_isa();
     if (cap >= 0 && cap < isa) isa = cap;
 #if FO_HAVE_X86_PATHS
@@ -79,8 +106,9 @@ static int fo_threads_for(fo_index total, fo_index nblocks, int n_threads)
 {
 #ifdef _OPENMP
     int nt = n_threads > 0 ? n_threads : fo_default_threads();
-    if (total < fo_threshold || nt < 1) nt = 1;
+    if (total < fo_threshold || nt < 1 || fo_single_after_fork) nt = 1;
     if ((fo_index)nt > nblocks) nt = (int)(nblocks > 0 ? nblocks : 1);
+    if (nt > 1) fo_pool_started = 1;
     return nt;
 #else
     (void)total; (void)nblocks; (void)n_threads;

@@ -140,5 +140,7 @@ void fo_set_default_threads(int n);
 int fo_default_threads(void);
 fo_index fo_parallel_threshold(void);
 void fo_set_parallel_threshold(fo_index n);
+/* 1 in a child forked after the parent ran threaded kernels: calls run single-threaded. */
+int fo_forked_single_threaded(void);
 
 #endif

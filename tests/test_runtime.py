@@ -1,5 +1,6 @@
 """CPU path selection, threads and what cpu_info reports."""
 import json
+import textwrap
 import os
 import subprocess
 import sys
@@ -95,3 +96,29 @@ def test_omp_num_threads_is_the_default():
                        capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.stdout.strip() == "1"
+
+
+def test_forked_child_runs_single_threaded_instead_of_hanging():
+    # GNU OpenMP hangs in a child forked after the parent used its thread pool; fusedopt
+    # detects the fork (pthread_atfork) and runs the child's calls on one thread.
+    code = textwrap.dedent("""
+        import multiprocessing as mp, numpy as np, fusedopt
+        x = np.random.default_rng(0).random(10**6).astype(np.float32)
+        parent = fusedopt.sigmoid_cross_entropy(x, x, n_threads=2)
+        def child(q):
+            q.put((fusedopt.sigmoid_cross_entropy(x, x, n_threads=2),
+                   fusedopt.cpu_info()["forked_single_threaded"]))
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=child, args=(q,))
+        p.start()
+        loss, single = q.get(timeout=60)
+        p.join(60)
+        assert p.exitcode == 0 and loss == parent, (loss, parent)
+        print(single, fusedopt.cpu_info()["forked_single_threaded"])
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    openmp = fusedopt.cpu_info()["openmp"]
+    assert r.stdout.split() == [str(openmp), "False"]

@@ -902,6 +902,7 @@ def runtime_info():
         "max_threads": fo_max_threads(),
         "default_threads": fo_default_threads(),
         "parallel_threshold": fo_parallel_threshold(),
+        "forked_single_threaded": bool(fo_forked_single_threaded()),
         "block": FO_BLOCK,
         "compiler": fo_compiler.decode(),
         "build_flags": fo_build_flags.decode(),

@@ -96,3 +96,4 @@ cdef extern from "fusedopt.h" nogil:
     int fo_default_threads()
     fo_index fo_parallel_threshold()
     void fo_set_parallel_threshold(fo_index n)
+    int fo_forked_single_threaded()

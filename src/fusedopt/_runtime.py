@@ -45,6 +45,8 @@ def cpu_info() -> Dict[str, Any]:
     ``detected`` (the best path this CPU and build support), ``forced`` (the value of
     FUSEDOPT_CPU, if it lowered the path), ``reason``, ``openmp``, ``threads`` (the
     default thread count), ``parallel_threshold`` (elements below which a call runs on one
+    thread), ``forked_single_threaded`` (True in a process forked after its
+    parent ran threaded kernels: GNU OpenMP cannot be used there, so calls run on one
     thread), ``block``, ``machine``, ``compiler`` and ``build_flags``.
 
     >>> import fusedopt
@@ -66,6 +68,7 @@ def cpu_info() -> Dict[str, Any]:
         "openmp": info["openmp"],
         "threads": info["default_threads"],
         "parallel_threshold": info["parallel_threshold"],
+        "forked_single_threaded": info["forked_single_threaded"],
         "block": info["block"],
         "machine": platform.machine(),
         "compiler": info["compiler"],
