@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:       # one line, exit 2, no traceback
+    def error(self, message: str) -> NoReturn:   # one line, exit 2, no traceback
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -39,7 +39,7 @@ class _Progress:
         self.total, self.enabled, self.bar = total, enabled, None
         if enabled:
             try:
-                from tqdm import tqdm
+                from tqdm import tqdm  # type: ignore[import, unused-ignore]
                 self.bar = tqdm(total=total, unit="step", file=sys.stderr, leave=False)
             except ImportError:
                 self.bar = None
@@ -90,9 +90,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"final loss {ref.losses[-1]:.5f}")
     if args.plot:
         try:
-            import matplotlib
+            import matplotlib  # type: ignore[import-not-found, unused-ignore]
             matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
             print("fusedopt demo: --plot needs matplotlib (pip install matplotlib)",
                   file=sys.stderr)
@@ -122,7 +122,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "block", "machine", "compiler", "build_flags"):
         print(f"  {key:<19} {info[key]}")
     try:
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import threadpool_info  # type: ignore[import, unused-ignore]
         omp = [p for p in threadpool_info() if p.get("user_api") == "openmp"]
         for p in omp:
             print(f"  {'openmp runtime':<19} {p.get('internal_api')} {p.get('version')} "

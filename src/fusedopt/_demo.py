@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 
-def make_moons(n: int = 2000, noise: float = 0.15, seed: int = 0, dtype=np.float32):
+def make_moons(n: int = 2000, noise: float = 0.15, seed: int = 0,
+               dtype: DTypeLike = np.float32) -> Tuple[np.ndarray, np.ndarray]:
     """Two interleaved half circles (labels 0/1 as uint8), deterministic for a seed."""
     rng = np.random.default_rng(seed)
     n0 = n // 2
@@ -31,7 +33,8 @@ def make_moons(n: int = 2000, noise: float = 0.15, seed: int = 0, dtype=np.float
     return x[perm].astype(dtype), y[perm]
 
 
-def init_params(hidden: int = 32, seed: int = 0, dtype=np.float32) -> List[np.ndarray]:
+def init_params(hidden: int = 32, seed: int = 0,
+                dtype: DTypeLike = np.float32) -> List[np.ndarray]:
     """Glorot-uniform weights, zero biases: [W1 (2, h), b1 (h,), W2 (h, 1), b2 (1,)]."""
     rng = np.random.default_rng(seed + 1)
     lim1, lim2 = np.sqrt(6 / (2 + hidden)), np.sqrt(6 / (hidden + 1))
@@ -61,6 +64,7 @@ def train(steps: int = 5000, *, hidden: int = 32, lr: float = 0.001, n: int = 20
     x, y = make_moons(n, seed=seed)
     params = init_params(hidden, seed)
     W1, b1, W2, b2 = params
+    step: Callable[[List[np.ndarray]], Any]
     if backend == "fusedopt":
         loss_and_grad = fusedopt.sigmoid_cross_entropy_and_grad
         opt = fusedopt.Adam(params, lr=lr, convention="tf1")
@@ -70,7 +74,7 @@ def train(steps: int = 5000, *, hidden: int = 32, lr: float = 0.001, n: int = 20
         state = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
         count = [0]
 
-        def step(grads):
+        def step(grads: List[np.ndarray]) -> None:
             count[0] += 1
             for p, g, (m, v) in zip(params, grads, state):
                 reference.adam_step(p, g, m, v, step=count[0], lr=lr, convention="tf1")

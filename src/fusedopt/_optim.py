@@ -302,7 +302,9 @@ class _Optimizer:
     def _init_state(self, i: int) -> Dict[str, Any]:
         raise NotImplementedError
 
-    def _run(self, group, key, idx, grads, state, n_threads, validate_only) -> None:
+    def _run(self, group: Dict[str, Any], key: Any, idx: List[int], grads: Sequence[Any],
+             state: Dict[int, Dict[str, Any]], n_threads: Optional[int],
+             validate_only: bool) -> None:
         raise NotImplementedError
 
     # -- state dicts
@@ -364,7 +366,7 @@ class _Optimizer:
             step = s["step"]
             if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
                 raise ValueError(f"state[{i}]['step'] must be an integer >= 0, got {step!r}")
-            ns = {"step": int(step)}
+            ns: Dict[str, Any] = {"step": int(step)}
             for name in expected - {"step"}:
                 a = s[name]
                 if not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype != p.dtype:
@@ -473,7 +475,7 @@ class Adam(_Optimizer):
                          g["eps"], g["weight_decay"], self._decoupled_for(g), g["amsgrad"],
                          g["maximize"], g["convention"], g["eps_root"], None)
 
-    def _state_names(self, i, groups):
+    def _state_names(self, i: int, groups: List[Dict[str, Any]]) -> Tuple[str, ...]:
         g = _group_of(groups, i)
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if g["amsgrad"] else ("exp_avg", "exp_avg_sq")
 
@@ -484,7 +486,9 @@ class Adam(_Optimizer):
             s["max_exp_avg_sq"] = np.zeros_like(p)
         return s
 
-    def _run(self, g, step, idx, grads, state, n_threads, validate_only) -> None:
+    def _run(self, g: Dict[str, Any], step: Any, idx: List[int], grads: Sequence[Any],
+             state: Dict[int, Dict[str, Any]], n_threads: Optional[int],
+             validate_only: bool) -> None:
         ams = g["amsgrad"]
         for i in idx:
             if ams and "max_exp_avg_sq" not in state[i]:
@@ -556,7 +560,7 @@ class SGD(_Optimizer):
                         g["dampening"], g["nesterov"], g["weight_decay"], g["maximize"],
                         g["convention"], 1, None)
 
-    def _state_names(self, i, groups):
+    def _state_names(self, i: int, groups: List[Dict[str, Any]]) -> Tuple[str, ...]:
         return ("momentum_buffer",) if _group_of(groups, i)["momentum"] != 0 else ()
 
     def _init_state(self, i: int) -> Dict[str, Any]:
@@ -567,7 +571,9 @@ class SGD(_Optimizer):
         s = self.state.get(i)
         return 1 if s is None or "momentum_buffer" not in s else 2
 
-    def _run(self, g, key, idx, grads, state, n_threads, validate_only) -> None:
+    def _run(self, g: Dict[str, Any], key: Any, idx: List[int], grads: Sequence[Any],
+             state: Dict[int, Dict[str, Any]], n_threads: Optional[int],
+             validate_only: bool) -> None:
         mom = g["momentum"] != 0
         if mom:
             for i in idx:

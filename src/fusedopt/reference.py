@@ -10,16 +10,19 @@ The signatures are those of the ``fusedopt`` functions of the same names.
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 CONVENTIONS = ("torch", "tf1", "keras", "optax", "sklearn")
+_Loss = Union[float, np.ndarray]
+_ArrayOrNumber = Union[np.ndarray, float]
 
 
 # ----------------------------------------------------------------------------- losses
 
-def _reduce(loss64: np.ndarray, dtype, reduction: str):
+def _reduce(loss64: np.ndarray, dtype: DTypeLike, reduction: str) -> _Loss:
     if reduction == "mean":
         return float(loss64.mean()) if loss64.size else float("nan")
     if reduction == "sum":
@@ -33,9 +36,12 @@ def _scale(n: int, reduction: str) -> float:
     return 1.0 / n if reduction == "mean" and n else 1.0
 
 
-def sigmoid_cross_entropy_and_grad(logits, labels, *, weight=None, pos_weight=None,
-                                   label_smoothing=0.0, reduction="mean", out=None,
-                                   n_threads=None):
+def sigmoid_cross_entropy_and_grad(logits: np.ndarray, labels: np.ndarray, *,
+                                   weight: Optional[_ArrayOrNumber] = None,
+                                   pos_weight: Optional[_ArrayOrNumber] = None,
+                                   label_smoothing: float = 0.0, reduction: str = "mean",
+                                   out: Optional[np.ndarray] = None,
+                                   n_threads: Optional[int] = None) -> Tuple[_Loss, np.ndarray]:
     """torch's ``binary_cross_entropy_with_logits`` with Keras/TF1 label smoothing:
 
     y' = y*(1-ls) + ls/2;  lw = (pw-1)*y' + 1
@@ -65,14 +71,20 @@ def sigmoid_cross_entropy_and_grad(logits, labels, *, weight=None, pos_weight=No
     return _reduce(np.broadcast_to(loss, x.shape), dtype, reduction), grad
 
 
-def sigmoid_cross_entropy(logits, labels, *, weight=None, pos_weight=None,
-                          label_smoothing=0.0, reduction="mean", n_threads=None):
+def sigmoid_cross_entropy(logits: np.ndarray, labels: np.ndarray, *,
+                          weight: Optional[_ArrayOrNumber] = None,
+                          pos_weight: Optional[_ArrayOrNumber] = None,
+                          label_smoothing: float = 0.0, reduction: str = "mean",
+                          n_threads: Optional[int] = None) -> _Loss:
     return sigmoid_cross_entropy_and_grad(logits, labels, weight=weight, pos_weight=pos_weight,
                                           label_smoothing=label_smoothing,
                                           reduction=reduction)[0]
 
 
-def l1_loss_and_grad(pred, target, *, weight=None, reduction="mean", out=None, n_threads=None):
+def l1_loss_and_grad(pred: np.ndarray, target: np.ndarray, *,
+                     weight: Optional[_ArrayOrNumber] = None, reduction: str = "mean",
+                     out: Optional[np.ndarray] = None,
+                     n_threads: Optional[int] = None) -> Tuple[_Loss, np.ndarray]:
     """loss = w*|p - t|;  grad = w*sign(p - t)/N (sign(0) = 0, torch)."""
     d = np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)
     w = 1.0 if weight is None else np.asarray(weight, dtype=np.float64)
@@ -85,11 +97,15 @@ def l1_loss_and_grad(pred, target, *, weight=None, reduction="mean", out=None, n
     return _reduce(loss, np.asarray(pred).dtype, reduction), grad
 
 
-def l1_loss(pred, target, *, weight=None, reduction="mean", n_threads=None):
+def l1_loss(pred: np.ndarray, target: np.ndarray, *, weight: Optional[_ArrayOrNumber] = None,
+            reduction: str = "mean", n_threads: Optional[int] = None) -> _Loss:
     return l1_loss_and_grad(pred, target, weight=weight, reduction=reduction)[0]
 
 
-def l2_loss_and_grad(pred, target, *, weight=None, reduction="mean", out=None, n_threads=None):
+def l2_loss_and_grad(pred: np.ndarray, target: np.ndarray, *,
+                     weight: Optional[_ArrayOrNumber] = None, reduction: str = "mean",
+                     out: Optional[np.ndarray] = None,
+                     n_threads: Optional[int] = None) -> Tuple[_Loss, np.ndarray]:
     """loss = w*(p - t)^2;  grad = 2*w*(p - t)/N (torch mse_loss)."""
     d = np.asarray(pred, dtype=np.float64) - np.asarray(target, dtype=np.float64)
     w = 1.0 if weight is None else np.asarray(weight, dtype=np.float64)
@@ -102,7 +118,8 @@ def l2_loss_and_grad(pred, target, *, weight=None, reduction="mean", out=None, n
     return _reduce(loss, np.asarray(pred).dtype, reduction), grad
 
 
-def l2_loss(pred, target, *, weight=None, reduction="mean", n_threads=None):
+def l2_loss(pred: np.ndarray, target: np.ndarray, *, weight: Optional[_ArrayOrNumber] = None,
+            reduction: str = "mean", n_threads: Optional[int] = None) -> _Loss:
     return l2_loss_and_grad(pred, target, weight=weight, reduction=reduction)[0]
 
 
@@ -116,13 +133,17 @@ def _no(cond: bool, what: str, convention: str) -> None:
 def _tf1_power(beta: float, step: int) -> np.float32:
     """TF1 keeps beta^t in a float32 variable, multiplied by beta after each step."""
     b = np.float32(beta)
-    return np.multiply.accumulate(np.full(step, b, dtype=np.float32))[-1]
+    power: np.float32 = np.multiply.accumulate(np.full(step, b, dtype=np.float32))[-1]
+    return power
 
 
-def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.999),
-              eps=1e-8, weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
-              max_exp_avg_sq=None, maximize=False, convention="torch", eps_root=0.0,
-              n_threads=None):
+def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
+              exp_avg_sq: np.ndarray, *, step: int, lr: float = 1e-3,
+              betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+              weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
+              amsgrad: bool = False, max_exp_avg_sq: Optional[np.ndarray] = None,
+              maximize: bool = False, convention: str = "torch", eps_root: float = 0.0,
+              n_threads: Optional[int] = None) -> None:
     """One Adam step, in place, in the parameter's dtype (see fusedopt.adam_step)."""
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}")
@@ -154,6 +175,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.
         bc2_sqrt = math.sqrt(1 - b2 ** t)
         vv = v
         if amsgrad:
+            assert max_exp_avg_sq is not None
             np.maximum(max_exp_avg_sq, v, out=max_exp_avg_sq)
             vv = max_exp_avg_sq
         denom = np.sqrt(vv) / T(bc2_sqrt) + T(eps)
@@ -181,6 +203,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.
         v[...] = v + (g * g - v) * omb2
         vv = v
         if amsgrad:
+            assert max_exp_avg_sq is not None
             np.maximum(max_exp_avg_sq, v, out=max_exp_avg_sq)
             vv = max_exp_avg_sq
         param[...] = p - (m * T(alpha)) / (np.sqrt(vv) + epsT)
@@ -200,6 +223,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.
         mhat = m / T(1 - b1 ** t)
         vhat = v / T(1 - b2 ** t)
         if amsgrad:
+            assert max_exp_avg_sq is not None
             np.maximum(max_exp_avg_sq, vhat, out=max_exp_avg_sq)
             vhat = max_exp_avg_sq
         u = mhat / (np.sqrt(vhat + T(eps_root)) + T(eps))
@@ -210,9 +234,11 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, betas=(0.9, 0.
 
 # ----------------------------------------------------------------------------- SGD
 
-def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0.0,
-             nesterov=False, weight_decay=0.0, maximize=False, convention="torch", step=None,
-             n_threads=None):
+def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np.ndarray] = None,
+             *, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+             nesterov: bool = False, weight_decay: float = 0.0, maximize: bool = False,
+             convention: str = "torch", step: Optional[int] = None,
+             n_threads: Optional[int] = None) -> None:
     """One SGD step, in place, in the parameter's dtype (see fusedopt.sgd_step)."""
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown convention {convention!r}")
@@ -224,6 +250,7 @@ def sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0.0, dampening=0
     if convention not in ("torch", "keras"):
         _no(weight_decay != 0, "weight decay", convention)
     T = param.dtype.type
+    buf: Any                                  # an array whenever momentum != 0
     p, g, buf, mu, wd = param.copy(), grad.copy(), momentum_buffer, momentum, weight_decay
     if convention == "torch":
         if maximize:

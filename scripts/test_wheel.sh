@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Tests what scripts/build_wheel.sh produced, installed the way a user installs it.
+#
+#   scripts/test_wheel.sh [--wheel-only | --sdist-only]
+#
+# 1. The repaired wheel (wheelhouse/fusedopt-*-manylinux_*.whl):
+#    - a fresh virtual environment outside the source tree (no system site-packages);
+#    - every command runs with PATH = the venv's bin + a directory of symlinks to a few
+#      basic tools, and no C compiler (checked: gcc, cc, c++, clang, ... are not found;
+#      CC/CXX unset); `pip install --only-binary=:all: "<wheel>[test]"` so nothing can be
+#      compiled on the way;
+#    - checks that `import fusedopt` resolves inside the venv, the version metadata, the
+#      `fusedopt` command, and what cpu_info() reports;
+#    - runs the whole test suite from a copy of tests/ (plus examples/, which
+#      tests/test_examples.py runs, and pyproject.toml for the pytest settings) in a
+#      temporary directory, so the source tree's src/ cannot be imported;
+#    - runs the kernel tests again with FUSEDOPT_CPU=baseline (the path every x86-64 CPU
+#      can run), after checking that cpu_info() reports the lowered path.
+# 2. The sdist (dist/fusedopt-*.tar.gz): another fresh venv, `pip install "<sdist>[test]"`
+#    (compiles from source: a compiler is allowed here), then the test suite shipped
+#    inside the sdist, again from a temporary directory.
+#
+# Environment: PYTHON (default python3); PYTEST_ADDOPTS is passed to pytest as usual.
+# Exit status: non-zero as soon as a step fails.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PYTHON=$(command -v "${PYTHON:-python3}")
+DO_WHEEL=1 DO_SDIST=1
+case "${1:-}" in
+    "") ;;
+    --wheel-only) DO_SDIST=0 ;;
+    --sdist-only) DO_WHEEL=0 ;;
+    *) echo "usage: $0 [--wheel-only | --sdist-only]" >&2; exit 2 ;;
+esac
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fusedopt-test.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+t0=$SECONDS
+say() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - t0)); }
+KERNEL_TESTS="tests/test_losses.py tests/test_optim.py tests/test_math.py tests/test_errors.py
+              tests/test_runtime.py"
+
+# A copy of the tests (+ examples/, pyproject.toml) from $1 into a new directory $2.
+copy_tests() {
+    mkdir -p "$2"
+    cp -R "$1/tests" "$2/tests"
+    if [ -d "$1/examples" ]; then cp -R "$1/examples" "$2/examples"; fi
+    cp "$1/pyproject.toml" "$2/pyproject.toml"
+    rm -rf "$2"/tests/__pycache__
+}
+
+# Checks on the installed package, run by the venv's interpreter from $WORK (outside the
+# tree): fusedopt comes from the venv, metadata and version agree, cpu_info is coherent.
+# Arguments: the venv, the expected CPU path ("" = the best this CPU has).
+cat > "$WORK/check_installed.py" <<'EOF'
+import importlib.metadata as md, os, sys
+import fusedopt
+venv, want = os.path.realpath(sys.argv[1]), sys.argv[2]
+where = os.path.realpath(fusedopt.__file__)
+assert where.startswith(venv + os.sep), f"fusedopt imported from {where}, not from {venv}"
+assert md.version("fusedopt") == fusedopt.__version__, (md.version("fusedopt"),
+                                                        fusedopt.__version__)
+core = os.path.realpath(fusedopt._core.__file__)
+assert core.startswith(venv + os.sep), core
+info = fusedopt.cpu_info()
+assert info["path"] == (want or info["detected"]), info
+assert info["forced"] == (want or None), info
+assert "-march=native" not in info["build_flags"], info["build_flags"]
+print(f"  fusedopt {fusedopt.__version__} from {where}")
+print(f"  cpu_info: path={info['path']} detected={info['detected']} "
+      f"forced={info['forced']} openmp={info['openmp']} threads={info['threads']}")
+EOF
+
+if [ "$DO_WHEEL" = 1 ]; then
+    shopt -s nullglob
+    wheels=("$ROOT"/wheelhouse/fusedopt-*-manylinux_*.whl)
+    shopt -u nullglob
+    [ "${#wheels[@]}" = 1 ] || { echo "expected one repaired wheel in wheelhouse/, found" \
+        "${#wheels[@]}: run scripts/build_wheel.sh" >&2; exit 1; }
+    wheel=${wheels[0]}
+    say "wheel: $(basename "$wheel")"
+
+    # PATH for everything below: the venv's bin and a few tools, no compiler.
+    SAFEBIN="$WORK/safebin"
+    mkdir "$SAFEBIN"
+    for tool in sh bash env uname cat ls mkdir rm cp mv ln grep sed sort head tail sleep \
+                kill ps id hostname nproc; do
+        p=$(command -v "$tool" || true)
+        if [ -n "$p" ]; then ln -s "$p" "$SAFEBIN/$tool"; fi
+    done
+    VENV="$WORK/venv-wheel"
+    "$PYTHON" -m venv "$VENV"
+    nocc() {   # run a command with the restricted PATH and no compiler variables
+        env -u CC -u CXX -u CPP -u LDSHARED -u CFLAGS -u LDFLAGS -u PYTHONPATH \
+            -u PYTHONHOME -u PYTHONUSERBASE -u PIP_NO_BINARY \
+            PATH="$VENV/bin:$SAFEBIN" VIRTUAL_ENV="$VENV" PYTHONNOUSERSITE=1 "$@"
+    }
+    nocc "$VENV/bin/python" - <<'EOF'
+import os, shutil, sysconfig
+names = ["gcc", "cc", "c++", "g++", "c99", "clang", "clang++", "icc", "tcc",
+         "x86_64-linux-gnu-gcc", "x86_64-linux-gnu-g++", "ld",
+         (sysconfig.get_config_var("CC") or "gcc").split()[0]]
+found = {n: shutil.which(n) for n in names if shutil.which(n)}
+assert not found, f"a compiler is reachable on PATH: {found}"
+print("  no C compiler on PATH:", os.environ["PATH"])
+EOF
+
+    say "pip install the wheel with its test extra (binary packages only)"
+    nocc "$VENV/bin/python" -m pip install --quiet --only-binary=:all: "$wheel[test]"
+    nocc "$VENV/bin/python" -m pip list 2>/dev/null | grep -iE '^(fusedopt|numpy|torch|mypy|pytest) '
+
+    say "the installed package"
+    (cd "$WORK" && nocc "$VENV/bin/python" "$WORK/check_installed.py" "$VENV" "")
+    (cd "$WORK" && nocc "$VENV/bin/fusedopt" info)
+
+    say "test suite against the installed wheel (no compiler on PATH)"
+    copy_tests "$ROOT" "$WORK/t-wheel"
+    (cd "$WORK/t-wheel" && nocc "$VENV/bin/python" -m pytest -p no:cacheprovider -q)
+
+    say "FUSEDOPT_CPU=baseline: cpu_info and the kernel tests"
+    (cd "$WORK" && FUSEDOPT_CPU=baseline nocc "$VENV/bin/python" "$WORK/check_installed.py" \
+        "$VENV" baseline)
+    # shellcheck disable=SC2086
+    (cd "$WORK/t-wheel" && FUSEDOPT_CPU=baseline nocc "$VENV/bin/python" -m pytest \
+        -p no:cacheprovider -q $KERNEL_TESTS)
+fi
+
+if [ "$DO_SDIST" = 1 ]; then
+    shopt -s nullglob
+    sdists=("$ROOT"/dist/fusedopt-*.tar.gz)
+    shopt -u nullglob
+    [ "${#sdists[@]}" = 1 ] || { echo "expected one sdist in dist/, found ${#sdists[@]}:" \
+        "run scripts/build_wheel.sh" >&2; exit 1; }
+    sdist=${sdists[0]}
+    say "sdist: $(basename "$sdist"): pip install with its test extra (builds from source)"
+    VENV2="$WORK/venv-sdist"
+    "$PYTHON" -m venv "$VENV2"
+    env -u PYTHONPATH "$VENV2/bin/python" -m pip install --quiet "$sdist[test]"
+    (cd "$WORK" && env -u PYTHONPATH "$VENV2/bin/python" "$WORK/check_installed.py" "$VENV2" "")
+
+    say "test suite shipped in the sdist, against the package installed from it"
+    mkdir "$WORK/sdist-src"
+    tar -xzf "$sdist" -C "$WORK/sdist-src"
+    copy_tests "$(ls -d "$WORK"/sdist-src/fusedopt-*)" "$WORK/t-sdist"
+    (cd "$WORK/t-sdist" && env -u PYTHONPATH PYTHONNOUSERSITE=1 PATH="$VENV2/bin:$PATH" \
+        "$VENV2/bin/python" -m pytest -p no:cacheprovider -q)
+fi
+
+say "all passed"

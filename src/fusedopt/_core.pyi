@@ -1,0 +1,186 @@
+"""Type stub of fusedopt._core, the compiled binding (src/fusedopt/_core.pyx).
+
+Not a public module: the ``fusedopt`` package wraps every function here.  Each function
+validates its arguments at run time (dtype, shape, C-contiguity, writability, aliasing,
+finite hyper-parameters) and raises TypeError / ValueError naming the argument; the
+types below state what a valid call passes.  Arrays are float32 or float64 (checked at
+run time: the annotation cannot exclude float16 or longdouble) and C-contiguous.
+Keep in step with _core.pyx: ``python -m mypy.stubtest fusedopt._core`` (run by
+tests/test_typing.py) compares the two.
+"""
+from typing import Any, Final, Literal, TypedDict, TypeVar, overload
+
+import numpy as np
+import numpy.typing as npt
+from typing_extensions import disjoint_base
+
+_FloatArray = npt.NDArray[np.floating[Any]]
+_FloatT = TypeVar("_FloatT", bound=np.floating[Any])
+# loss of reduction "mean" / "sum" (a float accumulated in double) or "none" (an array)
+_Loss = float | npt.NDArray[np.floating[Any]]
+_Isa = Literal["baseline", "avx2", "avx512"]
+
+class _RuntimeInfo(TypedDict):
+    """runtime_info()'s dict (keep in step with _core.pyx)."""
+    isa: _Isa
+    detected: _Isa
+    openmp: bool
+    max_threads: int
+    default_threads: int
+    parallel_threshold: int
+    forked_single_threaded: bool
+    block: int
+    compiler: str
+    build_flags: str
+
+class _AdamArgs(TypedDict):
+    """fo_adam_args (kernels/fusedopt.h) as a dict."""
+    form: int
+    decay: int
+    amsgrad: int
+    maximize: int
+    beta1: float
+    beta2: float
+    one_minus_beta1: float
+    one_minus_beta2: float
+    eps: float
+    eps_root: float
+    wd: float
+    lr: float
+    decay_factor: float
+    step_size: float
+    bc2_sqrt: float
+    bc1: float
+    bc2: float
+
+CONVENTIONS: Final[tuple[str, str, str, str, str]]
+ISA_NAMES: Final[tuple[str, str, str]]
+# pattern -> (fo_stream code, reads per element, writes per element)
+STREAM_PATTERNS: Final[dict[str, tuple[int, int, int]]]
+
+# Cython's doctest dictionary (the autotestdict directive): empty, no docstring tests
+__test__: dict[str, str]
+
+@disjoint_base
+class Buffers:
+    """The buffers one loss call holds (a cdef class with C fields: internal to the
+    binding, not constructed from Python code)."""
+
+def check_distinct(arrays: list[npt.NDArray[Any]], name: str = "params") -> None: ...
+def adam_multi(
+    params: list[_FloatArray],
+    grads: list[_FloatArray],
+    exp_avgs: list[_FloatArray],
+    exp_avg_sqs: list[_FloatArray],
+    max_exp_avg_sqs: list[_FloatArray] | None,
+    step: int,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    amsgrad: bool,
+    maximize: bool,
+    convention: str,
+    eps_root: float,
+    n_threads: int | None,
+    pname: str = "param",
+    single: bool = False,
+    dry: bool = False,
+) -> None: ...
+def sgd_multi(
+    params: list[_FloatArray],
+    grads: list[_FloatArray],
+    bufs: list[_FloatArray] | None,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    weight_decay: float,
+    maximize: bool,
+    convention: str,
+    step: int | None,
+    n_threads: int | None,
+    pname: str = "param",
+    single: bool = False,
+    dry: bool = False,
+) -> None: ...
+def unscale_check(
+    grads: list[_FloatArray],
+    scale: float | None,
+    n_threads: int | None,
+    name: str = "grads",
+    single: bool = False,
+) -> bool: ...
+@overload
+def sigmoid_ce(
+    logits: _FloatArray,
+    labels: npt.NDArray[np.bool_ | np.integer[Any] | np.floating[Any]],
+    weight: _FloatArray | float | None,
+    pos_weight: _FloatArray | float | None,
+    label_smoothing: float,
+    reduction: str,
+    out: _FloatArray | None,
+    want_grad: Literal[True],
+    n_threads: int | None,
+) -> tuple[_Loss, _FloatArray]: ...
+@overload
+def sigmoid_ce(
+    logits: _FloatArray,
+    labels: npt.NDArray[np.bool_ | np.integer[Any] | np.floating[Any]],
+    weight: _FloatArray | float | None,
+    pos_weight: _FloatArray | float | None,
+    label_smoothing: float,
+    reduction: str,
+    out: None,
+    want_grad: Literal[False],
+    n_threads: int | None,
+) -> tuple[_Loss, None]: ...
+@overload
+def regression(
+    kind: Literal[0, 1],
+    pred: _FloatArray,
+    target: _FloatArray,
+    weight: _FloatArray | float | None,
+    reduction: str,
+    out: _FloatArray | None,
+    want_grad: Literal[True],
+    n_threads: int | None,
+) -> tuple[_Loss, _FloatArray]: ...
+@overload
+def regression(
+    kind: Literal[0, 1],
+    pred: _FloatArray,
+    target: _FloatArray,
+    weight: _FloatArray | float | None,
+    reduction: str,
+    out: None,
+    want_grad: Literal[False],
+    n_threads: int | None,
+) -> tuple[_Loss, None]: ...
+def _elementwise(which: Literal[0, 1], x: npt.NDArray[_FloatT]) -> npt.NDArray[_FloatT]: ...
+def stream(
+    pattern: Literal["copy", "triad", "adam", "sgd", "loss"],
+    a: _FloatArray,
+    b: _FloatArray,
+    c: _FloatArray,
+    d: _FloatArray,
+    n_threads: int | None = None,
+) -> tuple[int, int]: ...
+def select_isa(cap: int) -> _Isa: ...
+def runtime_info() -> _RuntimeInfo: ...
+def set_default_threads(n: int) -> None: ...
+def set_parallel_threshold(n: int) -> None: ...
+def _adam_scalars(
+    dtype: npt.DTypeLike,
+    convention: str,
+    step: int,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    amsgrad: bool = False,
+    maximize: bool = False,
+    eps_root: float = 0.0,
+) -> _AdamArgs: ...
