@@ -15,6 +15,13 @@
 #define FO_INLINE static inline __attribute__((always_inline))
 
 /* ------------------------------------------------------------------ Adam */
+/* max(a, b) that propagates NaN from either side (torch.maximum, np.maximum). */
+FO_INLINE FO_T FO_NAME(nanmax)(FO_T a, FO_T b)
+{
+    FO_T r = a > b ? a : b;
+    return a != a ? a : r;
+}
+
 FO_INLINE void FO_NAME(adam_body)(const fo_adam_args *a, FO_T *restrict p,
                                   const FO_T *restrict g, FO_T *restrict m,
                                   FO_T *restrict v, FO_T *restrict vmax, fo_index n,
@@ -51,12 +58,12 @@ FO_INLINE void FO_NAME(adam_body)(const fo_adam_args *a, FO_T *restrict p,
         if (form == FO_ADAM_OPTAX) {
             FO_T mhat = mi / bc1;
             vu = vi / bc2;
-            if (ams == FO_AMS_HAT) { FO_T vm = vmax[i]; vu = vu > vm ? vu : vm; vmax[i] = vu; }
+            if (ams == FO_AMS_HAT) { vu = FO_NAME(nanmax)(vu, vmax[i]); vmax[i] = vu; }
             FO_T u = mhat / (FO_SQRT(vu + eps_root) + eps);
             if (decay == FO_DECAY_OPTAX) u = u + wd * pi;
             p[i] = pi + (-lr) * u;
         } else {
-            if (ams == FO_AMS_RAW) { FO_T vm = vmax[i]; vu = vu > vm ? vu : vm; vmax[i] = vu; }
+            if (ams == FO_AMS_RAW) { vu = FO_NAME(nanmax)(vu, vmax[i]); vmax[i] = vu; }
             if (form == FO_ADAM_TORCH)
                 p[i] = pi + (neg_step_size * mi) / (FO_SQRT(vu) / bc2_sqrt + eps);
             else if (form == FO_ADAM_EPSHAT)

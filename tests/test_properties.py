@@ -514,10 +514,6 @@ def test_unscale_and_check_and_all_finite(case):
 
 # ----------------------------------------------------------------------------- known bug
 
-@pytest.mark.xfail(strict=True, reason="core bug: kernels/fo_impl.h adam_body computes "
-                   "max(vmax, v) as `vu > vm ? vu : vm`, which drops a NaN v (reference and "
-                   "torch.maximum / jnp.maximum propagate it): with amsgrad, a NaN gradient "
-                   "leaves max_exp_avg_sq finite instead of NaN")
 @pytest.mark.parametrize("conv", ["torch", "keras", "optax"])
 def test_amsgrad_max_propagates_nan(conv):
     kw = dict(eps=1e-7) if conv == "keras" else {}

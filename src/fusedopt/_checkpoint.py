@@ -218,6 +218,9 @@ def load_optimizer(path: PathLike, params: Optional[List[np.ndarray]] = None) ->
             raise CheckpointError("this checkpoint holds no parameters: pass params=")
         target = saved
     else:
+        if isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
+            raise TypeError(f"params must be a list of numpy.ndarray, got "
+                            f"{type(params).__name__}")
         target = list(params)
         if saved is not None:
             if len(target) != len(saved):

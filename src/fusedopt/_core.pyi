@@ -87,6 +87,7 @@ def adam_multi(
     pname: str = "param",
     single: bool = False,
     dry: bool = False,
+    index: list[int] | None = None,
 ) -> None: ...
 def sgd_multi(
     params: list[_FloatArray],
@@ -104,6 +105,7 @@ def sgd_multi(
     pname: str = "param",
     single: bool = False,
     dry: bool = False,
+    index: list[int] | None = None,
 ) -> None: ...
 def unscale_check(
     grads: list[_FloatArray],
@@ -111,6 +113,8 @@ def unscale_check(
     n_threads: int | None,
     name: str = "grads",
     single: bool = False,
+    index: list[int] | None = None,
+    dry: bool = False,
 ) -> bool: ...
 @overload
 def sigmoid_ce(

@@ -245,7 +245,12 @@ cdef double real(object x, str name, double lo, bint lo_open=False, double hi=fl
 cdef long long integer(object x, str name, long long lo) except? -1:
     if isinstance(x, bool) or not hasattr(x, "__index__"):
         raise TypeError(f"{name} must be an integer, got {type(x).__name__}")
-    cdef long long v = x.__index__()
+    cdef long long v
+    try:
+        v = x.__index__()
+    except OverflowError:
+        raise ValueError(f"{name} must be an integer between {lo} and {2**63 - 1}, "
+                         f"got {x}") from None
     if v < lo:
         raise ValueError(f"{name} must be >= {lo}, got {v}")
     return v
@@ -254,7 +259,10 @@ cdef long long integer(object x, str name, long long lo) except? -1:
 cdef int nthreads_arg(object n_threads) except? -2:
     if n_threads is None:
         return 0
-    return <int>integer(n_threads, "n_threads", 1)
+    cdef long long v = integer(n_threads, "n_threads", 1)
+    if v > 2147483647:
+        raise ValueError(f"n_threads must be >= 1 and fit a C int, got {v}")
+    return <int>v
 
 
 # ----------------------------------------------------------------------------- Adam
@@ -405,7 +413,7 @@ cdef int adam_hyper(object lr, object betas, object eps, object weight_decay, do
 def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object max_exp_avg_sqs,
                step, lr, betas, eps, weight_decay, bint decoupled_weight_decay, bint amsgrad,
                bint maximize, convention, eps_root, n_threads, str pname="param",
-               bint single=False, bint dry=False):
+               bint single=False, bint dry=False, list index=None):
     """One Adam step over aligned lists of arrays (one C call). Validates everything first;
     with dry=True it only validates."""
     cdef int conv = convention_code(convention)
@@ -437,7 +445,7 @@ def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object 
     names = ("grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     try:
         for k in range(n):
-            ki = -1 if single else k
+            ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
             vb = views + nbuf
             code = acquire(vb, params[k], pname, True, False, ki)
             nbuf += 1
@@ -453,7 +461,7 @@ def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object 
                 nbuf += 1
                 check_like(vb, vb + j, dtype, code, pname, names[j - 1], ki)
             for j in range(nper):
-                set_span(sp + nper * k + j, vb + j, k, j, j != 1)
+                set_span(sp + nper * k + j, vb + j, ki, j, j != 1)
             ns[k] = nitems(vb)
             for j in range(nper):
                 ptrs[5 * k + j] = vb[j].buf
@@ -491,7 +499,7 @@ cdef int _adam_run(int dtype, fo_adam_args *a, int n, void **ptrs, fo_index *ns,
 
 def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bint nesterov,
               weight_decay, bint maximize, convention, step, n_threads, str pname="param",
-              bint single=False, bint dry=False):
+              bint single=False, bint dry=False, list index=None):
     """One SGD step over aligned lists (bufs: list of arrays, or None without momentum)."""
     cdef int conv = convention_code(convention)
     cdef double dlr = real(lr, "lr", 0.0)
@@ -519,6 +527,8 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
         a.lr = f32(dlr)                          # Keras' learning-rate variable is float32
     if wd != 0.0:
         a.decay = FO_DECAY_L2 if conv == C_TORCH else FO_DECAY_SUB
+    if step is not None:
+        t = integer(step, "step", 1)
     cdef bint use_buf = mu != 0.0
     if not use_buf:
         a.form = FO_SGD_PLAIN
@@ -528,7 +538,6 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
             if step is None:
                 raise ValueError("torch-convention momentum needs step (1 on the first step, "
                                  "when the buffer is set to the gradient)")
-            t = integer(step, "step", 1)
             a.first_step = t == 1
         if bufs is None:
             raise ValueError("momentum != 0 needs momentum_buffer (an array like param; "
@@ -548,7 +557,7 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
     cdef Py_buffer *vb
     try:
         for k in range(n):
-            ki = -1 if single else k
+            ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
             vb = views + nbuf
             code = acquire(vb, params[k], pname, True, False, ki)
             nbuf += 1
@@ -560,15 +569,15 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
             code = acquire(vb + 1, grads[k], "grad", False, False, ki)
             nbuf += 1
             check_like(vb, vb + 1, dtype, code, pname, "grad", ki)
-            set_span(sp + nper * k, vb, k, 0, True)
-            set_span(sp + nper * k + 1, vb + 1, k, 1, False)
+            set_span(sp + nper * k, vb, ki, 0, True)
+            set_span(sp + nper * k + 1, vb + 1, ki, 1, False)
             tab[k] = vb.buf
             tab[n + k] = vb[1].buf
             if use_buf:
                 code = acquire(vb + 2, bufs[k], "momentum_buffer", True, False, ki)
                 nbuf += 1
                 check_like(vb, vb + 2, dtype, code, pname, "momentum_buffer", ki)
-                set_span(sp + nper * k + 2, vb + 2, k, 2, True)
+                set_span(sp + nper * k + 2, vb + 2, ki, 2, True)
                 tab[2 * n + k] = vb[2].buf
             ns[k] = nitems(vb)
         check_spans(sp, nper * n, (pname, "grad", "momentum_buffer"), single)
@@ -584,13 +593,14 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
 
 # ----------------------------------------------------------------------------- non-finite
 
-def unscale_check(list grads, scale, n_threads, str name="grads", bint single=False):
+def unscale_check(list grads, scale, n_threads, str name="grads", bint single=False,
+                  list index=None, bint dry=False):
     """Multiplies every array of `grads` by `scale` in place (scale None: no change) and
     returns True when any element is then NaN or infinite.  One C call for the list."""
     cdef bint do_scale = scale is not None
     cdef double sc = real(scale, "inv_scale", 0.0) if do_scale else 1.0
     cdef int nt = nthreads_arg(n_threads)
-    cdef Py_ssize_t n = len(grads), k, got = 0
+    cdef Py_ssize_t n = len(grads), k, ki, got = 0
     cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * max(n, 1))
     cdef void **tab = <void **>PyMem_Malloc(sizeof(void *) * max(n, 1))
     cdef fo_index *ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
@@ -601,17 +611,18 @@ def unscale_check(list grads, scale, n_threads, str name="grads", bint single=Fa
         raise MemoryError()
     try:
         for k in range(n):
-            code = acquire(views + k, grads[k], name, do_scale, False, -1 if single else k)
+            ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
+            code = acquire(views + k, grads[k], name, do_scale, False, ki)
             got += 1
             if dtype >= 0 and code != dtype:
-                raise TypeError(f"{nm(name, -1 if single else k)} is {_dtype_name(code)} but "
+                raise TypeError(f"{nm(name, ki)} is {_dtype_name(code)} but "
                                 f"earlier arrays are {_dtype_name(dtype)}")
             dtype = code
-            set_span(sp + k, views + k, k, 0, do_scale)
+            set_span(sp + k, views + k, ki, 0, do_scale)
             tab[k] = views[k].buf
             ns[k] = nitems(views + k)
         check_spans(sp, n, (name,), single)
-        if n > 0:
+        if n > 0 and not dry:
             with nogil:
                 found = fo_unscale_check(dtype, <int>n, tab, ns, sc, do_scale, nt)
     finally:

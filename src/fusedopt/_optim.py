@@ -33,6 +33,41 @@ from . import _core
 CONVENTIONS: Tuple[str, ...] = tuple(_core.CONVENTIONS)
 
 
+def _array_list(arrays: Any, name: str) -> List[Any]:
+    """A list from an ndarray (one array) or an iterable of arrays, else TypeError."""
+    if isinstance(arrays, np.ndarray):
+        return [arrays]
+    if isinstance(arrays, (str, bytes)) or not hasattr(arrays, "__iter__"):
+        raise TypeError(f"{name} must be a list of numpy.ndarray, got "
+                        f"{type(arrays).__name__}")
+    return list(arrays)
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A boolean hyper-parameter: bool or numpy.bool_ only (no truthiness of strings)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _unscale_by_dtype(grads: List[Any], index: List[int], inv_scale: Optional[float],
+                      n_threads: Optional[int]) -> bool:
+    """unscale-and-check over gradients of several dtypes: one C call per dtype."""
+    by_dtype: Dict[Any, Tuple[List[Any], List[int]]] = {}
+    for g, i in zip(grads, index):
+        key = g.dtype.char if isinstance(g, np.ndarray) else None
+        lst = by_dtype.setdefault(key, ([], []))
+        lst[0].append(g)
+        lst[1].append(i)
+    if len(by_dtype) > 1:     # validate every group before the first is unscaled
+        for gs, idx in by_dtype.values():
+            _core.unscale_check(gs, inv_scale, n_threads, "grads", False, idx, True)
+    found = False
+    for gs, idx in by_dtype.values():
+        found |= _core.unscale_check(gs, inv_scale, n_threads, "grads", False, idx)
+    return found
+
+
 def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
               exp_avg_sq: np.ndarray, *, step: int, lr: float = 1e-3,
               betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -77,6 +112,9 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
     >>> p
     array([0.90000004, 2.1       ], dtype=float32)
     """
+    if max_exp_avg_sq is not None and not isinstance(max_exp_avg_sq, np.ndarray):
+        raise TypeError("max_exp_avg_sq must be a numpy.ndarray of float32 or float64, got "
+                        f"{type(max_exp_avg_sq).__module__}.{type(max_exp_avg_sq).__qualname__}")
     _core.adam_multi([param], [grad], [exp_avg], [exp_avg_sq],
                      None if max_exp_avg_sq is None else [max_exp_avg_sq], step, lr, betas,
                      eps, weight_decay, decoupled_weight_decay, amsgrad, maximize,
@@ -114,6 +152,9 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np.n
     >>> p
     array([0.95, 0.95, 0.95])
     """
+    if momentum_buffer is not None and not isinstance(momentum_buffer, np.ndarray):
+        raise TypeError("momentum_buffer must be a numpy.ndarray of float32 or float64, got "
+                        f"{type(momentum_buffer).__module__}.{type(momentum_buffer).__qualname__}")
     _core.sgd_multi([param], [grad], None if momentum_buffer is None else [momentum_buffer],
                     lr, momentum, dampening, nesterov, weight_decay, maximize, convention,
                     step, n_threads, "param", True)
@@ -135,8 +176,8 @@ def unscale_and_check(grads: Sequence[np.ndarray], inv_scale: Optional[float] = 
     >>> fusedopt.unscale_and_check([np.array([1.0, np.inf])])
     True
     """
-    grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
-    return _core.unscale_check(grads, inv_scale, n_threads, "grads", False)
+    grads = _array_list(grads, "grads")
+    return _unscale_by_dtype(grads, list(range(len(grads))), inv_scale, n_threads)
 
 
 def all_finite(grads: Sequence[np.ndarray], *, n_threads: Optional[int] = None) -> bool:
@@ -146,8 +187,8 @@ def all_finite(grads: Sequence[np.ndarray], *, n_threads: Optional[int] = None) 
     >>> fusedopt.all_finite([np.ones(4), np.array([0.0, -1.0])])
     True
     """
-    grads = [grads] if isinstance(grads, np.ndarray) else list(grads)
-    return not _core.unscale_check(grads, None, n_threads, "grads", False)
+    grads = _array_list(grads, "grads")
+    return not _unscale_by_dtype(grads, list(range(len(grads))), None, n_threads)
 
 
 # ----------------------------------------------------------------------------- classes
@@ -162,14 +203,14 @@ class _Optimizer:
     def __init__(self, params: Iterable[Any], defaults: Dict[str, Any],
                  check_finite: bool = False) -> None:
         self.defaults = dict(defaults)
+        params = _array_list(params, "params")
         # One step at a time per optimizer: a second thread calling step() (or
         # state_dict/load) waits for the first, so concurrent use is safe, never corrupt.
         self._lock = threading.RLock()
         #: skip (and count) steps whose gradients are not all finite
-        self.check_finite = bool(check_finite)
+        self.check_finite = _flag(check_finite, "check_finite")
         #: number of steps skipped because of non-finite gradients
         self.skipped_steps = 0
-        params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
@@ -185,8 +226,7 @@ class _Optimizer:
         """Adds a group of arrays with its own hyper-parameters (defaults fill the rest)."""
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError("a param group must be a dict with a 'params' list")
-        params = group["params"]
-        params = [params] if isinstance(params, np.ndarray) else list(params)
+        params = _array_list(group["params"], "params")
         for k, p in enumerate(params):
             if not isinstance(p, np.ndarray):
                 raise TypeError(f"params[{len(self._params) + k}] must be a numpy.ndarray, "
@@ -234,7 +274,7 @@ class _Optimizer:
 
     def _step(self, grads: Sequence[Optional[np.ndarray]], inv_scale: Optional[float],
               n_threads: Optional[int]) -> bool:
-        grads = list(grads) if not isinstance(grads, np.ndarray) else [grads]
+        grads = _array_list(grads, "grads")
         if len(grads) != len(self._params):
             raise ValueError(f"step() got {len(grads)} gradients for {len(self._params)} "
                              "parameters")
@@ -264,8 +304,8 @@ class _Optimizer:
             for group, key, idx in batches:
                 self._run(group, key, idx, grads, state, n_threads, validate_only=True)
         if inv_scale is not None or self.check_finite:
-            present = [g for g in grads if g is not None]
-            found = _core.unscale_check(present, inv_scale, n_threads, "grads", False)
+            index = [i for i, g in enumerate(grads) if g is not None]
+            found = _unscale_by_dtype([grads[i] for i in index], index, inv_scale, n_threads)
             if found and self.check_finite:
                 self.skipped_steps += 1
                 return False
@@ -338,6 +378,10 @@ class _Optimizer:
             raise ValueError(f"state_dict is from a {state_dict['kind']!r} optimizer, not "
                              f"{self._kind!r}")
         groups = state_dict["param_groups"]
+        if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
+            raise ValueError("state_dict['param_groups'] must be a list of dicts")
+        if not isinstance(state_dict["state"], dict):
+            raise ValueError("state_dict['state'] must be a dict {parameter index: state}")
         if len(groups) != len(self.param_groups):
             raise ValueError(f"state_dict has {len(groups)} param groups, optimizer has "
                              f"{len(self.param_groups)}")
@@ -346,14 +390,19 @@ class _Optimizer:
             if set(g) != set(mine):
                 raise ValueError(f"param_groups[{k}] keys {sorted(g)} differ from "
                                  f"{sorted(mine)}")
-            if list(g["params"]) != mine["params"]:
-                raise ValueError(f"param_groups[{k}] holds params {list(g['params'])}, "
+            if not isinstance(g["params"], (list, tuple)) or list(g["params"]) != mine["params"]:
+                raise ValueError(f"param_groups[{k}] holds params {g['params']!r}, "
                                  f"expected {mine['params']}")
             ng = dict(g, params=list(mine["params"]))
             self._validate_group(ng)
             new_groups.append(ng)
         new_state = {}
         for key, s in state_dict["state"].items():
+            if isinstance(key, bool) or not isinstance(key, (int, np.integer, str)) or \
+                    (isinstance(key, str) and not key.isdigit()):
+                raise ValueError(f"state_dict['state'] key {key!r} is not a parameter index")
+            if not isinstance(s, dict):
+                raise ValueError(f"state_dict['state'][{key!r}] must be a dict")
             i = int(key)
             if not 0 <= i < len(self._params):
                 raise ValueError(f"state_dict has state for parameter {i}, optimizer has "
@@ -461,15 +510,22 @@ class Adam(_Optimizer):
                  weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
                  convention: str = "torch", eps_root: float = 0.0, *,
                  check_finite: bool = False) -> None:
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
-                                      weight_decay=weight_decay, amsgrad=bool(amsgrad),
-                                      maximize=bool(maximize), convention=convention,
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
+                                      weight_decay=weight_decay, amsgrad=amsgrad,
+                                      maximize=maximize, convention=convention,
                                       eps_root=eps_root), check_finite)
 
     def _decoupled_for(self, g: Dict[str, Any]) -> bool:
         return self._decoupled or (g["convention"] == "keras" and g["weight_decay"] != 0)
 
     def _validate_group(self, g: Dict[str, Any]) -> None:
+        for name in ("amsgrad", "maximize"):
+            g[name] = _flag(g[name], name)
+        betas = g["betas"]
+        if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or \
+                len(betas) != 2:
+            raise TypeError(f"betas must be a pair of floats, got {betas!r}")
+        g["betas"] = tuple(betas)
         # Runs the binding's validation on an empty list: same messages as a real step.
         _core.adam_multi([], [], [], [], [] if g["amsgrad"] else None, 1, g["lr"], g["betas"],
                          g["eps"], g["weight_decay"], self._decoupled_for(g), g["amsgrad"],
@@ -499,7 +555,7 @@ class Adam(_Optimizer):
                          [state[i]["max_exp_avg_sq"] for i in idx] if ams else None, step,
                          g["lr"], g["betas"], g["eps"], g["weight_decay"],
                          self._decoupled_for(g), ams, g["maximize"], g["convention"],
-                         g["eps_root"], n_threads, "params", False, validate_only)
+                         g["eps_root"], n_threads, "params", False, validate_only, idx)
 
 
 class AdamW(Adam):
@@ -551,12 +607,18 @@ class SGD(_Optimizer):
                  maximize: bool = False, convention: str = "torch", *,
                  check_finite: bool = False) -> None:
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      nesterov=bool(nesterov), weight_decay=weight_decay,
-                                      maximize=bool(maximize), convention=convention),
+                                      nesterov=nesterov, weight_decay=weight_decay,
+                                      maximize=maximize, convention=convention),
                          check_finite)
 
     def _validate_group(self, g: Dict[str, Any]) -> None:
-        _core.sgd_multi([], [], [] if g["momentum"] != 0 else None, g["lr"], g["momentum"],
+        for name in ("nesterov", "maximize"):
+            g[name] = _flag(g[name], name)
+        mu = g["momentum"]
+        if isinstance(mu, (bool, np.bool_)) or not isinstance(mu, (int, float, np.integer,
+                                                                   np.floating)):
+            raise TypeError(f"momentum must be a real number, got {type(mu).__name__}")
+        _core.sgd_multi([], [], [] if mu != 0 else None, g["lr"], g["momentum"],
                         g["dampening"], g["nesterov"], g["weight_decay"], g["maximize"],
                         g["convention"], 1, None)
 
@@ -583,4 +645,4 @@ class SGD(_Optimizer):
                         [state[i]["momentum_buffer"] for i in idx] if mom else None, g["lr"],
                         g["momentum"], g["dampening"], g["nesterov"], g["weight_decay"],
                         g["maximize"], g["convention"], key, n_threads, "params", False,
-                        validate_only)
+                        validate_only, idx)
