@@ -81,7 +81,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"accuracy {100 * res.accuracy:.1f}%")
     print(f"time: {res.seconds_total:.2f} s total, {res.seconds_kernels:.3f} s in fusedopt's "
           "kernels (loss+grad, Adam)")
-    if args.compare:
+    if not args.no_compare:
         ref = _demo.train(args.steps, hidden=args.hidden, lr=args.lr, n=args.n,
                           seed=args.seed, backend="reference")
         print(f"same loop on fusedopt.reference (NumPy): {ref.seconds_total:.2f} s total, "
@@ -151,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate (0.001, TF1's default)")
     d.add_argument("--n", type=_positive_int, default=2000, help="data points (2000)")
     d.add_argument("--seed", type=int, default=0, help="data and init seed (0)")
-    d.add_argument("--compare", action="store_true",
-                   help="also run the loop on fusedopt.reference and compare times")
+    d.add_argument("--no-compare", action="store_true",
+                   help="skip the same loop on fusedopt.reference (the NumPy statement of "
+                   "the formulas) that the demo runs to compare times")
     d.add_argument("--plot", metavar="FILE.png", help="save the loss curve (matplotlib)")
     d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_demo)
