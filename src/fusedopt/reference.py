@@ -57,12 +57,10 @@ def sigmoid_cross_entropy_and_grad(logits: np.ndarray, labels: np.ndarray, *,
     with np.errstate(over="ignore", invalid="ignore"):
         log1pexp = np.log1p(np.exp(-np.abs(x)))
         loss = w * (((1.0 - y) * x + lw * np.maximum(-x, 0.0)) + lw * log1pexp)
-        sig = np.where(x >= 0, 1.0 / (1.0 + np.exp(-x)), np.exp(x) / (1.0 + np.exp(x)))
         # sigmoid(x) - y' without cancellation (scikit-learn's HalfBinomialLoss form)
         e = np.exp(-np.abs(x))
         num = np.where(x >= 0, (1.0 - y) - pw * y * e, (1.0 - y) * e - pw * y)
         grad = w * (num / (1.0 + e)) * _scale(x.size, reduction)
-    del sig
     dtype = np.asarray(logits).dtype
     grad = grad.astype(dtype)
     if out is not None:
