@@ -5,7 +5,6 @@ pattern on the same arrays (and, with bench/test_bench_peers.py, NumPy and torch
 ``--benchmark-group-by=group`` compares them.  The full report with ratios and the
 roofline is ``python -m fusedopt bench``; these are for tracking the kernels over time.
 """
-import os
 
 import numpy as np
 import pytest
@@ -13,24 +12,7 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 from fusedopt import _bench, _core  # noqa: E402
-
-
-def _ints(var, default):
-    return [int(float(x)) for x in os.environ.get(var, default).split(",") if x.strip()]
-
-
-SIZES = _ints("FUSEDOPT_BENCH_SIZES", "1e3,1e6")
-THREADS = _ints("FUSEDOPT_BENCH_THREADS", "1,2")
-KERNELS = ["adam", "adam64", "sgd", "ce"]
-
-
-def size_id(n):
-    return _bench._fmt_n("", n)
-
-
-def group(kernel, n, k):
-    spec = _bench.KERNELS[kernel]
-    return f"{spec['label']} n={_bench._fmt_n(kernel, n)} {k}t"
+from benchcommon import KERNELS, SIZES, THREADS, group, size_id  # noqa: E402
 
 
 def _info(benchmark, kernel, n):

@@ -2,32 +2,13 @@
 bench/test_bench_kernels.py: careful NumPy (single-threaded: measured at 1 thread only),
 torch fused Adam/SGD and autograd binary_cross_entropy_with_logits, DeepSpeed CPU Adam.
 Peers that are not installed are skipped."""
-import os
-
 import numpy as np
 import pytest
 
 pytest.importorskip("pytest_benchmark")
 
 from fusedopt import _bench  # noqa: E402
-
-
-def _ints(var, default):
-    return [int(float(x)) for x in os.environ.get(var, default).split(",") if x.strip()]
-
-
-SIZES = _ints("FUSEDOPT_BENCH_SIZES", "1e3,1e6")
-THREADS = _ints("FUSEDOPT_BENCH_THREADS", "1,2")
-KERNELS = ["adam", "adam64", "sgd", "ce"]
-
-
-def size_id(n):
-    return _bench._fmt_n("", n)
-
-
-def group(kernel, n, k):
-    spec = _bench.KERNELS[kernel]
-    return f"{spec['label']} n={_bench._fmt_n(kernel, n)} {k}t"
+from benchcommon import KERNELS, SIZES, THREADS, group, size_id  # noqa: E402
 
 
 def make_case(kernel, n):
