@@ -177,10 +177,8 @@ void FO_NAME(sgd_range)(const fo_sgd_args *a, FO_T *p, const FO_T *g, FO_T *buf,
  * The loss groups (1-y')*x with lw*max(-x,0) first so that they cancel exactly when
  * they should (x < 0, y' = 0), and the gradient is sigmoid(x) - y' written without the
  * cancellation of 1/(1+e) - 1 (as scikit-learn's HalfBinomialLoss does). */
-FO_INLINE FO_T FO_NAME(bce_point)(FO_T x, FO_T y, FO_T pw, FO_T *grad, const int plain)
+FO_INLINE FO_T FO_NAME(bce_point)(FO_T x, FO_T e, FO_T y, FO_T pw, FO_T *grad, const int plain)
 {
-    FO_T ax = x < (FO_T)0 ? -x : x;
-    FO_T e = FO_EXPNEG(ax);
     FO_T omy = (FO_T)1 - y;
     FO_T pwy = plain ? y : pw * y;                      /* plain: pos_weight = 1 */
     FO_T mx = -x > (FO_T)0 ? -x : (FO_T)0;
@@ -199,11 +197,48 @@ FO_INLINE FO_T FO_NAME(bce_point)(FO_T x, FO_T y, FO_T pw, FO_T *grad, const int
     return (omy * x + lw * mx) + lw * l;
 }
 
+/* One element of a run (see bce_run): the loss goes to lk_out[k], the gradient to grad[i]. */
+FO_INLINE void FO_NAME(bce_elem)(const FO_T *restrict x, const FO_T *restrict eb, const void *yv,
+                                 const FO_T *restrict pwv, const FO_T *restrict wv, FO_T pws,
+                                 FO_T ws, FO_T sa, FO_T sb, FO_T gs, FO_T *restrict grad,
+                                 FO_T *restrict lk_out, fo_index i, fo_index k, const int ytype,
+                                 const int pw_vec, const int w_vec, const int want_grad,
+                                 const int plain)
+{
+    FO_T yk = ytype == FO_U8 ? (FO_T)((const uint8_t *)yv)[i] : ((const FO_T *)yv)[i];
+    FO_T gk, lk;
+    if (plain) {                          /* no weights, no pos_weight, no smoothing */
+        lk = FO_NAME(bce_point)(x[i], eb[k], yk, (FO_T)1, &gk, 1);
+        if (want_grad) grad[i] = gk * gs;
+    } else {
+        yk = yk * sa + sb;
+        FO_T pwk = pw_vec ? pwv[i] : pws;
+        FO_T wk = w_vec ? wv[i] : ws;
+        lk = FO_NAME(bce_point)(x[i], eb[k], yk, pwk, &gk, 0) * wk;
+        if (want_grad) grad[i] = (gk * wk) * gs;
+    }
+    lk_out[k] = lk;
+}
+
 /* A run of `len` elements starting at x; pw and w are either scalars (stride 0) or
  * vectors aligned with x (stride 1), fixed per specialisation.  Elements are computed in
- * chunks of FO_CHUNK into a small buffer (a plain loop gcc vectorises at full width), then
- * chunk element k is added to acc[k % FO_LANES] in double. */
+ * chunks of FO_CHUNK, in two plain loops that gcc vectorises at full width: e = exp(-|x|)
+ * into a buffer, then the rest; the chunk's losses go to a second buffer and element k
+ * is added to acc[k % FO_LANES] in double.
+ * Why two loops (measured, bench/RESULTS.md): one element is a single dependency chain
+ * of ~180 cycles (exp, a division, log1p), longer than the out-of-order window holds
+ * for one vector per iteration, so a one-loop body ran latency-bound (830 M elem/s float
+ * on AVX-512).  Split, each loop's chain is short enough for several iterations to
+ * overlap (+30-40 % on every path).  And with this much work per cache line the hardware
+ * prefetchers fall behind out of cache (1e7 elements ran 25 % slower than in cache): the
+ * exp loop prefetches every input and output line FO_PREFETCH_BYTES ahead.  Neither
+ * changes a result. */
 #define FO_CHUNK 256
+#define FO_LINE_ELEMS ((fo_index)(64 / sizeof(FO_T)))
+#define FO_PREFETCH_BYTES 4096
+/* Integer arithmetic: the address may lie past the array (prefetches never fault). */
+#define FO_PREFETCH(p, rw) \
+    __builtin_prefetch((const void *)((uintptr_t)(p) + FO_PREFETCH_BYTES), rw, 3)
 FO_INLINE void FO_NAME(bce_run)(const FO_T *restrict x, const void *yv, const FO_T *restrict pwv,
                                 const FO_T *restrict wv, FO_T pws, FO_T ws, FO_T sa, FO_T sb,
                                 FO_T gs, FO_T *restrict grad, FO_T *restrict lout,
@@ -211,28 +246,33 @@ FO_INLINE void FO_NAME(bce_run)(const FO_T *restrict x, const void *yv, const FO
                                 const int pw_vec, const int w_vec, const int want_grad,
                                 const int want_lout, const int plain)
 {
-    const FO_T *yt = (const FO_T *)yv;
-    const uint8_t *yb = (const uint8_t *)yv;
-    FO_T buf[FO_CHUNK];
+    const size_t ysz = ytype == FO_U8 ? 1 : sizeof(FO_T);
+    FO_T buf[FO_CHUNK], eb[FO_CHUNK];
     for (fo_index c0 = 0; c0 < len; c0 += FO_CHUNK) {
         const fo_index cn = len - c0 < FO_CHUNK ? len - c0 : FO_CHUNK;
         FO_T *lk_out = want_lout ? lout + c0 : buf;
-        for (fo_index k = 0; k < cn; k++) {
-            const fo_index i = c0 + k;
-            FO_T yk = ytype == FO_U8 ? (FO_T)yb[i] : yt[i];
-            FO_T gk, lk;
-            if (plain) {                  /* no weights, no pos_weight, no smoothing */
-                lk = FO_NAME(bce_point)(x[i], yk, (FO_T)1, &gk, 1);
-                if (want_grad) grad[i] = gk * gs;
-            } else {
-                yk = yk * sa + sb;
-                FO_T pwk = pw_vec ? pwv[i] : pws;
-                FO_T wk = w_vec ? wv[i] : ws;
-                lk = FO_NAME(bce_point)(x[i], yk, pwk, &gk, 0) * wk;
-                if (want_grad) grad[i] = (gk * wk) * gs;
+        if (cn == FO_CHUNK) {
+            for (fo_index k0 = 0; k0 < FO_CHUNK; k0 += FO_LINE_ELEMS) {
+                const fo_index i = c0 + k0;
+                FO_PREFETCH(x + i, 0);
+                FO_PREFETCH((const char *)yv + (size_t)i * ysz, 0);
+                if (w_vec) FO_PREFETCH(wv + i, 0);
+                if (want_grad) FO_PREFETCH(grad + i, 1);
+                if (want_lout) FO_PREFETCH(lk_out + k0, 1);
+                for (fo_index k = k0; k < k0 + FO_LINE_ELEMS; k++) {
+                    FO_T xk = x[c0 + k];
+                    eb[k] = FO_EXPNEG(xk < (FO_T)0 ? -xk : xk);
+                }
             }
-            lk_out[k] = lk;
+        } else {
+            for (fo_index k = 0; k < cn; k++) {
+                FO_T xk = x[c0 + k];
+                eb[k] = FO_EXPNEG(xk < (FO_T)0 ? -xk : xk);
+            }
         }
+        for (fo_index k = 0; k < cn; k++)
+            FO_NAME(bce_elem)(x, eb, yv, pwv, wv, pws, ws, sa, sb, gs, grad, lk_out, c0 + k,
+                              k, ytype, pw_vec, w_vec, want_grad, plain);
         if (!want_lout) {
             fo_index k = 0;
             for (; k + FO_LANES <= cn; k += FO_LANES)

@@ -8,8 +8,8 @@
  * exp: Cody-Waite range reduction a*log2(e) = n + r/ln2 with ln2 split in a hi part
  * (n*hi exact) and a lo part; n rounded with the 1.5*2^k "magic number" addition; exp(r)
  * for |r| <= ln2/2 by a polynomial (degree 6 fitted for float, Taylor degree 13 for
- * double; below 0.1 ulp); 2^n applied as two factors 2^n1 * 2^n2 so results that are
- * subnormal are rounded once and correctly.
+ * double; below 0.1 ulp); 2^n applied as 2^(n+K) (exact: a normal power of two times p)
+ * then 2^-K, so that results that are subnormal are rounded once and correctly.
  * log1p: for e >= 1/2, log1p(e) = ln2 + log1p((e-1)/2) with (e-1)/2 exact (Sterbenz);
  * then log1p(f) = f - s*(f - R) with s = f/(2+f), |s| <= 0.2, and R the tail of the
  * odd series of 2*atanh(s) (to s^11 for float, s^23 for double).
@@ -29,12 +29,14 @@ static inline double fo_from_bits_f64(uint64_t u) { double x; memcpy(&x, &u, 8);
 /* exp(-a), a >= 0 or NaN (NaN propagates; +inf gives 0).
  * float: exp(r) by a degree-6 polynomial fitted (weighted least squares, Lawson
  * iterations, coefficients rounded to float) to relative error 3.8e-9 on |r| <= ln2/2.
- * 2^n1 and 2^n2 come straight from the rounding additions: with the magic number
- * 1.5*2^23 + 127, bits(t) << 23 is the float 2^(n+127-127) as long as n+127 is in [1, 254]. */
+ * The scale comes straight from the rounding addition: with the magic number
+ * 1.5*2^23 + 127 + K, the low 9 bits of bits(t) are n + 127 + K, so bits(t) << 23 is the
+ * float 2^(n+K) while n + 127 + K is in [1, 254].  K = 65 keeps the magic number even,
+ * so n (ties to even) is the same as with 1.5*2^23: the results are bit for bit those of
+ * the two-factor scaling used before (checked over every float input). */
 static inline float fo_exp_neg_f32(float a)
 {
-    const float magic = 12582912.0f;            /* 1.5 * 2^23 */
-    const float magic_b = 12583039.0f;          /* 1.5 * 2^23 + 127 */
+    const float magic = 12583104.0f;            /* 1.5 * 2^23 + 127 + 65 */
     a = a > 110.0f ? 110.0f : a;                /* exp(-110) underflows to 0 */
     float z = -a;
     float t = z * 1.44269504088896341f + magic; /* n = round(z / ln2) */
@@ -47,17 +49,14 @@ static inline float fo_exp_neg_f32(float a)
     p = p * r + 0.4999999403953552f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    float t1 = nf * 0.5f + magic_b;             /* n1 = round(n/2), n2 = n - n1 */
-    float n2f = nf - (t1 - magic_b);
-    float t2 = n2f + magic_b;
-    float s1 = fo_from_bits_f32(fo_bits_f32(t1) << 23);
-    float s2 = fo_from_bits_f32(fo_bits_f32(t2) << 23);
-    return (p * s1) * s2;
+    /* n >= -159, so bits(t) << 23 is the normal float 2^(n+65): p * 2^(n+65) is exact and
+     * the multiplication by 2^-65 rounds once, also where the result is subnormal. */
+    return (p * fo_from_bits_f32(fo_bits_f32(t) << 23)) * 0x1p-65f;
 }
 
 static inline double fo_exp_neg_f64(double a)
 {
-    const double magic = 6755399441055744.0;    /* 1.5 * 2^52 */
+    const double magic = 6755399441056896.0;    /* 1.5 * 2^52 + 1023 + 129 */
     a = a > 760.0 ? 760.0 : a;                  /* exp(-760) underflows to 0 */
     double z = -a;
     double t = z * 1.4426950408889634074 + magic;
@@ -77,13 +76,8 @@ static inline double fo_exp_neg_f64(double a)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    double t1 = nf * 0.5 + magic;
-    uint64_t n = fo_bits_f64(t) - fo_bits_f64(magic);
-    uint64_t n1 = fo_bits_f64(t1) - fo_bits_f64(magic);
-    uint64_t n2 = n - n1;
-    double s1 = fo_from_bits_f64((n1 + 1023u) << 52);
-    double s2 = fo_from_bits_f64((n2 + 1023u) << 52);
-    return (p * s1) * s2;
+    /* n >= -1097: bits(t) << 52 is the normal double 2^(n+129) (see the float version). */
+    return (p * fo_from_bits_f64(fo_bits_f64(t) << 52)) * 0x1p-129;
 }
 
 /* log1p(e) for e in [0, 1] (NaN propagates).
