@@ -118,6 +118,8 @@ static int fo_threads_for(fo_index total, fo_index nblocks, int n_threads)
 
 #define FO_ESZ(dtype) ((dtype) == FO_F32 ? (fo_index)sizeof(float) : (fo_index)sizeof(double))
 #define FO_OFF(ptr, i, esz) ((ptr) ? (void *)((char *)(ptr) + (i) * (esz)) : NULL)
+/* Element i of tensor t of a list of arrays (NULL when the list is NULL). */
+#define FO_AT(list, t, i, esz) ((list) ? FO_OFF((list)[t], i, esz) : NULL)
 
 /* Start of elementwise block b of n elements (nb blocks), boundaries shifted by off. */
 static fo_index fo_block_start(fo_index b, fo_index n, fo_index nb, fo_index off)
@@ -128,24 +130,23 @@ static fo_index fo_block_start(fo_index b, fo_index n, fo_index nb, fo_index off
     return i < n ? i : n;
 }
 
-/* Runs block `b` (global index over all tensors) range [lo, hi) of a multi-tensor step. */
+/* ---------------------------------------------------------------- multi-tensor steps
+ * A multi-tensor kernel is a slice function: it runs elements [i0, i0+len) of tensor t
+ * of the call described by ctx, and returns a flag that the call ORs over all slices. */
+typedef int (*fo_slice_fn)(const void *ctx, int t, fo_index i0, fo_index len);
+
 typedef struct {
-    int dtype, ntensors;
+    int ntensors;
     const fo_index *ns;
-    void *const *a0;        /* p */
-    const void *const *a1;  /* g */
-    void *const *a2;        /* m / buf */
-    void *const *a3;        /* v */
-    void *const *a4;        /* vmax */
-    const void *args;
-    int kind;               /* 0 adam, 1 sgd, 2 unscale/check */
-    double scale;           /* kind 2 */
-    int do_scale;           /* kind 2 */
+    void *const *anchor;    /* the arrays written in place, whose lines threads never share */
+    fo_index esz;
+    fo_slice_fn slice;
+    const void *ctx;
 } fo_multi;
 
-static int fo_multi_range(const fo_multi *w, const fo_table *tab, fo_index lo, fo_index hi)
+/* Runs blocks [lo, hi) (numbered over all tensors) of a multi-tensor call. */
+static int fo_multi_range(const fo_multi *w, fo_index lo, fo_index hi)
 {
-    const fo_index esz = FO_ESZ(w->dtype);
     fo_index cum = 0;
     int found = 0;
     for (int t = 0; t < w->ntensors && cum < hi; t++) {
@@ -155,25 +156,9 @@ static int fo_multi_range(const fo_multi *w, const fo_table *tab, fo_index lo, f
         fo_index b1 = hi - cum < nb ? hi - cum : nb;
         /* Elementwise updates may cut anywhere: block boundaries are moved to the first
          * 64-byte boundary of the parameter so that two threads never write one line. */
-        fo_index off = (fo_index)((64 - ((uintptr_t)w->a0[t] & 63)) & 63) / esz;
+        fo_index off = (fo_index)((64 - ((uintptr_t)w->anchor[t] & 63)) & 63) / w->esz;
         fo_index i0 = fo_block_start(b0, n, nb, off), i1 = fo_block_start(b1, n, nb, off);
-        void *p = FO_OFF(w->a0[t], i0, esz);
-        const void *g = FO_OFF((void *)w->a1[t], i0, esz);
-        void *m = w->a2 ? FO_OFF(w->a2[t], i0, esz) : NULL;
-        if (w->kind == 2) {
-            if (w->dtype == FO_F32)
-                found |= tab->unscale_check_f32(p, i1 - i0, (float)w->scale, w->do_scale);
-            else
-                found |= tab->unscale_check_f64(p, i1 - i0, w->scale, w->do_scale);
-        } else if (w->kind == 0) {
-            void *v = FO_OFF(w->a3[t], i0, esz);
-            void *vm = w->a4 ? FO_OFF(w->a4[t], i0, esz) : NULL;
-            if (w->dtype == FO_F32) tab->adam_f32(w->args, p, g, m, v, vm, i1 - i0);
-            else tab->adam_f64(w->args, p, g, m, v, vm, i1 - i0);
-        } else {
-            if (w->dtype == FO_F32) tab->sgd_f32(w->args, p, g, m, i1 - i0);
-            else tab->sgd_f64(w->args, p, g, m, i1 - i0);
-        }
+        found |= w->slice(w->ctx, t, i0, i1 - i0);
         cum += nb;
     }
     return found;
@@ -183,60 +168,86 @@ static int fo_multi_run(const fo_multi *w, int n_threads)
 {
     fo_index total = 0, nb = 0;
     for (int t = 0; t < w->ntensors; t++) { total += w->ns[t]; nb += fo_nblocks(w->ns[t]); }
-    const fo_table *tab = fo_active;
     int nt = fo_threads_for(total, nb, n_threads);
     int found = 0;
-    if (nt <= 1) return fo_multi_range(w, tab, 0, nb);
+    if (nt <= 1) return fo_multi_range(w, 0, nb);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt) reduction(| : found)
     {
         fo_index tid = omp_get_thread_num(), tn = omp_get_num_threads();
-        found |= fo_multi_range(w, tab, nb * tid / tn, nb * (tid + 1) / tn);
+        found |= fo_multi_range(w, nb * tid / tn, nb * (tid + 1) / tn);
     }
 #endif
     return found;
 }
 
-void fo_adam_multi(int dtype, const fo_adam_args *a, int ntensors, void *const *ps,
-                   const void *const *gs, void *const *ms, void *const *vs,
-                   void *const *vmaxs, const fo_index *ns, int n_threads)
+typedef struct {
+    const fo_table *tab;
+    int opt, dtype, nstates;
+    const void *args;
+    void *const *p;
+    const void *const *g;
+    void *const *const *s;
+} fo_step_ctx;
+
+static int fo_step_slice(const void *ctx, int t, fo_index i, fo_index len)
 {
-    fo_multi w = {dtype, ntensors, ns, ps, gs, ms, vs, vmaxs, a, 0, 1.0, 0};
+    const fo_step_ctx *c = ctx;
+    const fo_index esz = FO_ESZ(c->dtype);
+    void *s[FO_MAX_STATES] = {NULL};
+    for (int k = 0; k < c->nstates; k++) s[k] = FO_AT(c->s[k], t, i, esz);
+    void *p = FO_AT(c->p, t, i, esz);
+    const void *g = FO_AT((void *const *)c->g, t, i, esz);
+    switch (c->opt) {
+#define FO_OPTIMIZER(name) \
+    case FO_OPT_##name: FO_CALL(c->tab, name, c->dtype, c->args, p, g, s, len); break;
+#define FO_KERNEL(name, ret, params)
+#include "fo_kernels.def"
+#undef FO_OPTIMIZER
+#undef FO_KERNEL
+    }
+    return 0;
+}
+
+void fo_step(int opt, int dtype, const void *args, int ntensors, void *const *ps,
+             const void *const *gs, int nstates, void *const *const *states,
+             const fo_index *ns, int n_threads)
+{
+    fo_step_ctx c = {fo_active, opt, dtype, nstates, args, ps, gs, states};
+    fo_multi w = {ntensors, ns, ps, FO_ESZ(dtype), fo_step_slice, &c};
+    if (opt < 0 || opt >= FO_OPT_COUNT || nstates < 0 || nstates > FO_MAX_STATES) return;
     fo_multi_run(&w, n_threads);
 }
 
-void fo_sgd_multi(int dtype, const fo_sgd_args *a, int ntensors, void *const *ps,
-                  const void *const *gs, void *const *bufs, const fo_index *ns, int n_threads)
+typedef struct {
+    const fo_table *tab;
+    int dtype, do_scale;
+    double scale;
+    void *const *g;
+} fo_unscale_ctx;
+
+static int fo_unscale_slice(const void *ctx, int t, fo_index i, fo_index len)
 {
-    fo_multi w = {dtype, ntensors, ns, ps, gs, bufs, NULL, NULL, a, 1, 1.0, 0};
-    fo_multi_run(&w, n_threads);
+    const fo_unscale_ctx *c = ctx;
+    return FO_CALL(c->tab, unscale_check, c->dtype, FO_AT(c->g, t, i, FO_ESZ(c->dtype)), len,
+                   c->scale, c->do_scale);
 }
 
 int fo_unscale_check(int dtype, int ntensors, void *const *gs, const fo_index *ns,
                      double scale, int do_scale, int n_threads)
 {
-    fo_multi w = {dtype, ntensors, ns, gs, (const void *const *)gs, NULL, NULL, NULL, NULL, 2,
-                  scale, do_scale};
+    fo_unscale_ctx c = {fo_active, dtype, do_scale, scale, gs};
+    fo_multi w = {ntensors, ns, gs, FO_ESZ(dtype), fo_unscale_slice, &c};
     return fo_multi_run(&w, n_threads);
 }
 
-void fo_adam(int dtype, const fo_adam_args *a, void *p, const void *g, void *m, void *v,
-             void *vmax, fo_index n, int n_threads)
-{
-    fo_adam_multi(dtype, a, 1, &p, &g, &m, &v, vmax ? &vmax : NULL, &n, n_threads);
-}
-
-void fo_sgd(int dtype, const fo_sgd_args *a, void *p, const void *g, void *buf,
-            fo_index n, int n_threads)
-{
-    fo_sgd_multi(dtype, a, 1, &p, &g, buf ? &buf : NULL, &n, n_threads);
-}
-
-/* Sum of per-block partials in block order; blocks of one round run in parallel. */
+/* ---------------------------------------------------------------- reductions
+ * Sum of per-block partials in block order; blocks of one round run in parallel.  A
+ * reduction kernel is a block function over the call described by ctx. */
 #define FO_ROUND 4096
-typedef double (*fo_block_fn)(const void *, fo_index, fo_index);
+typedef double (*fo_block_fn)(const void *ctx, fo_index i0, fo_index i1);
 
-static double fo_reduce(fo_block_fn fn, const void *args, fo_index n, int n_threads)
+static double fo_reduce(fo_block_fn fn, const void *ctx, fo_index n, int n_threads)
 {
     fo_index nb = fo_nblocks(n);
     int nt = fo_threads_for(n, nb, n_threads);
@@ -250,35 +261,48 @@ static double fo_reduce(fo_block_fn fn, const void *args, fo_index n, int n_thre
         for (fo_index b = 0; b < rn; b++) {
             fo_index i0 = (r0 + b) * FO_BLOCK;
             fo_index i1 = i0 + FO_BLOCK < n ? i0 + FO_BLOCK : n;
-            part[b] = fn(args, i0, i1);
+            part[b] = fn(ctx, i0, i1);
         }
         for (fo_index b = 0; b < rn; b++) total += part[b];
     }
     return total;
 }
 
+typedef struct { const fo_table *tab; int dtype; const void *a; } fo_loss_ctx;
+
+static double fo_bce_blocks(const void *ctx, fo_index i0, fo_index i1)
+{
+    const fo_loss_ctx *c = ctx;
+    return FO_CALL(c->tab, bce_block, c->dtype, (const fo_bce_args *)c->a, i0, i1);
+}
+
+static double fo_reg_blocks(const void *ctx, fo_index i0, fo_index i1)
+{
+    const fo_loss_ctx *c = ctx;
+    return FO_CALL(c->tab, reg_block, c->dtype, (const fo_reg_args *)c->a, i0, i1);
+}
+
 double fo_bce(int dtype, const fo_bce_args *a, fo_index n, int n_threads)
 {
-    fo_block_fn fn = (fo_block_fn)(dtype == FO_F32 ? fo_active->bce_f32 : fo_active->bce_f64);
-    return fo_reduce(fn, a, n, n_threads);
+    fo_loss_ctx c = {fo_active, dtype, a};
+    return fo_reduce(fo_bce_blocks, &c, n, n_threads);
 }
 
 double fo_reg(int dtype, const fo_reg_args *a, fo_index n, int n_threads)
 {
-    fo_block_fn fn = (fo_block_fn)(dtype == FO_F32 ? fo_active->reg_f32 : fo_active->reg_f64);
-    return fo_reduce(fn, a, n, n_threads);
+    fo_loss_ctx c = {fo_active, dtype, a};
+    return fo_reduce(fo_reg_blocks, &c, n, n_threads);
 }
 
+/* ---------------------------------------------------------------- probes and math */
 void fo_exp_neg(int dtype, const void *a, void *out, fo_index n)
 {
-    if (dtype == FO_F32) fo_active->exp_neg_f32(a, out, n);
-    else fo_active->exp_neg_f64(a, out, n);
+    FO_CALL(fo_active, exp_neg, dtype, a, out, n);
 }
 
 void fo_log1p_unit(int dtype, const void *e, void *out, fo_index n)
 {
-    if (dtype == FO_F32) fo_active->log1p_unit_f32(e, out, n);
-    else fo_active->log1p_unit_f64(e, out, n);
+    FO_CALL(fo_active, log1p_unit, dtype, e, out, n);
 }
 
 void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d, fo_index n,
@@ -292,10 +316,8 @@ void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d,
 #endif
     for (fo_index blk = 0; blk < nb; blk++) {
         fo_index i0 = blk * FO_BLOCK, len = n - i0 < FO_BLOCK ? n - i0 : FO_BLOCK;
-        void *ai = FO_OFF(a, i0, esz), *ci = FO_OFF(c, i0, esz), *di = FO_OFF(d, i0, esz);
-        const void *bi = FO_OFF((void *)b, i0, esz);
-        if (dtype == FO_F32) tab->stream_f32(pattern, ai, bi, ci, di, len);
-        else tab->stream_f64(pattern, ai, bi, ci, di, len);
+        FO_CALL(tab, stream, dtype, pattern, FO_OFF(a, i0, esz), FO_OFF((void *)b, i0, esz),
+                FO_OFF(c, i0, esz), FO_OFF(d, i0, esz), len);
     }
     (void)nt;
 }

@@ -1,9 +1,8 @@
-/* fusedopt: instantiate fo_impl.h for float and double under one CPU path.
- * The including file defines FO_ISA (the name suffix) and, for x86 paths, sets the
- * target with #pragma GCC target before including this header, so that the inline math
+/* fusedopt: every family for float and double under one CPU path, and that path's table.
+ * The including file (fo_isa_*.c) defines FO_ISA (the name suffix) and, for x86 paths,
+ * sets the target for every function that follows (fo_target.h), so that the inline math
  * and every loop below are compiled for that instruction set. */
-#include "fusedopt.h"
-#include "fo_math.h"
+#include "fo_common.h"
 #include "fo_kernels.h"
 
 #define FO_NAME3_(f, t, isa) fo_##f##_##t##_##isa
@@ -13,7 +12,9 @@
 #define FO_TS f32
 #define FO_SQRT __builtin_sqrtf
 #define FO_NAME(f) FO_NAME3(f, f32, FO_ISA)
-#include "fo_impl.h"
+#define FO_FAMILIES
+#include "fo_kernels.def"
+#undef FO_FAMILIES
 #undef FO_T
 #undef FO_TS
 #undef FO_SQRT
@@ -23,17 +24,21 @@
 #define FO_TS f64
 #define FO_SQRT __builtin_sqrt
 #define FO_NAME(f) FO_NAME3(f, f64, FO_ISA)
-#include "fo_impl.h"
+#define FO_FAMILIES
+#include "fo_kernels.def"
+#undef FO_FAMILIES
+#undef FO_T
+#undef FO_TS
+#undef FO_SQRT
+#undef FO_NAME
 
 #define FO_TABLE_NAME_(isa) fo_table_##isa
 #define FO_TABLE_NAME(isa) FO_TABLE_NAME_(isa)
 const fo_table FO_TABLE_NAME(FO_ISA) = {
-    FO_NAME3(adam_range, f32, FO_ISA), FO_NAME3(adam_range, f64, FO_ISA),
-    FO_NAME3(sgd_range, f32, FO_ISA), FO_NAME3(sgd_range, f64, FO_ISA),
-    FO_NAME3(bce_block, f32, FO_ISA), FO_NAME3(bce_block, f64, FO_ISA),
-    FO_NAME3(reg_block, f32, FO_ISA), FO_NAME3(reg_block, f64, FO_ISA),
-    FO_NAME3(exp_neg_range, f32, FO_ISA), FO_NAME3(exp_neg_range, f64, FO_ISA),
-    FO_NAME3(log1p_unit_range, f32, FO_ISA), FO_NAME3(log1p_unit_range, f64, FO_ISA),
-    FO_NAME3(unscale_check_range, f32, FO_ISA), FO_NAME3(unscale_check_range, f64, FO_ISA),
-    FO_NAME3(stream_range, f32, FO_ISA), FO_NAME3(stream_range, f64, FO_ISA),
+#define FO_KERNEL(name, ret, params) \
+    .name##_f32 = FO_NAME3(name, f32, FO_ISA), .name##_f64 = FO_NAME3(name, f64, FO_ISA),
+#define FO_OPTIMIZER(name) FO_KERNEL(name, void, FO_STEP_PARAMS)
+#include "fo_kernels.def"
+#undef FO_OPTIMIZER
+#undef FO_KERNEL
 };

@@ -1,34 +1,40 @@
-/* fusedopt: the per-path function table (internal to kernels/). */
+/* fusedopt: the per-path function table (internal to kernels/), made from fo_kernels.def. */
 #ifndef FO_KERNELS_H
 #define FO_KERNELS_H
 #include "fusedopt.h"
 
+/* The AVX2 and AVX-512 paths need a compiler that can target them function by function:
+ * gcc (#pragma GCC target) or clang (#pragma clang attribute). */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(FO_NO_X86_PATHS)
 #define FO_HAVE_X86_PATHS 1
 #else
 #define FO_HAVE_X86_PATHS 0
 #endif
 
+/* The parameters of an optimizer step kernel (FO_OPTIMIZER in fo_kernels.def). */
+#define FO_STEP_PARAMS (const void *args, FO_T *p, const FO_T *g, void *const *s, fo_index n)
 
 typedef struct {
-    void (*adam_f32)(const fo_adam_args *, float *, const float *, float *, float *, float *, fo_index);
-    void (*adam_f64)(const fo_adam_args *, double *, const double *, double *, double *, double *, fo_index);
-    void (*sgd_f32)(const fo_sgd_args *, float *, const float *, float *, fo_index);
-    void (*sgd_f64)(const fo_sgd_args *, double *, const double *, double *, fo_index);
-    double (*bce_f32)(const fo_bce_args *, fo_index, fo_index);
-    double (*bce_f64)(const fo_bce_args *, fo_index, fo_index);
-    double (*reg_f32)(const fo_reg_args *, fo_index, fo_index);
-    double (*reg_f64)(const fo_reg_args *, fo_index, fo_index);
-    void (*exp_neg_f32)(const float *, float *, fo_index);
-    void (*exp_neg_f64)(const double *, double *, fo_index);
-    void (*log1p_unit_f32)(const float *, float *, fo_index);
-    void (*log1p_unit_f64)(const double *, double *, fo_index);
-    int (*unscale_check_f32)(float *, fo_index, float, int);
-    int (*unscale_check_f64)(double *, fo_index, double, int);
-    void (*stream_f32)(int, float *, const float *, float *, float *, fo_index);
-    void (*stream_f64)(int, double *, const double *, double *, double *, fo_index);
+#define FO_T float
+#define FO_OPTIMIZER(name) void (*name##_f32) FO_STEP_PARAMS;
+#define FO_KERNEL(name, ret, params) ret (*name##_f32) params;
+#include "fo_kernels.def"
+#undef FO_OPTIMIZER
+#undef FO_KERNEL
+#undef FO_T
+#define FO_T double
+#define FO_OPTIMIZER(name) void (*name##_f64) FO_STEP_PARAMS;
+#define FO_KERNEL(name, ret, params) ret (*name##_f64) params;
+#include "fo_kernels.def"
+#undef FO_OPTIMIZER
+#undef FO_KERNEL
+#undef FO_T
 } fo_table;
 
+/* Calls kernel `name` of table `tab` for element type `dtype` (FO_F32 or FO_F64); the
+ * array arguments are void pointers, converted to the kernel's element type. */
+#define FO_CALL(tab, name, dtype, ...) \
+    ((dtype) == FO_F32 ? (tab)->name##_f32(__VA_ARGS__) : (tab)->name##_f64(__VA_ARGS__))
 
 extern const fo_table fo_table_baseline;
 #if FO_HAVE_X86_PATHS

@@ -48,7 +48,7 @@ def _collect(obj, out):
     elif isinstance(obj, (list, tuple)):
         for v in obj:
             _collect(v, out)
-    elif isinstance(obj, fusedopt._optim._Optimizer):
+    elif isinstance(obj, fusedopt._optim.Optimizer):
         _collect(obj.params, out)
         _collect(obj.state, out)
     elif _is_torch(obj):
@@ -74,7 +74,7 @@ class Snapshot:
             if id(a) not in seen:
                 seen.add(id(a))
                 self.saved.append((a, a.shape, a.dtype, a.tobytes()))
-        self.opts = [(o, _plain(o)) for o in objs if isinstance(o, fusedopt._optim._Optimizer)]
+        self.opts = [(o, _plain(o)) for o in objs if isinstance(o, fusedopt._optim.Optimizer)]
 
     def check(self):
         for k, (a, shape, dtype, data) in enumerate(self.saved):
@@ -505,11 +505,13 @@ def test_gradient_list_not_iterable(fn, value):
 
 # ----------------------------------------------------------------------------- hyper-parameters
 
-def _numeric(name, kw, out_of_range, extra=None, none_ok=False):
+def _numeric(name, kw, out_of_range, extra=None, none_ok=False, label=None):
     """Bad values of a real hyper-parameter: out of range, non-finite, not a number (None is
-    the default of some: then it is valid)."""
+    the default of some: then it is valid).  An out-of-range value is "Invalid <label>:"
+    (torch.optim's wording: "learning rate" for lr, else "<name> value")."""
     n = re.escape(name)
-    cases = [(v, ValueError, rf"^Invalid {n} value: {re.escape(repr(v))} \(expected [\[(]")
+    lab = re.escape(label or f"{name} value")
+    cases = [(v, ValueError, rf"^Invalid {lab}: {re.escape(repr(v))} \(expected [\[(]")
              for v in out_of_range]
     cases += [(v, ValueError, rf"^{n} must be finite, got {r}$")
               for v, r in ((math.nan, "nan"), (math.inf, "inf"), (-math.inf, "-inf"))]
@@ -543,7 +545,7 @@ def _betas(values_for_index):
     cases = []
     for idx in (0, 1):
         name = f"beta parameter at index {idx}"
-        for kw, e, p in _numeric(name, "b", values_for_index):
+        for kw, e, p in _numeric(name, "b", values_for_index, label=name):
             betas = [0.9, 0.999]
             betas[idx] = kw["b"]
             cases.append(({"betas": tuple(betas)}, e, p))
@@ -561,13 +563,13 @@ HYPER = {
         _choice("reduction", ["avg", None], r"^reduction must be 'mean', 'sum' or 'none', got ")
         + N_THREADS,
     "adam_step":
-        _numeric("lr", "lr", [-1.0, -1e-300]) + _numeric("epsilon", "eps", [-1e-8]) +
+        _numeric("lr", "lr", [-1.0, -1e-300], label="learning rate") + _numeric("epsilon", "eps", [-1e-8]) +
         _numeric("weight_decay", "weight_decay", [-0.1]) +
         _numeric("eps_root", "eps_root", [-1e-8], dict(convention="optax")) +
         _betas([1.0, 1.5, -0.1]) + _integer("step", "step", 1) +
         _choice("convention", BAD_CONVENTIONS, CONVENTION) + N_THREADS,
     "sgd_step":
-        _numeric("lr", "lr", [-0.1]) + _numeric("momentum", "momentum", [-0.9]) +
+        _numeric("lr", "lr", [-0.1], label="learning rate") + _numeric("momentum", "momentum", [-0.9]) +
         _numeric("dampening", "dampening", [-0.1, 1.5]) +
         _numeric("weight_decay", "weight_decay", [-1.0]) +
         _integer("step", "step", 1, none_ok=True) +       # (None: see COMBOS)
@@ -676,14 +678,14 @@ CLASSES = {"Adam": fusedopt.Adam, "AdamW": fusedopt.AdamW, "SGD": fusedopt.SGD}
 
 
 def _ctor_cases():
-    adam = (_numeric("lr", "lr", [-1.0]) + _numeric("epsilon", "eps", [-1e-8]) +
+    adam = (_numeric("lr", "lr", [-1.0], label="learning rate") + _numeric("epsilon", "eps", [-1e-8]) +
             _numeric("weight_decay", "weight_decay", [-0.1]) +
             _numeric("eps_root", "eps_root", [-1.0], dict(convention="optax")) +
             [c for c in _betas([1.0, -0.1]) if isinstance(c[0]["betas"], tuple)
              and len(c[0]["betas"]) == 2] +
             _choice("convention", BAD_CONVENTIONS, CONVENTION) +
             [(dict(convention="keras", maximize=True), ValueError, r"maximize=True is a torch")])
-    sgd = (_numeric("lr", "lr", [-1.0]) + _numeric("momentum", "momentum", [-0.5]) +
+    sgd = (_numeric("lr", "lr", [-1.0], label="learning rate") + _numeric("momentum", "momentum", [-0.5]) +
            _numeric("dampening", "dampening", [2.0], dict(momentum=0.9)) +
            _numeric("weight_decay", "weight_decay", [-1.0]) +
            _choice("convention", BAD_CONVENTIONS, CONVENTION) + COMBOS["sgd_step"][:5])
@@ -871,7 +873,7 @@ def test_step_bad_arguments(maker):
     for kw, exc, pattern in _numeric("inv_scale", "inv_scale", [-1.0], none_ok=True) + N_THREADS:
         expect_error(lambda: opt.step(good, **kw), exc, pattern, opt, good)
     # a hyper-parameter made invalid in param_groups between steps
-    for key, value, pattern in (("lr", -1.0, r"^Invalid lr value"),
+    for key, value, pattern in (("lr", -1.0, r"^Invalid learning rate"),
                                 ("convention", "jax", CONVENTION)):
         if key not in opt.param_groups[0]:
             continue
@@ -978,7 +980,7 @@ def _sd_defects():
     yield "group-params", "Adam", _set_group("params", [1, 0]), ValueError, \
         r"^param_groups\[0\] holds params \[1, 0\], expected \[0, 1\]$"
     for key, value, exc, pattern in (
-            ("lr", -1.0, ValueError, r"^Invalid lr value"),
+            ("lr", -1.0, ValueError, r"^Invalid learning rate"),
             ("lr", math.nan, ValueError, r"^lr must be finite"),
             ("eps", -1.0, ValueError, r"^Invalid epsilon value"),
             ("betas", (1.0, 0.9), ValueError, r"^Invalid beta parameter at index 0"),

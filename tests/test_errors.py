@@ -51,7 +51,7 @@ def test_adam_bad_arrays(bad, exc, msg):
 
 
 @pytest.mark.parametrize("kw,exc,msg", [
-    (dict(lr=-1.0), ValueError, "lr"),
+    (dict(lr=-1.0), ValueError, "Invalid learning rate"),
     (dict(lr=float("nan")), ValueError, "lr"),
     (dict(lr=float("inf")), ValueError, "lr"),
     (dict(eps=-1e-8), ValueError, "epsilon"),

@@ -81,9 +81,12 @@ int main(int argc, char **argv)
     a.one_minus_beta1 = 0.1; a.one_minus_beta2 = 0.001; a.eps = 1e-8; a.lr = 1e-3;
     a.step_size = 1e-2; a.bc2_sqrt = 0.0316;
     for (fo_index i = 0; i < n; i++) { m[i] = 0.0f; x[i] = 1.0f; }
+    void *px = x, *pm = m, *pv = v, *ms[1] = {pm}, *vs[1] = {pv};
+    const void *pg = g;
+    void *const *st[2] = {ms, vs};
     double t_adam = 1e30, t_s7 = 1e30;
     for (int r = 0; r < reps; r++) {
-        FO_TIME_MIN(t_adam, fo_adam(FO_F32, &a, x, g, m, v, NULL, n, nt));
+        FO_TIME_MIN(t_adam, fo_step(FO_OPT_adam, FO_F32, &a, 1, &px, &pg, 2, st, &n, nt));
         FO_TIME_MIN(t_s7, fo_stream(FO_F32, FO_STREAM_ADAM, x, g, m, v, n, nt));
     }
     printf("Adam f32: %7.2f ms, %5.1f GB/s = %3.0f %% of the 4-read/3-write stream "

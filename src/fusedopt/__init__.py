@@ -19,7 +19,7 @@ from ._losses import (l1_loss, l1_loss_and_grad, l2_loss, l2_loss_and_grad,
                       sigmoid_cross_entropy, sigmoid_cross_entropy_and_grad)
 from ._checkpoint import CheckpointError, load_optimizer
 from ._optim import (SGD, Adam, AdamW, adam_step, sgd_step, CONVENTIONS, all_finite,
-                     unscale_and_check)
+                     unscale_and_check, FRONT_END as _FRONT_END)
 
 __version__ = "0.1.0"
 
@@ -30,5 +30,8 @@ __all__ = [
     "unscale_and_check", "all_finite", "load_optimizer", "CheckpointError",
     "cpu_info", "set_num_threads", "get_num_threads", "__version__",
 ]
+# every optimizer described in fusedopt._spec (the names above and any other)
+globals().update(_FRONT_END)
+__all__ += [name for name in _FRONT_END if name not in __all__]
 
 _select_from_env()

@@ -205,11 +205,10 @@ def load_optimizer(path: PathLike, params: Optional[List[np.ndarray]] = None) ->
     >>> again.params[0], again.state[0]["step"]
     (array([0.9, 0.9, 0.9]), 1)
     """
-    from . import _optim
+    from . import _spec
 
     header = read(path)
-    classes = {"Adam": _optim.Adam, "AdamW": _optim.AdamW, "SGD": _optim.SGD}
-    cls = classes.get(header["kind"])
+    cls = _spec.CLASSES.get(("numpy", header["kind"]))
     if cls is None:
         raise CheckpointError(f"unknown optimizer kind {header['kind']!r}")
     saved = header["params"]

@@ -33,26 +33,6 @@ class _RuntimeInfo(TypedDict):
     compiler: str
     build_flags: str
 
-class _AdamArgs(TypedDict):
-    """fo_adam_args (kernels/fusedopt.h) as a dict."""
-    form: int
-    decay: int
-    amsgrad: int
-    maximize: int
-    beta1: float
-    beta2: float
-    one_minus_beta1: float
-    one_minus_beta2: float
-    eps: float
-    eps_root: float
-    wd: float
-    lr: float
-    decay_factor: float
-    step_size: float
-    bc2_sqrt: float
-    bc1: float
-    bc2: float
-
 CONVENTIONS: Final[tuple[str, str, str, str, str]]
 ISA_NAMES: Final[tuple[str, str, str]]
 # pattern -> (fo_stream code, reads per element, writes per element)
@@ -67,45 +47,35 @@ class Buffers:
     binding, not constructed from Python code)."""
 
 def check_distinct(arrays: list[npt.NDArray[Any]], name: str = "params") -> None: ...
-def adam_multi(
-    params: list[_FloatArray],
-    grads: list[_FloatArray],
-    exp_avgs: list[_FloatArray],
-    exp_avg_sqs: list[_FloatArray],
-    max_exp_avg_sqs: list[_FloatArray] | None,
+@disjoint_base
+class TensorLists:
+    """The arrays of one multi-tensor call (a cdef class with C fields: internal to the
+    binding)."""
+    n: int
+    dtype: int
+    def __new__(cls, n: int, names: tuple[str, ...]) -> TensorLists: ...
+
+def adam(
+    arrays: list[list[_FloatArray] | None],
+    hyper: dict[str, Any],
+    defaults: dict[str, Any],
     step: int,
-    lr: float,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    decoupled_weight_decay: bool,
-    amsgrad: bool,
-    maximize: bool,
-    convention: str,
-    eps_root: float,
-    n_threads: int | None,
+    n_threads: int | None = None,
     pname: str = "param",
     single: bool = False,
-    dry: bool = False,
     index: list[int] | None = None,
+    dry: bool = False,
 ) -> None: ...
-def sgd_multi(
-    params: list[_FloatArray],
-    grads: list[_FloatArray],
-    bufs: list[_FloatArray] | None,
-    lr: float,
-    momentum: float,
-    dampening: float,
-    nesterov: bool,
-    weight_decay: float,
-    maximize: bool,
-    convention: str,
+def sgd(
+    arrays: list[list[_FloatArray] | None],
+    hyper: dict[str, Any],
+    defaults: dict[str, Any],
     step: int | None,
-    n_threads: int | None,
+    n_threads: int | None = None,
     pname: str = "param",
     single: bool = False,
-    dry: bool = False,
     index: list[int] | None = None,
+    dry: bool = False,
 ) -> None: ...
 def unscale_check(
     grads: list[_FloatArray],
@@ -175,16 +145,3 @@ def select_isa(cap: int) -> _Isa: ...
 def runtime_info() -> _RuntimeInfo: ...
 def set_default_threads(n: int) -> None: ...
 def set_parallel_threshold(n: int) -> None: ...
-def _adam_scalars(
-    dtype: npt.DTypeLike,
-    convention: str,
-    step: int,
-    lr: float = 1e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    decoupled_weight_decay: bool = False,
-    amsgrad: bool = False,
-    maximize: bool = False,
-    eps_root: float = 0.0,
-) -> _AdamArgs: ...

@@ -202,29 +202,115 @@ cdef inline void set_span(span *s, Py_buffer *v, Py_ssize_t k, int role, bint wr
     s.written = written
 
 
+cdef class TensorLists:
+    """The arrays of one multi-tensor call, acquired, validated and released together.
+
+    Role r of tensor k is ``lists[r][k]`` (a list per role; None for a role the call does
+    not use).  Role 0 is the reference: every array of a tensor must have its dtype and
+    shape, and all tensors one dtype.  Arrays of writable roles must be writeable and share
+    memory with no other array of the call.  Errors name ``names[r]`` (``names[r][k]`` in
+    a list call).  ``role(r)`` is the C list of role r's data pointers (NULL if unused).
+    ``fill(..., one_dtype=False)`` only checks the arrays and their overlaps."""
+    cdef Py_buffer *views
+    cdef char *have                # per (role, tensor): buffer acquired
+    cdef void **ptrs               # [nroles][n]
+    cdef fo_index *ns
+    cdef span *spans
+    cdef readonly Py_ssize_t n
+    cdef Py_ssize_t nroles
+    cdef readonly int dtype
+    cdef tuple names
+
+    def __cinit__(self, Py_ssize_t n, tuple names):
+        self.n, self.nroles, self.names, self.dtype = n, len(names), names, -1
+        cdef Py_ssize_t m = max(n, 1) * self.nroles
+        self.views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * m)
+        self.have = <char *>PyMem_Malloc(m)
+        self.ptrs = <void **>PyMem_Malloc(sizeof(void *) * m)
+        self.ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
+        self.spans = <span *>PyMem_Malloc(sizeof(span) * m)
+        if self.views == NULL or self.have == NULL or self.ptrs == NULL or self.ns == NULL \
+                or self.spans == NULL:
+            raise MemoryError()
+        memset(self.have, 0, m)
+        memset(self.ptrs, 0, sizeof(void *) * m)
+
+    cdef int fill(self, list lists, tuple writable, bint single, list index,
+                  bint one_dtype=True) except -1:
+        cdef Py_ssize_t n = self.n, k, r, ki, nsp = 0
+        cdef int code
+        cdef Py_buffer *ref
+        cdef Py_buffer *vb
+        for r in range(self.nroles):
+            if lists[r] is not None and len(<list>lists[r]) != n:
+                raise ValueError(f"{self.names[r]} list has {len(<list>lists[r])} arrays "
+                                 f"for {n} parameters")
+        for k in range(n):
+            ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
+            ref = self.views + k
+            for r in range(self.nroles):
+                if lists[r] is None:
+                    continue
+                vb = self.views + r * n + k
+                code = acquire(vb, (<list>lists[r])[k], self.names[r], writable[r], False, ki)
+                self.have[r * n + k] = 1
+                if r == 0:
+                    if self.dtype < 0 or not one_dtype:
+                        self.dtype = code
+                    elif code != self.dtype:
+                        raise TypeError(f"{nm(self.names[0], ki)} is {_dtype_name(code)} but "
+                                        f"earlier arrays are {_dtype_name(self.dtype)}; "
+                                        "pass arrays of one dtype per call")
+                else:
+                    check_like(ref, vb, self.dtype, code, self.names[0], self.names[r], ki)
+                set_span(self.spans + nsp, vb, ki, <int>r, writable[r])
+                nsp += 1
+                self.ptrs[r * n + k] = vb.buf
+            self.ns[k] = nitems(ref)
+        check_spans(self.spans, nsp, self.names, single)
+        return 0
+
+    cdef void **role(self, Py_ssize_t r) noexcept:
+        return self.ptrs + r * self.n if self.n > 0 and self.have[r * self.n] else NULL
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.views != NULL and self.have != NULL:
+            for i in range(self.n * self.nroles):
+                if self.have[i]:
+                    PyBuffer_Release(self.views + i)
+        PyMem_Free(self.views); PyMem_Free(self.have); PyMem_Free(self.ptrs)
+        PyMem_Free(self.ns); PyMem_Free(self.spans)
+
+
+cdef int run_step(int opt, const void *args, TensorLists t, Py_ssize_t nstates,
+                  int nt) except -1:
+    """One fo_step call over the tensors of t (roles: param, grad, then the states)."""
+    cdef void **states[FO_MAX_STATES]
+    cdef Py_ssize_t k
+    for k in range(nstates):
+        states[k] = t.role(2 + k)
+    cdef void **ps = t.role(0)
+    cdef const void **gs = <const void **>t.role(1)
+    cdef int dtype = t.dtype, n = <int>t.n
+    cdef fo_index *ns = t.ns
+    if n > 0:
+        with nogil:
+            fo_step(opt, dtype, args, n, ps, gs, <int>nstates, <fo_state_lists>states, ns, nt)
+    return 0
+
+
 def check_distinct(list arrays, str name="params"):
     """Raises ValueError naming the pair when two arrays of the list share memory."""
-    cdef Py_ssize_t n = len(arrays), k, got = 0
-    cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * max(n, 1))
-    cdef span *sp = <span *>PyMem_Malloc(sizeof(span) * max(n, 1))
-    if views == NULL or sp == NULL:
-        PyMem_Free(views); PyMem_Free(sp)
-        raise MemoryError()
-    try:
-        for k in range(n):
-            acquire(views + k, arrays[k], name, False, False, k)
-            got += 1
-            set_span(sp + k, views + k, k, 0, True)
-        check_spans(sp, n, (name,), False)
-    finally:
-        for k in range(got):
-            PyBuffer_Release(views + k)
-        PyMem_Free(views); PyMem_Free(sp)
+    cdef TensorLists t = TensorLists(len(arrays), (name,))
+    t.fill([arrays], (True,), False, None, False)
 
 
 cdef double real(object x, str name, double lo, bint lo_open=False, double hi=float("inf"),
-                 bint hi_open=False) except? -1.0:
-    """A finite float in the range [lo, hi] (or open ends), else ValueError naming `name`."""
+                 bint hi_open=False, str label=None) except? -1.0:
+    """A finite float in the range [lo, hi] (or open ends), else ValueError naming `name`.
+    The range message starts as torch.optim's (``Invalid learning rate: -1``) when `label`
+    is its wording, else ``Invalid <name> value: ...``."""
     cdef double v
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
@@ -232,14 +318,33 @@ cdef double real(object x, str name, double lo, bint lo_open=False, double hi=fl
         v = float(x)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from None
-    if isinstance(x, bool):
+    if isinstance(x, (bool, np.bool_)):
         raise TypeError(f"{name} must be a real number, got bool")
     if not isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
     if v < lo or (lo_open and v == lo) or v > hi or (hi_open and v == hi):
-        raise ValueError(f"Invalid {name} value: {x!r} (expected {'(' if lo_open else '['}"
-                         f"{lo:g}, {hi:g}{')' if hi_open else ']'})")
+        raise ValueError(f"Invalid {label or name + ' value'}: {x!r} (expected "
+                         f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'})")
     return v
+
+
+cdef bint flag(object x, str name) except -1:
+    """A boolean hyper-parameter: bool or numpy.bool_ only (no truthiness of strings)."""
+    if x is True or x is False:
+        return x
+    if isinstance(x, np.bool_):
+        return bool(x)
+    raise TypeError(f"{name} must be a bool, got {type(x).__name__}")
+
+
+cdef object _MISSING = object()
+cdef double INF = float("inf")
+
+
+cdef inline object hp(dict hyper, dict defaults, str name):
+    """A hyper-parameter of a call: the caller's value, else the description's default."""
+    v = hyper.get(name, _MISSING)
+    return defaults[name] if v is _MISSING else v
 
 
 cdef long long integer(object x, str name, long long lo) except? -1:
@@ -266,6 +371,25 @@ cdef int nthreads_arg(object n_threads) except? -2:
 
 
 # ----------------------------------------------------------------------------- Adam
+
+cdef extern from "fusedopt.h" nogil:
+    enum:
+        FO_ADAM_TORCH
+        FO_ADAM_EPSHAT
+        FO_ADAM_SKLEARN
+        FO_ADAM_OPTAX
+    enum:
+        FO_AMS_NONE
+        FO_AMS_RAW
+        FO_AMS_HAT
+    ctypedef struct fo_adam_args:
+        int form, decay, amsgrad, maximize
+        double beta1, beta2, one_minus_beta1, one_minus_beta2
+        double eps, eps_root, wd, lr, decay_factor, step_size, bc2_sqrt, bc1, bc2
+
+    enum:
+        FO_OPT_adam
+
 
 _tf1_powers = {}   # float32 beta -> float32 array whose element t-1 is TF1's beta^t
 
@@ -397,118 +521,93 @@ cdef int adam_resolve(fo_adam_args *a, int dtype, int conv, long long step, doub
     return 0
 
 
-cdef int adam_hyper(object lr, object betas, object eps, object weight_decay, double *out) except -1:
-    out[0] = real(lr, "lr", 0.0)
-    try:
-        b1, b2 = betas
-    except (TypeError, ValueError):
-        raise TypeError(f"betas must be a pair of floats, got {betas!r}") from None
-    out[1] = real(b1, "beta parameter at index 0", 0.0, False, 1.0, True)
-    out[2] = real(b2, "beta parameter at index 1", 0.0, False, 1.0, True)
-    out[3] = real(eps, "epsilon", 0.0)
-    out[4] = real(weight_decay, "weight_decay", 0.0)
+cdef int adam_hyper(dict hyper, dict defaults, double *out) except -1:
+    out[0] = real(hp(hyper, defaults, "lr"), "lr", 0.0, False, INF, False, "learning rate")
+    betas = hp(hyper, defaults, "betas")
+    if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair of floats, got {betas!r}")
+    out[1] = real(betas[0], "beta parameter at index 0", 0.0, False, 1.0, True,
+                  "beta parameter at index 0")
+    out[2] = real(betas[1], "beta parameter at index 1", 0.0, False, 1.0, True,
+                  "beta parameter at index 1")
+    out[3] = real(hp(hyper, defaults, "eps"), "epsilon", 0.0)
+    out[4] = real(hp(hyper, defaults, "weight_decay"), "weight_decay", 0.0)
+    out[5] = real(hp(hyper, defaults, "eps_root"), "eps_root", 0.0)
     return 0
 
 
-def adam_multi(list params, list grads, list exp_avgs, list exp_avg_sqs, object max_exp_avg_sqs,
-               step, lr, betas, eps, weight_decay, bint decoupled_weight_decay, bint amsgrad,
-               bint maximize, convention, eps_root, n_threads, str pname="param",
-               bint single=False, bint dry=False, list index=None):
-    """One Adam step over aligned lists of arrays (one C call). Validates everything first;
-    with dry=True it only validates."""
-    cdef int conv = convention_code(convention)
-    cdef double hp[5]
-    adam_hyper(lr, betas, eps, weight_decay, hp)
-    cdef double er = real(eps_root, "eps_root", 0.0)
+def adam(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
+         bint single=False, list index=None, bint dry=False):
+    """One Adam (AdamW) step over lists of tensors, in one C call.
+
+    ``arrays`` is ``[params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs]`` (the last
+    None without amsgrad); each hyper-parameter is taken from ``hyper`` (a param group, or
+    keyword arguments), else from ``defaults`` (the optimizer description's).  Everything
+    is validated before any array is written; ``dry=True`` only validates.  Errors name
+    ``pname`` (``pname[k]`` in a list call, k from ``index``)."""
+    cdef double h[6]
+    adam_hyper(hyper, defaults, h)
+    cdef int conv = convention_code(hp(hyper, defaults, "convention"))
+    cdef bint amsgrad = flag(hp(hyper, defaults, "amsgrad"), "amsgrad")
+    cdef bint maximize = flag(hp(hyper, defaults, "maximize"), "maximize")
+    cdef bint decoupled = flag(hp(hyper, defaults, "decoupled_weight_decay"),
+                               "decoupled_weight_decay")
+    if conv == C_KERAS and h[4] != 0.0 and defaults.get("keras_weight_decay_decoupled"):
+        decoupled = True            # the classes: Keras' Adam has only decoupled decay
     cdef long long t = integer(step, "step", 1)
     cdef int nt = nthreads_arg(n_threads)
-    cdef Py_ssize_t n = len(params), k, j, jj, ki, nbuf = 0
-    if len(grads) != n or len(exp_avgs) != n or len(exp_avg_sqs) != n:
-        raise ValueError("params, grads and state lists must have the same length")
-    if amsgrad:
-        if max_exp_avg_sqs is None:
-            raise ValueError("amsgrad=True needs max_exp_avg_sq (an array like param, "
-                             "initially zeros)")
-        if len(max_exp_avg_sqs) != n:
-            raise ValueError("max_exp_avg_sq list must have the length of params")
-    cdef int nper = 5 if amsgrad else 4
-    cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * nper * max(n, 1))
-    cdef void **ptrs = <void **>PyMem_Malloc(sizeof(void *) * 5 * max(n, 1))
-    cdef fo_index *ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
-    cdef span *sp = <span *>PyMem_Malloc(sizeof(span) * nper * max(n, 1))
-    if views == NULL or ptrs == NULL or ns == NULL or sp == NULL:
-        PyMem_Free(views); PyMem_Free(ptrs); PyMem_Free(ns); PyMem_Free(sp)
-        raise MemoryError()
-    cdef int dtype = -1, code
+    for k, role in ((2, "exp_avg"), (3, "exp_avg_sq")):
+        if arrays[k] is None:
+            raise TypeError(f"{role} is required (an array like param, initially zeros)")
+    if amsgrad and arrays[4] is None:
+        raise ValueError("amsgrad=True needs max_exp_avg_sq (an array like param, "
+                         "initially zeros)")
+    cdef TensorLists tl = TensorLists(len(<list>arrays[0]), (pname, "grad", "exp_avg",
+                                                             "exp_avg_sq", "max_exp_avg_sq"))
+    tl.fill([arrays[0], arrays[1], arrays[2], arrays[3], arrays[4] if amsgrad else None],
+            (True, False, True, True, True), single, index)
     cdef fo_adam_args a
-    cdef Py_buffer *vb
-    names = ("grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-    try:
-        for k in range(n):
-            ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
-            vb = views + nbuf
-            code = acquire(vb, params[k], pname, True, False, ki)
-            nbuf += 1
-            if dtype < 0:
-                dtype = code
-            elif code != dtype:
-                raise TypeError(f"{nm(pname, ki)} is {_dtype_name(code)} but earlier parameters are "
-                                f"{_dtype_name(dtype)}; step them with separate calls")
-            for j in range(1, nper):
-                arr = (grads if j == 1 else exp_avgs if j == 2 else exp_avg_sqs if j == 3
-                       else max_exp_avg_sqs)[k]
-                code = acquire(vb + j, arr, names[j - 1], j > 1, False, ki)
-                nbuf += 1
-                check_like(vb, vb + j, dtype, code, pname, names[j - 1], ki)
-            for j in range(nper):
-                set_span(sp + nper * k + j, vb + j, ki, j, j != 1)
-            ns[k] = nitems(vb)
-            for j in range(nper):
-                ptrs[5 * k + j] = vb[j].buf
-        check_spans(sp, nper * n, (pname,) + names, single)
-        adam_resolve(&a, dtype if dtype >= 0 else FO_F32, conv, t, hp[0], hp[1], hp[2],
-                     hp[3], hp[4], decoupled_weight_decay, amsgrad, maximize, er)
-        if n > 0 and not dry:
-            _adam_run(dtype, &a, <int>n, ptrs, ns, amsgrad, nt)
-    finally:
-        for k in range(nbuf):
-            PyBuffer_Release(views + k)
-        PyMem_Free(views); PyMem_Free(ptrs); PyMem_Free(ns); PyMem_Free(sp)
-
-
-cdef int _adam_run(int dtype, fo_adam_args *a, int n, void **ptrs, fo_index *ns, bint ams,
-                   int nt) except -1:
-    """Gathers the strided pointer table into per-role arrays and calls C without the GIL."""
-    cdef void **tab = <void **>PyMem_Malloc(sizeof(void *) * 5 * n)
-    if tab == NULL:
-        raise MemoryError()
-    cdef int k, j
-    for k in range(n):
-        for j in range(5):
-            tab[j * n + k] = ptrs[5 * k + j]
-    try:
-        with nogil:
-            fo_adam_multi(dtype, a, n, tab, <const void **>(tab + n), tab + 2 * n,
-                          tab + 3 * n, tab + 4 * n if ams else NULL, ns, nt)
-    finally:
-        PyMem_Free(tab)
-    return 0
+    adam_resolve(&a, tl.dtype if tl.dtype >= 0 else FO_F32, conv, t, h[0], h[1], h[2],
+                 h[3], h[4], decoupled, amsgrad, maximize, h[5])
+    if not dry:
+        run_step(FO_OPT_adam, &a, tl, 3, nt)
 
 
 # ----------------------------------------------------------------------------- SGD
 
-def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bint nesterov,
-              weight_decay, bint maximize, convention, step, n_threads, str pname="param",
-              bint single=False, bint dry=False, list index=None):
-    """One SGD step over aligned lists (bufs: list of arrays, or None without momentum)."""
-    cdef int conv = convention_code(convention)
-    cdef double dlr = real(lr, "lr", 0.0)
-    cdef double mu = real(momentum, "momentum", 0.0)
-    cdef double d = real(dampening, "dampening", 0.0, False, 1.0)
-    cdef double wd = real(weight_decay, "weight_decay", 0.0)
+cdef extern from "fusedopt.h" nogil:
+    enum:
+        FO_SGD_TORCH
+        FO_SGD_TF1
+        FO_SGD_KERAS
+        FO_SGD_OPTAX
+        FO_SGD_SKLEARN
+        FO_SGD_PLAIN
+    ctypedef struct fo_sgd_args:
+        int form, decay, nesterov, maximize, first_step
+        double lr, momentum, one_minus_dampening, wd
+
+    enum:
+        FO_OPT_sgd
+
+
+def sgd(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
+        bint single=False, list index=None, bint dry=False):
+    """One SGD step over lists of tensors, in one C call: ``arrays`` is ``[params, grads,
+    momentum_buffers]`` (the last None without momentum); ``step`` 1 marks torch's first
+    momentum step (the buffer is set to the gradient), None is allowed without torch
+    momentum.  Hyper-parameters and errors as :func:`adam`."""
+    cdef int conv = convention_code(hp(hyper, defaults, "convention"))
+    cdef double dlr = real(hp(hyper, defaults, "lr"), "lr", 0.0, False, INF, False, "learning rate")
+    cdef double mu = real(hp(hyper, defaults, "momentum"), "momentum", 0.0)
+    cdef double d = real(hp(hyper, defaults, "dampening"), "dampening", 0.0, False, 1.0)
+    cdef double wd = real(hp(hyper, defaults, "weight_decay"), "weight_decay", 0.0)
+    cdef bint nesterov = flag(hp(hyper, defaults, "nesterov"), "nesterov")
+    cdef bint maximize = flag(hp(hyper, defaults, "maximize"), "maximize")
     cdef int nt = nthreads_arg(n_threads)
     cdef long long t = 0
     cdef str cname = CONVENTIONS[conv]
+    bufs = arrays[2]
     if nesterov and (mu <= 0.0 or d != 0.0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")
     if maximize and conv != C_TORCH:
@@ -542,53 +641,11 @@ def sgd_multi(list params, list grads, object bufs, lr, momentum, dampening, bin
         if bufs is None:
             raise ValueError("momentum != 0 needs momentum_buffer (an array like param; "
                              "zeros before the first step)")
-    cdef Py_ssize_t n = len(params), k, ki, nbuf = 0
-    if len(grads) != n or (use_buf and len(bufs) != n):
-        raise ValueError("params, grads and momentum buffer lists must have the same length")
-    cdef int nper = 3 if use_buf else 2
-    cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * nper * max(n, 1))
-    cdef void **tab = <void **>PyMem_Malloc(sizeof(void *) * 3 * max(n, 1))
-    cdef fo_index *ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
-    cdef span *sp = <span *>PyMem_Malloc(sizeof(span) * nper * max(n, 1))
-    if views == NULL or tab == NULL or ns == NULL or sp == NULL:
-        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns); PyMem_Free(sp)
-        raise MemoryError()
-    cdef int dtype = -1, code
-    cdef Py_buffer *vb
-    try:
-        for k in range(n):
-            ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
-            vb = views + nbuf
-            code = acquire(vb, params[k], pname, True, False, ki)
-            nbuf += 1
-            if dtype < 0:
-                dtype = code
-            elif code != dtype:
-                raise TypeError(f"{nm(pname, ki)} is {_dtype_name(code)} but earlier parameters are "
-                                f"{_dtype_name(dtype)}; step them with separate calls")
-            code = acquire(vb + 1, grads[k], "grad", False, False, ki)
-            nbuf += 1
-            check_like(vb, vb + 1, dtype, code, pname, "grad", ki)
-            set_span(sp + nper * k, vb, ki, 0, True)
-            set_span(sp + nper * k + 1, vb + 1, ki, 1, False)
-            tab[k] = vb.buf
-            tab[n + k] = vb[1].buf
-            if use_buf:
-                code = acquire(vb + 2, bufs[k], "momentum_buffer", True, False, ki)
-                nbuf += 1
-                check_like(vb, vb + 2, dtype, code, pname, "momentum_buffer", ki)
-                set_span(sp + nper * k + 2, vb + 2, ki, 2, True)
-                tab[2 * n + k] = vb[2].buf
-            ns[k] = nitems(vb)
-        check_spans(sp, nper * n, (pname, "grad", "momentum_buffer"), single)
-        if n > 0 and not dry:
-            with nogil:
-                fo_sgd_multi(dtype, &a, <int>n, tab, <const void **>(tab + n),
-                             tab + 2 * n if use_buf else NULL, ns, nt)
-    finally:
-        for k in range(nbuf):
-            PyBuffer_Release(views + k)
-        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns); PyMem_Free(sp)
+    cdef TensorLists tl = TensorLists(len(<list>arrays[0]), (pname, "grad", "momentum_buffer"))
+    tl.fill([arrays[0], arrays[1], bufs if use_buf else None], (True, False, True), single,
+            index)
+    if not dry:
+        run_step(FO_OPT_sgd, &a, tl, 1, nt)
 
 
 # ----------------------------------------------------------------------------- non-finite
@@ -599,40 +656,54 @@ def unscale_check(list grads, scale, n_threads, str name="grads", bint single=Fa
     returns True when any element is then NaN or infinite.  One C call for the list."""
     cdef bint do_scale = scale is not None
     cdef double sc = real(scale, "inv_scale", 0.0) if do_scale else 1.0
-    cdef int nt = nthreads_arg(n_threads)
-    cdef Py_ssize_t n = len(grads), k, ki, got = 0
-    cdef Py_buffer *views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * max(n, 1))
-    cdef void **tab = <void **>PyMem_Malloc(sizeof(void *) * max(n, 1))
-    cdef fo_index *ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
-    cdef int dtype = -1, code, found = 0
-    cdef span *sp = <span *>PyMem_Malloc(sizeof(span) * max(n, 1))
-    if views == NULL or tab == NULL or ns == NULL or sp == NULL:
-        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns); PyMem_Free(sp)
-        raise MemoryError()
-    try:
-        for k in range(n):
-            ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
-            code = acquire(views + k, grads[k], name, do_scale, False, ki)
-            got += 1
-            if dtype >= 0 and code != dtype:
-                raise TypeError(f"{nm(name, ki)} is {_dtype_name(code)} but "
-                                f"earlier arrays are {_dtype_name(dtype)}")
-            dtype = code
-            set_span(sp + k, views + k, ki, 0, do_scale)
-            tab[k] = views[k].buf
-            ns[k] = nitems(views + k)
-        check_spans(sp, n, (name,), single)
-        if n > 0 and not dry:
-            with nogil:
-                found = fo_unscale_check(dtype, <int>n, tab, ns, sc, do_scale, nt)
-    finally:
-        for k in range(got):
-            PyBuffer_Release(views + k)
-        PyMem_Free(views); PyMem_Free(tab); PyMem_Free(ns); PyMem_Free(sp)
+    cdef int nt = nthreads_arg(n_threads), found = 0
+    cdef TensorLists tl = TensorLists(len(grads), (name,))
+    tl.fill([grads], (do_scale,), single, index)
+    cdef void **gs = tl.role(0)
+    cdef int dtype = tl.dtype
+    cdef fo_index *ns = tl.ns
+    if tl.n > 0 and not dry:
+        with nogil:
+            found = fo_unscale_check(dtype, <int>tl.n, gs, ns, sc, do_scale, nt)
     return bool(found)
 
 
 # ----------------------------------------------------------------------------- losses
+
+cdef extern from "fusedopt.h" nogil:
+    enum:
+        FO_BC_SCALAR
+        FO_BC_FULL
+        FO_BC_COL
+    enum:
+        FO_REG_L1
+        FO_REG_L2
+
+    ctypedef struct fo_bce_args:
+        const void *x
+        const void *y
+        int y_dtype
+        const void *w
+        int w_mode
+        const void *pw
+        int pw_mode
+        fo_index ncols
+        double w_scalar, pw_scalar, smooth_a, smooth_b, grad_scale
+        void *grad
+        void *loss
+
+    ctypedef struct fo_reg_args:
+        int kind
+        const void *pred
+        const void *target
+        const void *w
+        double grad_scale
+        void *grad
+        void *loss
+
+    double fo_bce(int dtype, const fo_bce_args *a, fo_index n, int n_threads)
+    double fo_reg(int dtype, const fo_reg_args *a, fo_index n, int n_threads)
+
 
 cdef int reduction_code(object reduction) except -1:
     if reduction == "mean":
@@ -926,16 +997,3 @@ def set_default_threads(int n):
 
 def set_parallel_threshold(Py_ssize_t n):
     fo_set_parallel_threshold(n)
-
-
-def _adam_scalars(dtype, convention, step, lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
-                  weight_decay=0.0, decoupled_weight_decay=False, amsgrad=False,
-                  maximize=False, eps_root=0.0):
-    """The kernel scalars a convention resolves to (for tests and debugging)."""
-    cdef fo_adam_args a
-    cdef double hp[5]
-    adam_hyper(lr, betas, eps, weight_decay, hp)
-    adam_resolve(&a, FO_F32 if np.dtype(dtype) == np.float32 else FO_F64,
-                 convention_code(convention), integer(step, "step", 1), hp[0], hp[1], hp[2],
-                 hp[3], hp[4], decoupled_weight_decay, amsgrad, maximize, eps_root)
-    return a

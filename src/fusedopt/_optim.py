@@ -23,14 +23,16 @@ framework does not have (dampening outside torch, weight decay in TF1, ...) is a
 """
 from __future__ import annotations
 
+import inspect
 import threading
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _core
+from . import _checkpoint, _core, _spec
+from ._spec import CONVENTIONS, Spec
 
-CONVENTIONS: Tuple[str, ...] = tuple(_core.CONVENTIONS)
+__all__ = ["Optimizer", "CONVENTIONS", "unscale_and_check", "all_finite"]
 
 
 def _array_list(arrays: Any, name: str) -> List[Any]:
@@ -44,7 +46,7 @@ def _array_list(arrays: Any, name: str) -> List[Any]:
 
 
 def _flag(value: Any, name: str) -> bool:
-    """A boolean hyper-parameter: bool or numpy.bool_ only (no truthiness of strings)."""
+    """check_finite: bool or numpy.bool_ only (no truthiness of strings)."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return bool(value)
@@ -68,96 +70,59 @@ def _unscale_by_dtype(grads: List[Any], index: List[int], inv_scale: Optional[fl
     return found
 
 
-def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
-              exp_avg_sq: np.ndarray, *, step: int, lr: float = 1e-3,
-              betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-              weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
-              amsgrad: bool = False, max_exp_avg_sq: Optional[np.ndarray] = None,
-              maximize: bool = False, convention: str = "torch", eps_root: float = 0.0,
-              n_threads: Optional[int] = None) -> None:
-    """One Adam (or AdamW) update of ``param``, ``exp_avg`` and ``exp_avg_sq`` in place.
+# ----------------------------------------------------------------------------- functional
 
-    ``step`` is the 1-based index of this update (torch's ``state["step"]`` after its
-    increment).  With ``convention="torch"`` (``torch.optim.Adam``), per element::
+def _functional(spec: Spec, name: str) -> Callable[..., None]:
+    """The functional step of a description: ``name(param, grad, *states, *, step, ...)``,
+    its first ``positional_states`` states by position (or keyword), the others and every
+    hyper-parameter by keyword, with the description's defaults."""
+    P = inspect.Parameter
+    keys = frozenset(h.name for h in spec.hypers)
+    required = frozenset(spec.functional_required)
+    defaults, roles, kernel = spec.defaults, spec.roles, spec.kernel
+    npos = spec.positional_states
+    needed = frozenset(spec.states(defaults))     # states every call needs
+    missing = object()
 
-        g = -g if maximize;  g += wd*p (L2)  or  p *= 1 - lr*wd (decoupled, AdamW)
-        m = lerp(m, g, 1 - b1);  v = v*b2 + (1 - b2)*g*g;  vmax = max(vmax, v) (amsgrad)
-        p -= lr/(1 - b1**t) * m / (sqrt(v or vmax)/sqrt(1 - b2**t) + eps)
+    def step_fn(param: np.ndarray, grad: np.ndarray, *states: Any, **kw: Any) -> None:
+        if len(states) > npos:
+            raise TypeError(f"{name}() takes {2 + npos} positional arguments but "
+                            f"{2 + len(states)} were given")
+        step = kw.pop("step", missing)
+        n_threads = kw.pop("n_threads", None)
+        arrays: List[Any] = [[param], [grad]]
+        for k, role in enumerate(roles):   # (the binding checks what the arrays are)
+            a = states[k] if k < len(states) else kw.pop(role, None)
+            if a is not None and not isinstance(a, np.ndarray):   # (even if unused)
+                raise TypeError(f"{role} must be a numpy.ndarray of float32 or float64, got "
+                                f"{type(a).__module__}.{type(a).__qualname__}")
+            arrays.append([a] if a is not None or (k < len(states) and role in needed)
+                          else None)
+        if not keys.issuperset(kw):
+            raise TypeError(f"{name}() got an unexpected keyword argument "
+                            f"{sorted(set(kw) - keys)[0]!r}")
+        if required and not required.issubset(kw):
+            raise TypeError(f"{name}() missing required keyword argument "
+                            f"{sorted(required - set(kw))[0]!r}")
+        if step is missing:
+            if spec.step_required:
+                raise TypeError(f"{name}() missing required keyword argument 'step'")
+            step = None
+        kernel(arrays, kw, defaults, step, n_threads, "param", True)
 
-    "tf1", "keras" and "sklearn" use the "epsilon hat" form
-    ``p -= lr*sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v)+eps)`` (TF1: hyper-parameters as float32
-    tensors and b^t as a float32 running product); "optax" uses
-    ``p -= lr*(m/(1-b1^t)) / (sqrt(v/(1-b2^t) + eps_root) + eps)`` and its AMSGrad takes
-    the max of the bias-corrected v.  Scalars are computed once per call.
-
-    Args:
-        param, grad, exp_avg, exp_avg_sq: float32 or float64 arrays of one dtype and
-            shape, C-contiguous, distinct; all but ``grad`` writeable.  State starts at 0.
-        step: int >= 1.
-        lr, betas, eps, weight_decay: as torch (lr, eps, wd >= 0; 0 <= beta < 1).
-        decoupled_weight_decay: AdamW's decay (required for weight decay in keras/optax).
-        amsgrad: needs ``max_exp_avg_sq`` (like param, initially zeros).
-        maximize: ascend (torch only).
-        convention: "torch", "tf1", "keras", "optax" or "sklearn".
-        eps_root: optax's epsilon inside the square root.
-        n_threads: threads for this call.
-
-    Raises:
-        TypeError / ValueError naming the argument; no array is modified then.
-
-    >>> import numpy as np, fusedopt
-    >>> p = np.array([1.0, 2.0], dtype=np.float32); g = np.array([0.5, -1.0], dtype=np.float32)
-    >>> m, v = np.zeros_like(p), np.zeros_like(p)
-    >>> fusedopt.adam_step(p, g, m, v, step=1, lr=0.1)
-    >>> p
-    array([0.90000004, 2.1       ], dtype=float32)
-    """
-    if max_exp_avg_sq is not None and not isinstance(max_exp_avg_sq, np.ndarray):
-        raise TypeError("max_exp_avg_sq must be a numpy.ndarray of float32 or float64, got "
-                        f"{type(max_exp_avg_sq).__module__}.{type(max_exp_avg_sq).__qualname__}")
-    _core.adam_multi([param], [grad], [exp_avg], [exp_avg_sq],
-                     None if max_exp_avg_sq is None else [max_exp_avg_sq], step, lr, betas,
-                     eps, weight_decay, decoupled_weight_decay, amsgrad, maximize,
-                     convention, eps_root, n_threads, "param", True)
-
-
-def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np.ndarray] = None,
-             *, lr: float, momentum: float = 0.0, dampening: float = 0.0,
-             nesterov: bool = False, weight_decay: float = 0.0, maximize: bool = False,
-             convention: str = "torch", step: Optional[int] = None,
-             n_threads: Optional[int] = None) -> None:
-    """One SGD update of ``param`` (and ``momentum_buffer``) in place.
-
-    ``convention="torch"`` (``torch.optim.SGD``)::
-
-        g = -g if maximize;  g += wd*p
-        buf = g if step == 1 else buf*momentum + (1 - dampening)*g
-        g = g + momentum*buf if nesterov else buf;   p -= lr*g
-
-    The first momentum step is signalled by ``step=1`` (torch sets the buffer to the
-    gradient, undamped); ``step`` is required for torch-convention momentum.
-    "tf1": ``accum = accum*mu + g; p -= accum*lr`` (Nesterov ``p -= g*lr + accum*mu*lr``);
-    "keras": ``m = m*mu - g*lr; p += m`` (lr inside the buffer; Nesterov
-    ``p += m*mu - g*lr``; weight decay ``p -= p*wd*lr`` first); "optax":
-    ``t = g + mu*t; p -= lr*t`` (Nesterov ``p -= lr*(g + mu*t)``); "sklearn":
-    ``v = mu*v - lr*g; p += v`` (Nesterov ``p += mu*v - lr*g``).  Non-torch buffers start
-    at zero.  Without momentum no buffer is needed.
-
-    Raises:
-        TypeError / ValueError naming the argument; no array is modified then.
-
-    >>> import numpy as np, fusedopt
-    >>> p = np.ones(3); buf = np.zeros(3)
-    >>> fusedopt.sgd_step(p, np.full(3, 0.5), buf, lr=0.1, momentum=0.9, step=1)
-    >>> p
-    array([0.95, 0.95, 0.95])
-    """
-    if momentum_buffer is not None and not isinstance(momentum_buffer, np.ndarray):
-        raise TypeError("momentum_buffer must be a numpy.ndarray of float32 or float64, got "
-                        f"{type(momentum_buffer).__module__}.{type(momentum_buffer).__qualname__}")
-    _core.sgd_multi([param], [grad], None if momentum_buffer is None else [momentum_buffer],
-                    lr, momentum, dampening, nesterov, weight_decay, maximize, convention,
-                    step, n_threads, "param", True)
+    sig = [P("param", P.POSITIONAL_OR_KEYWORD), P("grad", P.POSITIONAL_OR_KEYWORD)]
+    sig += [P(r, P.POSITIONAL_OR_KEYWORD, default=P.empty if k < len(
+        spec.states(defaults)) else None) for k, r in enumerate(roles[:npos])]
+    sig += [P("step", P.KEYWORD_ONLY, default=P.empty if spec.step_required else None)]
+    sig += [P(r, P.KEYWORD_ONLY, default=None) for r in roles[npos:]]
+    sig += [P(h.name, P.KEYWORD_ONLY, default=P.empty if h.name in required else defaults[h.name])
+            for h in spec.hypers]
+    sig += [P("n_threads", P.KEYWORD_ONLY, default=None)]
+    step_fn.__signature__ = inspect.Signature(sig, return_annotation=None)  # type: ignore[attr-defined]
+    step_fn.__name__ = step_fn.__qualname__ = name
+    step_fn.__module__ = "fusedopt"
+    step_fn.__doc__ = spec.functional_doc
+    return step_fn
 
 
 def unscale_and_check(grads: Sequence[np.ndarray], inv_scale: Optional[float] = None, *,
@@ -193,16 +158,32 @@ def all_finite(grads: Sequence[np.ndarray], *, n_threads: Optional[int] = None) 
 
 # ----------------------------------------------------------------------------- classes
 
-class _Optimizer:
-    """Common machinery: param groups, lazily created state, multi-tensor steps,
-    state_dict round trips (plain arrays and numbers: no pickle needed)."""
+class Optimizer:
+    """The NumPy optimizers' machinery, for the description in ``spec``: param groups,
+    lazily created state, multi-tensor steps, state_dict round trips (plain arrays and
+    numbers: no pickle needed), checkpoints."""
 
-    _state_keys: Tuple[str, ...] = ()
-    _kind = "optimizer"
+    spec: Spec
 
-    def __init__(self, params: Iterable[Any], defaults: Dict[str, Any],
-                 check_finite: bool = False) -> None:
-        self.defaults = dict(defaults)
+    def __init__(self, params: Iterable[Any], *args: Any, check_finite: bool = False,
+                 **kwargs: Any) -> None:
+        hypers = self.spec.numpy_hypers()
+        if len(args) > len(hypers):
+            raise TypeError(f"{type(self).__name__}() takes {len(hypers) + 1} positional "
+                            f"arguments but {len(args) + 1} were given")
+        defaults = {h.name: h.default for h in hypers}
+        for h, v in zip(hypers, args):
+            defaults[h.name] = v
+        for k, v in kwargs.items():
+            if k not in defaults:
+                raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
+                                f"{k!r}")
+            if k in [h.name for h in hypers[:len(args)]]:
+                raise TypeError(f"{type(self).__name__}() got multiple values for argument "
+                                f"{k!r}")
+            defaults[k] = v
+        self.defaults = defaults
+        self._kernel_defaults = self.spec.class_defaults
         params = _array_list(params, "params")
         # One step at a time per optimizer: a second thread calling step() (or
         # state_dict/load) waits for the first, so concurrent use is safe, never corrupt.
@@ -254,7 +235,13 @@ class _Optimizer:
         return list(self._params)
 
     def _validate_group(self, g: Dict[str, Any]) -> None:
-        raise NotImplementedError
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+        for name in ("amsgrad", "maximize", "nesterov"):
+            if isinstance(g.get(name), np.bool_):
+                g[name] = bool(g[name])
+        self.spec.kernel([[], []] + [[] for _ in self.spec.roles], g, self._kernel_defaults,
+                         1, None, dry=True)
 
     # -- stepping
     def step(self, grads: Sequence[Optional[np.ndarray]], *, inv_scale: Optional[float] = None,
@@ -279,9 +266,10 @@ class _Optimizer:
             raise ValueError(f"step() got {len(grads)} gradients for {len(self._params)} "
                              "parameters")
         plan = self._plan
+        kernel_step = self.spec.kernel_step
         if plan is not None and all(g is not None for g in grads):
             # Fast path: every parameter has state and each batch one step count.
-            batches = [(group, self._batch_key(idx[0]), idx) for group, idx in plan]
+            batches = [(group, kernel_step(self.state[idx[0]]), idx) for group, idx in plan]
             new_state: Dict[int, Dict[str, Any]] = {}
             state = self.state
         else:
@@ -293,10 +281,11 @@ class _Optimizer:
                     if grads[i] is None:
                         continue
                     p = self._params[i]
-                    by_key.setdefault((p.dtype.char, self._batch_key(i)), []).append(i)
+                    by_key.setdefault((p.dtype.char, kernel_step(self.state.get(i))),
+                                      []).append(i)
                 for (_, key), idx in by_key.items():
                     batches.append((group, key, idx))
-            new_state = {i: self._init_state(i) for _, _, idx in batches for i in idx
+            new_state = {i: {"step": 0} for _, _, idx in batches for i in idx
                          if i not in self.state}
             state = {**self.state, **new_state}
         if len(batches) > 1 or inv_scale is not None:
@@ -321,31 +310,37 @@ class _Optimizer:
 
     def _make_plan(self) -> Optional[List[Tuple[Dict[str, Any], List[int]]]]:
         """Batches (group, indices by dtype) for the fast path, when every parameter has
-        state and all parameters of a batch have the same step count; else None."""
+        all of its group's state and all parameters of a batch step with one kernel
+        step; else None."""
         plan = []
         for group in self.param_groups:
+            names = self.spec.states(group)
             by_dtype: Dict[str, List[int]] = {}
             for i in group["params"]:
-                if i not in self.state:
+                s = self.state.get(i)
+                if s is None or any(n not in s for n in names):
                     return None
                 by_dtype.setdefault(self._params[i].dtype.char, []).append(i)
             for idx in by_dtype.values():
-                if len({self._batch_key(i) for i in idx}) != 1:
+                if len({self.spec.kernel_step(self.state[i]) for i in idx}) != 1:
                     return None
                 plan.append((group, idx))
         return plan
 
-    def _batch_key(self, i: int) -> Any:
-        s = self.state.get(i)
-        return 1 if s is None else s["step"] + 1
-
-    def _init_state(self, i: int) -> Dict[str, Any]:
-        raise NotImplementedError
-
     def _run(self, group: Dict[str, Any], key: Any, idx: List[int], grads: Sequence[Any],
              state: Dict[int, Dict[str, Any]], n_threads: Optional[int],
              validate_only: bool) -> None:
-        raise NotImplementedError
+        """One kernel call for the parameters idx of a group; states the group uses and a
+        parameter lacks (amsgrad or momentum switched on later) start at zero."""
+        names = self.spec.states(group)
+        for i in idx:
+            if any(n not in state[i] for n in names):
+                state[i] = dict(state[i], **{n: np.zeros_like(self._params[i])
+                                             for n in names if n not in state[i]})
+        arrays: List[Any] = [[self._params[i] for i in idx], [grads[i] for i in idx]]
+        arrays += [[state[i][r] for i in idx] if r in names else None for r in self.spec.roles]
+        self.spec.kernel(arrays, group, self._kernel_defaults, key, n_threads, "params",
+                         False, idx, validate_only)
 
     # -- state dicts
     def state_dict(self) -> Dict[str, Any]:
@@ -357,7 +352,7 @@ class _Optimizer:
 
     def _state_dict(self) -> Dict[str, Any]:
         return {
-            "kind": self._kind,
+            "kind": self.spec.name,
             "state": {i: {k: (v.copy() if isinstance(v, np.ndarray) else v)
                           for k, v in s.items()} for i, s in self.state.items()},
             "param_groups": [dict(g, params=list(g["params"])) for g in self.param_groups],
@@ -374,9 +369,9 @@ class _Optimizer:
         if not isinstance(state_dict, dict) or set(state_dict) != {"kind", "state", "param_groups"}:
             raise ValueError("state_dict must have exactly the keys 'kind', 'state', "
                              "'param_groups'")
-        if state_dict["kind"] != self._kind:
+        if state_dict["kind"] != self.spec.name:
             raise ValueError(f"state_dict is from a {state_dict['kind']!r} optimizer, not "
-                             f"{self._kind!r}")
+                             f"{self.spec.name!r}")
         groups = state_dict["param_groups"]
         if not isinstance(groups, (list, tuple)) or not all(isinstance(g, dict) for g in groups):
             raise ValueError("state_dict['param_groups'] must be a list of dicts")
@@ -428,7 +423,7 @@ class _Optimizer:
         self._plan = None
 
     def _state_names(self, i: int, groups: List[Dict[str, Any]]) -> Tuple[str, ...]:
-        return self._state_keys
+        return self.spec.states(_group_of(groups, i))
 
     # -- checkpoints
     def save(self, path: Any, *, include_params: bool = True) -> None:
@@ -436,7 +431,6 @@ class _Optimizer:
         values) atomically: write to a temporary file, fsync, rename.  A SHA-256 of the
         content is verified on load; no pickle is involved.  See
         :func:`fusedopt.load_optimizer` and :meth:`load`."""
-        from . import _checkpoint
         with self._lock:
             _checkpoint.save(self, path, include_params=include_params)
 
@@ -444,13 +438,11 @@ class _Optimizer:
         """Restores a checkpoint written by :meth:`save` into this optimizer: its state,
         hyper-parameters and (when saved) the parameter values, copied into the existing
         arrays.  Everything is verified before anything changes."""
-        from . import _checkpoint
         header = _checkpoint.read(path)
         with self._lock:
             self._restore(header)
 
     def _restore(self, header: Dict[str, Any]) -> None:
-        from . import _checkpoint
         saved = header["params"]
         if saved is not None:
             if len(saved) != len(self._params):
@@ -483,166 +475,43 @@ def _group_of(groups: List[Dict[str, Any]], i: int) -> Dict[str, Any]:
     raise KeyError(i)
 
 
-class Adam(_Optimizer):
-    """Adam over a list of NumPy arrays, updated in place (one C call per step).
+def _numpy_class(spec: Spec) -> type:
+    """The NumPy class of a description: its signature, defaults and docstring."""
+    P = inspect.Parameter
+    sig = inspect.Signature(
+        [P("self", P.POSITIONAL_OR_KEYWORD), P("params", P.POSITIONAL_OR_KEYWORD)] +
+        [P(h.name, P.POSITIONAL_OR_KEYWORD, default=h.default) for h in spec.numpy_hypers()] +
+        [P("check_finite", P.KEYWORD_ONLY, default=False)], return_annotation=None)
+    init = Optimizer.__init__
 
-    ``torch.optim.Adam`` semantics and defaults by default (L2 weight decay added to the
-    gradient); ``convention`` picks another framework's update rule (see
-    :func:`adam_step`).  With ``convention="keras"`` weight decay is Keras's decoupled
-    decay (Keras' ``Adam(weight_decay=...)``).  State per parameter: ``step``,
-    ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq`` with amsgrad), in its dtype.
-    Hyper-parameters live in ``param_groups`` and can change between steps.
-
-    >>> import numpy as np, fusedopt
-    >>> w = np.zeros(3, dtype=np.float32)
-    >>> opt = fusedopt.Adam([w], lr=0.1)
-    >>> opt.step([np.array([1.0, -1.0, 0.0], dtype=np.float32)])
-    True
-    >>> w
-    array([-0.09999999,  0.09999999,  0.        ], dtype=float32)
-    """
-
-    _kind = "Adam"
-    _decoupled = False
-
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
-                 betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, maximize: bool = False,
-                 convention: str = "torch", eps_root: float = 0.0, *,
-                 check_finite: bool = False) -> None:
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps,
-                                      weight_decay=weight_decay, amsgrad=amsgrad,
-                                      maximize=maximize, convention=convention,
-                                      eps_root=eps_root), check_finite)
-
-    def _decoupled_for(self, g: Dict[str, Any]) -> bool:
-        return self._decoupled or (g["convention"] == "keras" and g["weight_decay"] != 0)
-
-    def _validate_group(self, g: Dict[str, Any]) -> None:
-        for name in ("amsgrad", "maximize"):
-            g[name] = _flag(g[name], name)
-        betas = g["betas"]
-        if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or \
-                len(betas) != 2:
-            raise TypeError(f"betas must be a pair of floats, got {betas!r}")
-        g["betas"] = tuple(betas)
-        # Runs the binding's validation on an empty list: same messages as a real step.
-        _core.adam_multi([], [], [], [], [] if g["amsgrad"] else None, 1, g["lr"], g["betas"],
-                         g["eps"], g["weight_decay"], self._decoupled_for(g), g["amsgrad"],
-                         g["maximize"], g["convention"], g["eps_root"], None)
-
-    def _state_names(self, i: int, groups: List[Dict[str, Any]]) -> Tuple[str, ...]:
-        g = _group_of(groups, i)
-        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if g["amsgrad"] else ("exp_avg", "exp_avg_sq")
-
-    def _init_state(self, i: int) -> Dict[str, Any]:
-        p = self._params[i]
-        s = {"step": 0, "exp_avg": np.zeros_like(p), "exp_avg_sq": np.zeros_like(p)}
-        if _group_of(self.param_groups, i)["amsgrad"]:
-            s["max_exp_avg_sq"] = np.zeros_like(p)
-        return s
-
-    def _run(self, g: Dict[str, Any], step: Any, idx: List[int], grads: Sequence[Any],
-             state: Dict[int, Dict[str, Any]], n_threads: Optional[int],
-             validate_only: bool) -> None:
-        ams = g["amsgrad"]
-        for i in idx:
-            if ams and "max_exp_avg_sq" not in state[i]:
-                state[i] = dict(state[i], max_exp_avg_sq=np.zeros_like(self._params[i]))
-        _core.adam_multi([self._params[i] for i in idx], [grads[i] for i in idx],
-                         [state[i]["exp_avg"] for i in idx],
-                         [state[i]["exp_avg_sq"] for i in idx],
-                         [state[i]["max_exp_avg_sq"] for i in idx] if ams else None, step,
-                         g["lr"], g["betas"], g["eps"], g["weight_decay"],
-                         self._decoupled_for(g), ams, g["maximize"], g["convention"],
-                         g["eps_root"], n_threads, "params", False, validate_only, idx)
+    def __init__(self: Optimizer, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+    __init__.__signature__ = sig  # type: ignore[attr-defined]
+    __init__.__doc__ = f"See :class:`{spec.name}`."
+    cls = type(spec.name, (Optimizer,), {"spec": spec, "__init__": __init__,
+                                          "__doc__": spec.doc, "__module__": "fusedopt",
+                                          "__qualname__": spec.name})
+    _spec.CLASSES[("numpy", spec.name)] = cls
+    return cls
 
 
-class AdamW(Adam):
-    """Adam with decoupled weight decay (``torch.optim.AdamW``: ``p *= 1 - lr*wd`` before
-    the Adam step; Keras ``p -= p*wd*lr``; optax adamw ``p -= lr*(u + wd*p)``), default
-    ``weight_decay=1e-2`` as torch.  Not available for the "tf1" and "sklearn" conventions
-    (they have no weight decay): pass ``weight_decay=0`` there.
-
-    >>> import numpy as np, fusedopt
-    >>> w = np.ones(2)
-    >>> fusedopt.AdamW([w], lr=0.1, weight_decay=0.5).step([np.zeros(2)])
-    True
-    >>> w
-    array([0.95, 0.95])
-    """
-
-    _kind = "AdamW"
-    _decoupled = True
-
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3,
-                 betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, maximize: bool = False,
-                 convention: str = "torch", eps_root: float = 0.0, *,
-                 check_finite: bool = False) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize, convention,
-                         eps_root, check_finite=check_finite)
+def _front_end() -> Dict[str, Any]:
+    """The class and the functional step of every description in fusedopt._spec."""
+    made: Dict[str, Any] = {}
+    for spec in _spec.all_specs():
+        made[spec.name] = _numpy_class(spec)
+        if spec.functional:
+            made[spec.functional] = _functional(spec, spec.functional)
+    return made
 
 
-class SGD(_Optimizer):
-    """Stochastic gradient descent with optional momentum / Nesterov, in place.
-
-    ``torch.optim.SGD`` semantics and defaults by default (``lr=1e-3``; the momentum
-    buffer starts as a copy of the first gradient; dampening; L2 weight decay; maximize).
-    Other conventions: see :func:`sgd_step` (Keras' weight decay is decoupled).  State per
-    parameter: ``step`` and, with momentum, ``momentum_buffer``.
-
-    >>> import numpy as np, fusedopt
-    >>> w = np.ones(2)
-    >>> opt = fusedopt.SGD([w], lr=0.5, momentum=0.9)
-    >>> for _ in range(2): _ = opt.step([np.ones(2)])
-    >>> w
-    array([-0.45, -0.45])
-    """
-
-    _kind = "SGD"
-
-    def __init__(self, params: Iterable[Any], lr: float = 1e-3, momentum: float = 0.0,
-                 dampening: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-                 maximize: bool = False, convention: str = "torch", *,
-                 check_finite: bool = False) -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      nesterov=nesterov, weight_decay=weight_decay,
-                                      maximize=maximize, convention=convention),
-                         check_finite)
-
-    def _validate_group(self, g: Dict[str, Any]) -> None:
-        for name in ("nesterov", "maximize"):
-            g[name] = _flag(g[name], name)
-        mu = g["momentum"]
-        if isinstance(mu, (bool, np.bool_)) or not isinstance(mu, (int, float, np.integer,
-                                                                   np.floating)):
-            raise TypeError(f"momentum must be a real number, got {type(mu).__name__}")
-        _core.sgd_multi([], [], [] if mu != 0 else None, g["lr"], g["momentum"],
-                        g["dampening"], g["nesterov"], g["weight_decay"], g["maximize"],
-                        g["convention"], 1, None)
-
-    def _state_names(self, i: int, groups: List[Dict[str, Any]]) -> Tuple[str, ...]:
-        return ("momentum_buffer",) if _group_of(groups, i)["momentum"] != 0 else ()
-
-    def _init_state(self, i: int) -> Dict[str, Any]:
-        return {"step": 0}
-
-    def _batch_key(self, i: int) -> Any:
-        # torch: the first step with momentum sets the buffer to the gradient.
-        s = self.state.get(i)
-        return 1 if s is None or "momentum_buffer" not in s else 2
-
-    def _run(self, g: Dict[str, Any], key: Any, idx: List[int], grads: Sequence[Any],
-             state: Dict[int, Dict[str, Any]], n_threads: Optional[int],
-             validate_only: bool) -> None:
-        mom = g["momentum"] != 0
-        if mom:
-            for i in idx:
-                if "momentum_buffer" not in state[i]:
-                    state[i] = dict(state[i], momentum_buffer=np.zeros_like(self._params[i]))
-        _core.sgd_multi([self._params[i] for i in idx], [grads[i] for i in idx],
-                        [state[i]["momentum_buffer"] for i in idx] if mom else None, g["lr"],
-                        g["momentum"], g["dampening"], g["nesterov"], g["weight_decay"],
-                        g["maximize"], g["convention"], key, n_threads, "params", False,
-                        validate_only, idx)
+#: every optimizer class and functional step, by name (exported by the package)
+FRONT_END = _front_end()
+globals().update(FRONT_END)
+__all__ += list(FRONT_END)
+# The names of the optimizers, for static type checkers (the objects are made above).
+Adam: type = FRONT_END["Adam"]
+AdamW: type = FRONT_END["AdamW"]
+SGD: type = FRONT_END["SGD"]
+adam_step: Callable[..., None] = FRONT_END["adam_step"]
+sgd_step: Callable[..., None] = FRONT_END["sgd_step"]

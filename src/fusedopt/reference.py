@@ -15,7 +15,8 @@ from typing import Any, Optional, Tuple, Union
 import numpy as np
 from numpy.typing import DTypeLike
 
-CONVENTIONS = ("torch", "tf1", "keras", "optax", "sklearn")
+from . import _spec
+from ._spec import CONVENTIONS
 _Loss = Union[float, np.ndarray]
 _ArrayOrNumber = Union[np.ndarray, float]
 
@@ -123,11 +124,6 @@ def l2_loss(pred: np.ndarray, target: np.ndarray, *, weight: Optional[_ArrayOrNu
 
 # ----------------------------------------------------------------------------- Adam
 
-def _no(cond: bool, what: str, convention: str) -> None:
-    if cond:
-        raise ValueError(f"convention {convention!r} has no {what}")
-
-
 def _tf1_power(beta: float, step: int) -> np.float32:
     """TF1 keeps beta^t in a float32 variable, multiplied by beta after each step."""
     b = np.float32(beta)
@@ -142,18 +138,16 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
               amsgrad: bool = False, max_exp_avg_sq: Optional[np.ndarray] = None,
               maximize: bool = False, convention: str = "torch", eps_root: float = 0.0,
               n_threads: Optional[int] = None) -> None:
-    """One Adam step, in place, in the parameter's dtype (see fusedopt.adam_step)."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {convention!r}")
+    """One Adam step, in place, in the parameter's dtype (see fusedopt.adam_step).
+    Hyper-parameters are checked as fusedopt checks them (its one validation)."""
+    _spec.ADAM.validate(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                             decoupled_weight_decay=decoupled_weight_decay, amsgrad=amsgrad,
+                             maximize=maximize, convention=convention, eps_root=eps_root))
     T = param.dtype.type
     p, g, m, v = param.copy(), grad.copy(), exp_avg, exp_avg_sq
     b1, b2 = betas
     t = int(step)
     wd = weight_decay
-    if convention != "torch":
-        _no(maximize, "maximize", convention)
-    if convention != "optax":
-        _no(eps_root != 0, "eps_root", convention)
     if convention == "torch":
         # torch.optim.Adam, _single_tensor_adam: python-double scalars cast at use
         if maximize:
@@ -180,8 +174,6 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
         param[...] = p + (T(-(lr / bc1)) * m) / denom
     elif convention in ("tf1", "keras"):
         if convention == "tf1":
-            _no(wd != 0, "weight decay", convention)
-            _no(amsgrad, "amsgrad", convention)
             # tf.compat.v1.train.AdamOptimizer: hyper-parameters are float32 tensors cast
             # to the variable dtype; beta powers float32 running products.
             f32 = np.float32
@@ -190,7 +182,6 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
             omb1, omb2 = T(1) - b1T, T(1) - b2T
         else:
             # keras.optimizers.Adam: power(cast(b), cast(t)) in the variable dtype
-            _no(wd != 0 and not decoupled_weight_decay, "coupled (L2) weight decay", convention)
             lrT, epsT = T(np.float32(lr)), T(eps)          # lr: a float32 variable
             b1p, b2p = T(math.pow(float(T(b1)), t)), T(math.pow(float(T(b2)), t))
             omb1, omb2 = T(1 - b1), T(1 - b2)
@@ -206,15 +197,12 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
             vv = max_exp_avg_sq
         param[...] = p - (m * T(alpha)) / (np.sqrt(vv) + epsT)
     elif convention == "sklearn":
-        _no(wd != 0, "weight decay", convention)
-        _no(amsgrad, "amsgrad", convention)
         # sklearn.neural_network._stochastic_optimizers.AdamOptimizer
         m[...] = T(b1) * m + T(1 - b1) * g
         v[...] = T(b2) * v + T(1 - b2) * (g * g)
         lr_t = lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
         param[...] = p + (T(-lr_t) * m) / (np.sqrt(v) + T(eps))
     else:
-        _no(wd != 0 and not decoupled_weight_decay, "coupled (L2) weight decay", convention)
         # optax.scale_by_adam / scale_by_amsgrad (+ add_decayed_weights) + scale(-lr)
         m[...] = T(1 - b1) * g + T(b1) * m
         v[...] = T(1 - b2) * (g * g) + T(b2) * v
@@ -237,16 +225,11 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np.n
              nesterov: bool = False, weight_decay: float = 0.0, maximize: bool = False,
              convention: str = "torch", step: Optional[int] = None,
              n_threads: Optional[int] = None) -> None:
-    """One SGD step, in place, in the parameter's dtype (see fusedopt.sgd_step)."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {convention!r}")
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-    if convention != "torch":
-        _no(maximize, "maximize", convention)
-        _no(dampening != 0, "dampening", convention)
-    if convention not in ("torch", "keras"):
-        _no(weight_decay != 0, "weight decay", convention)
+    """One SGD step, in place, in the parameter's dtype (see fusedopt.sgd_step).
+    Hyper-parameters are checked as fusedopt checks them (its one validation)."""
+    _spec.SGD.validate(dict(lr=lr, momentum=momentum, dampening=dampening,
+                            nesterov=nesterov, weight_decay=weight_decay, maximize=maximize,
+                            convention=convention))
     T = param.dtype.type
     buf: Any                                  # an array whenever momentum != 0
     p, g, buf, mu, wd = param.copy(), grad.copy(), momentum_buffer, momentum, weight_decay

@@ -55,7 +55,8 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
-from . import _core
+from . import _spec
+from ._spec import Spec
 
 try:  # torch's own decorator: grad mode follows defaults["differentiable"] (False here)
     from torch.optim.optimizer import _use_grad_for_differentiable as _use_grad
@@ -81,8 +82,6 @@ try:
 except ImportError:  # pragma: no cover
     def _increment_version(tensors: Any) -> None:  # type: ignore[misc]
         torch._C._increment_version(tensors)
-
-__all__ = ["Adam", "AdamW", "SGD"]
 
 _Batch = Tuple[List[Any], List[Any], List[Any]]   # cache entries, gradient views, names
 
@@ -165,13 +164,13 @@ def _step_tensor(st: Dict[str, Any], what: str) -> torch.Tensor:
     return s
 
 
-def _grad_view(g: torch.Tensor, p: torch.Tensor, name: str, kind: str) -> np.ndarray:
+def _grad_view(g: torch.Tensor, p: torch.Tensor, name: str, spec: Spec) -> np.ndarray:
     """Checks a gradient and returns a C-contiguous NumPy view (or, if the gradient is not
     contiguous, a contiguous copy: it is only read)."""
     if g.is_sparse or g.layout != torch.strided:
-        alt = "torch.optim.SparseAdam" if kind == "Adam" else "torch.optim.SGD"
-        raise RuntimeError(f"{kind} does not support sparse gradients ({name} has a "
-                           f"{g.layout} gradient); use {alt} for sparse gradients")
+        raise RuntimeError(f"{spec.name} does not support sparse gradients ({name} has a "
+                           f"{g.layout} gradient); use {spec.sparse_alternative} for sparse "
+                           "gradients")
     if g.device != p.device:
         raise ValueError(f"the gradient of {name} is on {g.device}, the parameter on "
                          f"{p.device}")
@@ -190,8 +189,8 @@ def _grad_view(g: torch.Tensor, p: torch.Tensor, name: str, kind: str) -> np.nda
 def _check_disjoint(batch_entries: List[Any], where: Dict[int, str]) -> None:
     """Parameters stepped by one kernel call must not share memory (the kernel may update
     them in parallel); names the first overlapping pair.  Careful pass only."""
-    spans = sorted((e[1].ctypes.data, e[1].ctypes.data + e[1].nbytes, id(e[-1]))
-                   for e in batch_entries if e[1].nbytes)
+    spans = sorted((e.view.ctypes.data, e.view.ctypes.data + e.view.nbytes, id(e.param))
+                   for e in batch_entries if e.view.nbytes)
     for (lo0, hi0, i0), (lo1, hi1, i1) in zip(spans, spans[1:]):
         if lo1 < hi0:
             raise ValueError(f"{where[i0]} and {where[i1]} share memory; fusedopt.torch "
@@ -199,12 +198,52 @@ def _check_disjoint(batch_entries: List[Any], where: Dict[int, str]) -> None:
                              "overlapping tensors (use one tensor, or separate groups)")
 
 
+class _Entry:
+    """What one parameter's step needs, cached while its storage and its state tensors
+    stay the same objects: NumPy views of the tensors' own memory."""
+    __slots__ = ("ptr", "param", "view", "names", "states", "views", "step", "step_view",
+                 "dtype", "first")
+
+    def __init__(self, p: torch.Tensor, names: Tuple[str, ...], states: Tuple[Any, ...],
+                 step: Optional[torch.Tensor], first: bool) -> None:
+        self.ptr = p.data_ptr()
+        self.param = p
+        self.view = _array(p.detach())
+        self.names = names
+        self.states = states
+        self.views = tuple(_array(t) for t in states)
+        self.step = step
+        self.step_view = None if step is None else _array(step).reshape(())
+        self.dtype = self.view.dtype.char
+        self.first = first     # no state yet that the kernel reads (SGD's first momentum step)
+
+    def valid(self, p: torch.Tensor, st: Any, names: Tuple[str, ...], step_state: bool) -> bool:
+        if self.param is not p or self.ptr != p.data_ptr() or self.names != names:
+            return False
+        if st is None:
+            return not names and not step_state
+        if step_state and st.get("step") is not self.step:
+            return False
+        for n, t in zip(names, self.states):
+            if st.get(n) is not t:
+                return False
+        return True
+
+
 class _FusedOptimizer(Optimizer):
-    """Common machinery: flag checks, per-parameter cache of NumPy views, batching."""
+    """A ``torch.optim`` optimizer running the kernel of the description ``spec``: flag
+    checks, per-parameter cache of NumPy views, batching, torch's state format."""
+
+    spec: Spec
 
     def __init__(self, params: Any, defaults: Dict[str, Any]) -> None:
         _reject_impl_flags(f"fusedopt.torch.{type(self).__name__}", defaults)
-        self._views: Dict[int, Tuple[Any, ...]] = {}   # id(param) -> cache entry (see _entry)
+        lr = defaults.get("lr")
+        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        self._kernel_defaults = self.spec.class_defaults
+        self._validate_group(defaults)   # torch.optim checks its defaults first, too
+        self._views: Dict[int, _Entry] = {}   # id(param) -> cache entry
         super().__init__(params, defaults)
 
     # -- groups -----------------------------------------------------------------------
@@ -242,31 +281,40 @@ class _FusedOptimizer(Optimizer):
             raise
 
     def _validate_group(self, group: Dict[str, Any]) -> None:
-        raise NotImplementedError
+        """The kernel's own checks of the hyper-parameters (same messages as a step)."""
+        self.spec.kernel([[], []] + [[] for _ in self.spec.roles], group,
+                         self._kernel_defaults, 1, None, dry=True)
 
     # -- state dicts ------------------------------------------------------------------
-    # class defaults of the group keys a saved group may lack (as torch's __setstate__):
-    # a group saved by torch.optim has no "convention": it is torch's.
-    _group_defaults: Dict[str, Any] = {}
-
     def _normalize_group(self, group: Dict[str, Any]) -> Dict[str, Any]:
+        """A group as saved by torch.optim (or an older fusedopt) completed: implementation
+        flags reset, missing hyper-parameters at the description's defaults ("convention":
+        a group saved by torch.optim is torch's), fixed ones forced (AdamW's decay)."""
         for flag, value in _IMPL_FLAGS.items():
             if flag in self.defaults:   # (SGD has no "capturable", as torch's)
                 if group.get(flag):     # saved by torch.optim: the kernels replace it
                     group[flag] = value
                 group.setdefault(flag, value)
-        for key, value in self._group_defaults.items():
-            group.setdefault(key, value)
+        for h in self.spec.hypers:
+            group.setdefault(h.name, h.default)
+        group.update(self.spec.fixed)
         return group
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)
         self._views = {}
+        self._kernel_defaults = self.spec.class_defaults
         for group in self.param_groups:
             self._normalize_group(group)
         for flag, value in _IMPL_FLAGS.items():
             if self.defaults.get(flag):
                 self.defaults[flag] = value
+        if self.spec.torch_step_state:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    st = self.state.get(p)
+                    if st and "step" in st and not torch.is_tensor(st["step"]):
+                        st["step"] = torch.tensor(float(st["step"]), dtype=_get_scalar_dtype())
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Loads a state dict of this class or of its ``torch.optim`` namesake (same
@@ -295,19 +343,131 @@ class _FusedOptimizer(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self._fused_step()
-        return loss
-
-    def _fused_step(self) -> None:
         # Optimistic pass: cached views, the gradient's NumPy view unchecked (the binding
         # checks dtype, shape and contiguity of everything before it writes anything).
         # If the binding refuses, nothing was modified: a careful pass rebuilds every view,
         # checks every tensor (naming the parameter in its error) and runs.
         if not self._pass(careful=False):
             self._pass(careful=True)
+        return loss
+
+    def _entry(self, gi: int, k: int, group: Dict[str, Any], p: torch.Tensor,
+               st: Optional[Dict[str, Any]], names: Tuple[str, ...], new_states: List[Any],
+               new_items: List[Any]) -> _Entry:
+        """Validates one parameter and its state, creating (but not yet inserting) what is
+        missing: the state of a parameter stepped for the first time (torch inserts it
+        only once the step has succeeded), or a state switched on later (amsgrad,
+        momentum)."""
+        name = _param_name(gi, k, group, p)
+        _check_param(p, name)
+        step_state = self.spec.torch_step_state
+
+        def zeros() -> torch.Tensor:
+            return torch.zeros_like(p, memory_format=torch.preserve_format)
+        if not st:
+            if not names and not step_state:
+                return _Entry(p, names, (), None, True)
+            st = {n: zeros() for n in names}
+            if step_state:
+                st = {"step": torch.tensor(0.0, dtype=_get_scalar_dtype(), device="cpu"), **st}
+            new_states.append((p, st))
+            first = True
+        else:
+            what = f"state of {name}"
+            first = self.spec.kernel_step(st) == 1
+            for n in names:
+                t = st.get(n)
+                if t is None:
+                    if n not in self.spec.lazy_states:
+                        raise ValueError(f"{what} has no {n!r} entry")
+                    t = zeros()
+                    new_items.append((p, n, t))
+                    st = dict(st, **{n: t})
+                else:
+                    _check_state(t, p, f"{what}[{n!r}]")
+            if step_state:
+                _step_tensor(st, what)
+        return _Entry(p, names, tuple(st[n] for n in names),
+                      st["step"] if step_state else None, first)
 
     def _pass(self, careful: bool) -> bool:
-        raise NotImplementedError
+        # The hot loop: per parameter a few identity checks against its cached entry and
+        # one NumPy view of its gradient (see bench/bench_torch_adapter.py).
+        cache, state, spec = self._views, self.state, self.spec
+        step_state = spec.torch_step_state
+        batches: Dict[Any, _Batch] = {}
+        new_states: List[Any] = []
+        new_items: List[Any] = []
+        written: List[Any] = []
+        for gi, group in enumerate(self.param_groups):
+            names = spec.states(group)
+            b: Any                 # the batch of the previous gradient, when its key matches
+            last_key = b = None
+            for k, p in enumerate(group["params"]):
+                g = p.grad
+                if g is None:
+                    continue
+                st = state.get(p)
+                e = cache.get(id(p))
+                if careful or e is None or not e.valid(p, st, names, step_state):
+                    e = cache[id(p)] = self._entry(gi, k, group, p, st, names, new_states,
+                                                   new_items)
+                if careful:
+                    gv = _grad_view(g, p, _param_name(gi, k, group, p), spec)
+                else:
+                    try:
+                        gv = g.numpy()
+                    except (RuntimeError, TypeError):   # sparse, other device, bfloat16...
+                        return False
+                sv = e.step_view
+                if sv is not None:
+                    t = float(sv) + 1.0
+                    if t > _F32_EXACT and sv.dtype == np.float32:
+                        t = float(np.float32(t))
+                else:                     # (SGD: torch's first momentum step, or not)
+                    t = 1.0 if e.first else 2.0
+                key = (gi, e.dtype, t)
+                if key != last_key:
+                    last_key = key
+                    b = batches.get(key)
+                    if b is None:
+                        b = batches[key] = ([], [], [])
+                b[0].append(e)
+                b[1].append(gv)
+                if careful:
+                    b[2].append(_param_name(gi, k, group, p))
+                written.append(p)
+        if not batches:
+            return True
+        groups, roles, kernel, defaults = self.param_groups, spec.roles, spec.kernel, \
+            self._kernel_defaults
+
+        def call(key: Any, b: _Batch, dry: bool) -> None:
+            group = groups[key[0]]
+            es = b[0]
+            names = es[0].names
+            arrays: List[Any] = [[e.view for e in es], b[1]]
+            for r in roles:
+                if r in names:
+                    j = names.index(r)
+                    arrays.append([e.views[j] for e in es])
+                else:
+                    arrays.append(None)
+            kernel(arrays, group, defaults, int(key[2]), None, "params", False, None, dry)
+
+        if not self._run_batches(batches, call, careful):
+            return False
+        for p, st in new_states:
+            state[p] = st
+        for p, n, t in new_items:
+            state[p][n] = t
+        for key, b in batches.items():
+            for e in b[0]:
+                if e.step_view is not None:     # torch's step_t += 1 (float32 scalar tensors)
+                    e.step_view[()] = key[2]
+                e.first = False
+        _increment_version(written)   # as torch's in-place update of the parameters
+        return True
 
     def _run_batches(self, batches: Dict[Any, _Batch],
                      call: Callable[[Any, _Batch, bool], None], careful: bool) -> bool:
@@ -316,7 +476,7 @@ class _FusedOptimizer(Optimizer):
         the binding refused in an optimistic pass (nothing modified)."""
         items = list(batches.items())
         if careful:
-            where = {id(e[-1]): n for key, b in items for e, n in zip(b[0], b[2])}
+            where = {id(e.param): n for key, b in items for e, n in zip(b[0], b[2])}
             for key, b in items:
                 _check_disjoint(b[0], where)
         try:
@@ -333,363 +493,46 @@ class _FusedOptimizer(Optimizer):
         return True
 
 
-# ----------------------------------------------------------------------------------- Adam
+def _torch_class(spec: Spec, name: str) -> type:
+    """The ``torch.optim`` drop-in of a description: torch's signature (its positional
+    hyper-parameters, then keyword-only ones and the implementation flags), defaults and
+    state format."""
+    import inspect
+    P = inspect.Parameter
+    hypers = spec.torch_hypers()
+    flags = [f for f in _IMPL_FLAGS if f != "capturable" or spec.torch_step_state]
+    sig = inspect.Signature(
+        [P("self", P.POSITIONAL_OR_KEYWORD), P("params", P.POSITIONAL_OR_KEYWORD)] +
+        [P(h.name, P.POSITIONAL_OR_KEYWORD, default=h.default)
+         for h in hypers[:spec.torch_positional]] +
+        [P(h.name, P.KEYWORD_ONLY, default=h.default) for h in hypers[spec.torch_positional:]] +
+        [P(f, P.KEYWORD_ONLY, default=_IMPL_FLAGS[f]) for f in flags],
+        return_annotation=None)
 
-class Adam(_FusedOptimizer):
-    """``torch.optim.Adam`` running fusedopt's Adam kernel (see the module docstring).
-
-    Args:
-        params: iterable of parameters (or named parameters) or of dicts (param groups).
-        lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay: as
-            ``torch.optim.Adam`` (same defaults).
-        foreach, fused, capturable, differentiable: accepted for signature compatibility;
-            only their default values (None/False) are supported.
-        convention: whose Adam to reproduce: "torch" (default), "tf1", "keras", "optax",
-            "sklearn" (see :func:`fusedopt.adam_step`).
-        eps_root: optax's epsilon inside the square root ("optax" convention only).
-
-    The state per parameter is torch's: ``step`` (float32 scalar tensor), ``exp_avg``,
-    ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
-
-    Raises ValueError / TypeError naming the parameter for tensors the kernels cannot
-    update in place (see the module docstring), RuntimeError for sparse gradients.
-
-    >>> import torch, fusedopt.torch
-    >>> w = torch.nn.Parameter(torch.zeros(3))
-    >>> opt = fusedopt.torch.Adam([w], lr=0.1)
-    >>> w.grad = torch.tensor([1.0, -1.0, 0.0])
-    >>> opt.step()
-    >>> w.detach()
-    tensor([-0.1000,  0.1000,  0.0000])
-    """
-
-    _group_defaults = {"amsgrad": False, "maximize": False, "decoupled_weight_decay": False,
-                       "convention": "torch", "eps_root": 0.0}
-
-    def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3,
-                 betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0, amsgrad: bool = False, *,
-                 foreach: Optional[bool] = None, maximize: bool = False,
-                 capturable: bool = False, differentiable: bool = False,
-                 fused: Optional[bool] = None, decoupled_weight_decay: bool = False,
-                 convention: str = "torch", eps_root: float = 0.0) -> None:
-        # torch's own checks and messages first
-        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        defaults = {
-            "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay,
-            "amsgrad": amsgrad, "maximize": maximize, "foreach": foreach,
-            "capturable": capturable, "differentiable": differentiable, "fused": fused,
-            "decoupled_weight_decay": decoupled_weight_decay,
-            "convention": convention, "eps_root": eps_root,
-        }
-        super().__init__(params, defaults)
-
-    def _decoupled(self, group: Dict[str, Any]) -> bool:
-        # as fusedopt.Adam: Keras' weight decay is always decoupled
-        return bool(group["decoupled_weight_decay"]) or (
-            group["convention"] == "keras" and _float(group["weight_decay"]) != 0)
-
-    def _validate_group(self, group: Dict[str, Any]) -> None:
-        # the binding's own validation, on empty lists: same messages as a real step
-        _core.adam_multi([], [], [], [], [] if group["amsgrad"] else None, 1, group["lr"],
-                         tuple(group["betas"]), group["eps"], group["weight_decay"],
-                         self._decoupled(group), bool(group["amsgrad"]),
-                         bool(group["maximize"]), group["convention"], group["eps_root"],
-                         None)
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            for p in group["params"]:
-                st = self.state.get(p)
-                if st and "step" in st and not torch.is_tensor(st["step"]):
-                    st["step"] = torch.tensor(float(st["step"]), dtype=_get_scalar_dtype())
-
-    def _entry(self, gi: int, k: int, group: Dict[str, Any], p: torch.Tensor,
-               st: Optional[Dict[str, Any]], ams: bool, new_states: List[Any],
-               new_items: List[Any]) -> Tuple[Any, ...]:
-        """Validates one parameter and its state; returns its cache entry ``(data_ptr,
-        view, step, step view, exp_avg, view, exp_avg_sq, view, max_exp_avg_sq or None,
-        view or None, dtype char, param)``: NumPy views of the tensors' own memory, reused
-        while the parameter's storage and its state tensors stay the same objects."""
-        name = _param_name(gi, k, group, p)
-        _check_param(p, name)
-        if not st:   # lazy state, as torch: inserted only once the step has succeeded
-            st = {"step": torch.tensor(0.0, dtype=_get_scalar_dtype(), device="cpu"),
-                  "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
-                  "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
-            if ams:
-                st["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            new_states.append((p, st))
-        else:
-            what = f"state of {name}"
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key not in st:
-                    raise ValueError(f"{what} has no {key!r} entry")
-                _check_state(st[key], p, f"{what}[{key!r}]")
-            _step_tensor(st, what)
-            if ams:
-                if st.get("max_exp_avg_sq") is None:   # amsgrad switched on later
-                    vmax: Optional[torch.Tensor] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format)
-                    new_items.append((st, "max_exp_avg_sq", vmax))
-                    st = dict(st, max_exp_avg_sq=vmax)
-                else:
-                    _check_state(st["max_exp_avg_sq"], p, f"{what}['max_exp_avg_sq']")
-        step, m, v = st["step"], st["exp_avg"], st["exp_avg_sq"]
-        vmax = st.get("max_exp_avg_sq") if ams else None
-        pv = _array(p.detach())
-        return (p.data_ptr(), pv, step, _array(step).reshape(()), m, _array(m), v, _array(v),
-                vmax, None if vmax is None else _array(vmax), pv.dtype.char, p)
-
-    def _pass(self, careful: bool) -> bool:
-        # The hot loop: per parameter a few identity checks against its cached entry and
-        # one NumPy view of its gradient (see bench/bench_torch_adapter.py).
-        cache, state = self._views, self.state
-        batches: Dict[Any, _Batch] = {}
-        new_states: List[Any] = []
-        new_items: List[Any] = []
-        written: List[Any] = []
-        for gi, group in enumerate(self.param_groups):
-            ams = bool(group["amsgrad"])
-            b: Any                 # the batch of the previous gradient, when t and dtype match
-            last_t = last_dt = b = None
-            for k, p in enumerate(group["params"]):
-                g = p.grad
-                if g is None:
-                    continue
-                st = state.get(p)
-                e = cache.get(id(p))
-                if careful or e is None or e[11] is not p or st is None or \
-                        e[0] != p.data_ptr() or \
-                        st.get("step") is not e[2] or st.get("exp_avg") is not e[4] or \
-                        st.get("exp_avg_sq") is not e[6] or \
-                        (ams and (e[8] is None or st.get("max_exp_avg_sq") is not e[8])):
-                    e = cache[id(p)] = self._entry(gi, k, group, p, st, ams, new_states,
-                                                   new_items)
-                if careful:
-                    gv = _grad_view(g, p, _param_name(gi, k, group, p), "Adam")
-                else:
-                    try:
-                        gv = g.numpy()
-                    except (RuntimeError, TypeError):   # sparse, other device, bfloat16...
-                        return False
-                t = float(e[3]) + 1.0
-                if t > _F32_EXACT and e[3].dtype == np.float32:
-                    t = float(np.float32(t))
-                if t != last_t or e[10] != last_dt:
-                    last_t, last_dt = t, e[10]
-                    b = batches.get((gi, last_dt, t))
-                    if b is None:
-                        b = batches[(gi, last_dt, t)] = ([], [], [])
-                b[0].append(e)
-                b[1].append(gv)
-                if careful:
-                    b[2].append(_param_name(gi, k, group, p))
-                written.append(p)
-        if not batches:
-            return True
-        groups = self.param_groups
-
-        def call(key: Any, b: _Batch, dry: bool) -> None:
-            group = groups[key[0]]
-            es = b[0]
-            ams = bool(group["amsgrad"])
-            _core.adam_multi([e[1] for e in es], b[1], [e[5] for e in es],
-                             [e[7] for e in es], [e[9] for e in es] if ams else None,
-                             int(key[2]), group["lr"], tuple(group["betas"]), group["eps"],
-                             group["weight_decay"], self._decoupled(group), ams,
-                             bool(group["maximize"]), group["convention"],
-                             group["eps_root"], None, "params", False, dry)
-
-        if not self._run_batches(batches, call, careful):
-            return False
-        for p, st in new_states:
-            state[p] = st
-        for st, key, value in new_items:
-            st[key] = value
-        for key, b in batches.items():   # torch's step_t += 1 (float32 scalar tensors)
-            t = key[2]
-            for e in b[0]:
-                e[3][()] = t
-        _increment_version(written)   # as torch's in-place update of the parameters
-        return True
+    def __init__(self: _FusedOptimizer, *args: Any, **kwargs: Any) -> None:
+        bound = sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        values.pop("self")
+        params = values.pop("params")
+        if isinstance(values.get("betas"), list):
+            values["betas"] = tuple(values["betas"])
+        values.update(spec.fixed)
+        _FusedOptimizer.__init__(self, params, values)
+    __init__.__signature__ = sig  # type: ignore[attr-defined]
+    cls = type(name, (_FusedOptimizer,), {"spec": spec, "__init__": __init__,
+                                          "__doc__": spec.torch_doc,
+                                          "__module__": __name__, "__qualname__": name})
+    _spec.CLASSES[("torch", name)] = cls
+    return cls
 
 
-class AdamW(Adam):
-    """``torch.optim.AdamW`` (Adam with decoupled weight decay, default
-    ``weight_decay=1e-2``) running fusedopt's kernel.  Same arguments as
-    :class:`Adam` without ``decoupled_weight_decay`` (always True, as torch's AdamW).
-
-    >>> import torch, fusedopt.torch
-    >>> w = torch.nn.Parameter(torch.ones(2))
-    >>> w.grad = torch.zeros(2)
-    >>> fusedopt.torch.AdamW([w], lr=0.1, weight_decay=0.5).step()
-    >>> w.detach()
-    tensor([0.9500, 0.9500])
-    """
-
-    def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3,
-                 betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
-                 maximize: bool = False, foreach: Optional[bool] = None,
-                 capturable: bool = False, differentiable: bool = False,
-                 fused: Optional[bool] = None, convention: str = "torch",
-                 eps_root: float = 0.0) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
-                         maximize=maximize, capturable=capturable,
-                         differentiable=differentiable, fused=fused,
-                         decoupled_weight_decay=True, convention=convention,
-                         eps_root=eps_root)
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:   # as torch.optim.AdamW
-            group["decoupled_weight_decay"] = True
-
-
-# ------------------------------------------------------------------------------------ SGD
-
-class SGD(_FusedOptimizer):
-    """``torch.optim.SGD`` running fusedopt's SGD kernel (see the module docstring).
-
-    Args:
-        params: iterable of parameters or of dicts (param groups).
-        lr, momentum, dampening, weight_decay, nesterov, maximize: as ``torch.optim.SGD``
-            (same defaults; ``lr=1e-3``).
-        foreach, fused, differentiable: only their default values are supported.
-        convention: "torch" (default), "tf1", "keras", "optax" or "sklearn" (see
-            :func:`fusedopt.sgd_step`).
-
-    The state is torch's: ``{"momentum_buffer": tensor}`` per parameter once it has been
-    stepped with momentum (the first step sets the buffer to the gradient); no state
-    without momentum.  With a non-torch convention the buffer starts at zero.
-
-    >>> import torch, fusedopt.torch
-    >>> w = torch.nn.Parameter(torch.ones(2))
-    >>> opt = fusedopt.torch.SGD([w], lr=0.5, momentum=0.9)
-    >>> for _ in range(2):
-    ...     w.grad = torch.ones(2)
-    ...     opt.step()
-    >>> w.detach()
-    tensor([-0.4500, -0.4500])
-    """
-
-    _group_defaults = {"nesterov": False, "maximize": False, "convention": "torch"}
-
-    def __init__(self, params: Any, lr: float | torch.Tensor = 1e-3, momentum: float = 0,
-                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
-                 maximize: bool = False, foreach: Optional[bool] = None,
-                 differentiable: bool = False, fused: Optional[bool] = None,
-                 convention: str = "torch") -> None:
-        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if momentum < 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        defaults = {
-            "lr": lr, "momentum": momentum, "dampening": dampening,
-            "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize,
-            "foreach": foreach, "differentiable": differentiable, "fused": fused,
-            "convention": convention,
-        }
-        super().__init__(params, defaults)
-
-    def _validate_group(self, group: Dict[str, Any]) -> None:
-        _core.sgd_multi([], [], [] if _float(group["momentum"]) != 0 else None, group["lr"],
-                        group["momentum"], group["dampening"], bool(group["nesterov"]),
-                        group["weight_decay"], bool(group["maximize"]), group["convention"],
-                        1, None)
-
-    def _entry(self, gi: int, k: int, group: Dict[str, Any], p: torch.Tensor,
-               st: Optional[Dict[str, Any]], mom: bool,
-               new_items: List[Any]) -> Tuple[Any, ...]:
-        """Validates one parameter and its buffer; returns its cache entry
-        ``(data_ptr, view, buffer, buffer view, dtype char, first torch momentum step,
-        param)``."""
-        name = _param_name(gi, k, group, p)
-        _check_param(p, name)
-        pv = _array(p.detach())
-        if not mom:
-            return (p.data_ptr(), pv, None, None, pv.dtype.char, False, p)
-        buf: Any = st.get("momentum_buffer") if st else None
-        first = buf is None
-        if first:   # torch: buffer = clone(grad) on the first step (the kernel, step=1)
-            buf = torch.zeros_like(p, memory_format=torch.preserve_format)
-            new_items.append((p, buf))
-        else:
-            _check_state(buf, p, f"state of {name}['momentum_buffer']")
-        return (p.data_ptr(), pv, buf, _array(buf), pv.dtype.char,
-                first and group["convention"] == "torch", p)
-
-    def _pass(self, careful: bool) -> bool:
-        cache, state = self._views, self.state
-        batches: Dict[Any, _Batch] = {}
-        new_items: List[Any] = []
-        written: List[Any] = []
-        for gi, group in enumerate(self.param_groups):
-            mom = _float(group["momentum"]) != 0
-            for k, p in enumerate(group["params"]):
-                g = p.grad
-                if g is None:
-                    continue
-                st = state.get(p) if mom else None
-                e = cache.get(id(p))
-                if careful or e is None or e[6] is not p or e[0] != p.data_ptr() or (
-                        (st is None or st.get("momentum_buffer") is not e[2]) if mom
-                        else e[2] is not None):
-                    e = cache[id(p)] = self._entry(gi, k, group, p, st, mom, new_items)
-                if careful:
-                    gv = _grad_view(g, p, _param_name(gi, k, group, p), "SGD")
-                else:
-                    try:
-                        gv = g.numpy()
-                    except (RuntimeError, TypeError):
-                        return False
-                b = batches.get((gi, e[4], e[5]))
-                if b is None:
-                    b = batches[(gi, e[4], e[5])] = ([], [], [])
-                b[0].append(e)
-                b[1].append(gv)
-                if careful:
-                    b[2].append(_param_name(gi, k, group, p))
-                written.append(p)
-        if not batches:
-            return True
-        groups = self.param_groups
-
-        def call(key: Any, b: _Batch, dry: bool) -> None:
-            group = groups[key[0]]
-            es = b[0]
-            mom = _float(group["momentum"]) != 0
-            _core.sgd_multi([e[1] for e in es], b[1], [e[3] for e in es] if mom else None,
-                            group["lr"], group["momentum"], group["dampening"],
-                            bool(group["nesterov"]), group["weight_decay"],
-                            bool(group["maximize"]), group["convention"],
-                            1 if key[2] else 2, None, "params", False, dry)
-
-        if not self._run_batches(batches, call, careful):
-            return False
-        for p, buf in new_items:
-            state[p]["momentum_buffer"] = buf
-            e = cache.get(id(p))
-            if e is not None and e[2] is buf and e[5]:   # its next step is not the first
-                cache[id(p)] = e[:5] + (False,) + e[6:]
-        _increment_version(written)
-        return True
+#: every optimizer of fusedopt._spec as a torch.optim drop-in, by name
+FRONT_END = {spec.name: _torch_class(_spec.TORCH.get(spec.name, spec), spec.name)
+             for spec in _spec.all_specs()}
+globals().update(FRONT_END)
+__all__ = list(FRONT_END)
+# The names, for static type checkers (the classes are made above).
+Adam: type = FRONT_END["Adam"]
+AdamW: type = FRONT_END["AdamW"]
+SGD: type = FRONT_END["SGD"]

@@ -1,0 +1,33 @@
+/* fusedopt: what every family header shares (included by fo_isa.h before the families).
+ *
+ * A family header is a template over the element type: fo_isa.h includes it once with
+ *   FO_T      element type (float or double)
+ *   FO_TS     type suffix (f32 or f64), selects the fo_math.h functions
+ *   FO_SQRT   the square root of FO_T
+ *   FO_NAME   macro building a function name for this type and path
+ * Each formula lives in one always-inline function; the flags that choose a variant are
+ * arguments that the kernel's dispatch passes as constants where a specialisation pays
+ * (measured: see the comment at each dispatch), so gcc compiles one loop per variant with
+ * no branch inside; any other combination runs the same body with run-time flags.
+ */
+#ifndef FO_COMMON_H
+#define FO_COMMON_H
+#include <stdint.h>
+#include "fusedopt.h"
+#include "fo_math.h"
+
+#define FO_CAT_(a, b) a##_##b
+#define FO_CAT(a, b) FO_CAT_(a, b)
+#define FO_INLINE static inline __attribute__((always_inline))
+#define FO_EXPNEG FO_CAT(fo_exp_neg, FO_TS)
+#define FO_LOG1P FO_CAT(fo_log1p_unit, FO_TS)
+/* Elements per 64-byte cache line, and a prefetch `bytes` past p (rw 1: for writing).
+ * Integer arithmetic: the address may lie past the array (prefetches never fault). */
+#define FO_LINE_ELEMS ((fo_index)(64 / sizeof(FO_T)))
+#define FO_PREFETCH_AT(p, bytes, rw) \
+    __builtin_prefetch((const void *)((uintptr_t)(p) + (bytes)), rw, 3)
+/* Sums the FO_LANES double accumulators in a fixed pairwise order. */
+#define FO_FOLD_LANES(acc) \
+    do { for (int w_ = FO_LANES / 2; w_ > 0; w_ /= 2) \
+             for (int j_ = 0; j_ < w_; j_++) (acc)[j_] += (acc)[j_ + w_]; } while (0)
+#endif

@@ -1,0 +1,387 @@
+"""One description per optimizer: what every front-end of fusedopt reads.
+
+A description (:class:`Spec`) holds an optimizer's hyper-parameters with their defaults
+(in the order of the NumPy class's signature, and which of them ``torch.optim``'s takes
+by position), its state arrays, the kernel entry of the binding, and the texts of its
+documentation.  The NumPy classes and functional steps (``fusedopt._optim``), the
+``torch.optim`` drop-ins (``fusedopt.torch``), checkpoints and the bench are made from
+these descriptions: adding an optimizer is adding a description here (plus its kernel and
+its NumPy twin in ``fusedopt.reference``), and no other module lists optimizers.
+
+Validation lives in one place, the kernel entry: it checks every hyper-parameter of a
+call (with one message per error, worded as ``torch.optim``'s) before it touches an
+array, and with ``dry=True`` it only validates (which is how a param group is checked
+when it is added or loaded).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from . import _core
+
+#: The update rules a ``convention=`` argument can reproduce.
+CONVENTIONS: Tuple[str, ...] = tuple(_core.CONVENTIONS)
+
+Kernel = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """A hyper-parameter: its name, default, and the line that documents it."""
+    name: str
+    default: Any
+    doc: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    """An optimizer as data.
+
+    ``kernel(arrays, hyper, defaults, step, n_threads, pname, single, index, dry)`` is its
+    binding entry: ``arrays`` is ``[params, grads, *states]`` (one list per role, None for
+    a state the group does not use), ``hyper`` a param group (or keyword arguments),
+    ``defaults`` the values of the hyper-parameters it lacks.  ``states(group)`` names the
+    state arrays a group uses, each shaped and typed like its parameter and zero at
+    first, in the kernel's order (``roles`` lists them all).  ``kernel_step(state)`` is
+    the ``step`` argument of the next call for a parameter with this state (None: no
+    state yet); parameters with equal values are stepped in one call.
+    """
+    name: str
+    hypers: Tuple[Hyper, ...]
+    roles: Tuple[str, ...]
+    states: Callable[[Mapping[str, Any]], Tuple[str, ...]]
+    kernel: Kernel
+    kernel_step: Callable[[Optional[Mapping[str, Any]]], int]
+    #: hyper-parameters this optimizer fixes (AdamW's decoupled weight decay): not
+    #: arguments, not in its param groups
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    #: hyper-parameters that are not arguments of the NumPy class (but of torch's)
+    torch_only: Tuple[str, ...] = ()
+    #: how many hyper-parameters ``torch.optim``'s signature takes by position
+    torch_positional: int = 0
+    #: the ``torch.optim`` signature's order, when it differs from ``hypers``
+    torch_order: Tuple[str, ...] = ()
+    #: whether torch keeps a "step" entry in the state (torch.optim.SGD does not)
+    torch_step_state: bool = True
+    #: states that a parameter's existing state may lack (switched on later: amsgrad,
+    #: momentum); they start at zero
+    lazy_states: Tuple[str, ...] = ()
+    #: the kind of gradient torch's sparse-gradient error points to
+    sparse_alternative: str = ""
+    #: the functional step: how many states it takes by position, whether ``step=`` is
+    #: required, and hyper-parameters without a default there
+    functional: str = ""           # the functional step's name ("" : none)
+    positional_states: int = 0
+    step_required: bool = True
+    functional_required: Tuple[str, ...] = ()
+    doc: str = ""
+    functional_doc: str = ""
+    torch_doc: str = ""
+
+    @property
+    def defaults(self) -> Dict[str, Any]:
+        """Every hyper-parameter's value when not given (fixed ones included)."""
+        d = {h.name: h.default for h in self.hypers}
+        d.update(self.fixed)
+        return d
+
+    @property
+    def class_defaults(self) -> Dict[str, Any]:
+        """The defaults the classes pass to the kernel: with "keras", their weight decay
+        is Keras' (decoupled: ``keras.optimizers.Adam(weight_decay=...)``), as the
+        functional step's is only with ``decoupled_weight_decay=True``."""
+        return dict(self.defaults, keras_weight_decay_decoupled=True)
+
+    def numpy_hypers(self) -> Tuple[Hyper, ...]:
+        return tuple(h for h in self.hypers
+                     if h.name not in self.fixed and h.name not in self.torch_only)
+
+    def torch_hypers(self) -> Tuple[Hyper, ...]:
+        by_name = {h.name: h for h in self.hypers}
+        order = self.torch_order or tuple(by_name)
+        return tuple(by_name[n] for n in order if n not in self.fixed)
+
+    def validate(self, group: Mapping[str, Any]) -> None:
+        """Checks a param group's hyper-parameters (the kernel's own checks, no arrays)."""
+        self.kernel([[], []] + [[] for _ in self.roles], dict(group), self.defaults, 1,
+                    None, dry=True)
+
+
+_REGISTRY: Dict[str, Spec] = {}
+#: front-end classes by (front-end, optimizer name), filled as the front-ends create them
+#: (fusedopt.load_optimizer finds a checkpoint's class here)
+CLASSES: Dict[Tuple[str, str], type] = {}
+#: the torch drop-in's description of an optimizer, when it differs (its name: the same)
+TORCH: Dict[str, "Spec"] = {}
+
+
+def register(spec: Spec) -> Spec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get(name: str) -> Spec:
+    return _REGISTRY[name]
+
+
+def all_specs() -> Tuple[Spec, ...]:
+    return tuple(_REGISTRY.values())
+
+
+# ----------------------------------------------------------------------------- Adam
+
+_ADAM_HYPERS = (
+    Hyper("lr", 1e-3, "learning rate (>= 0)"),
+    Hyper("betas", (0.9, 0.999), "coefficients of the running averages (0 <= beta < 1)"),
+    Hyper("eps", 1e-8, "term added to the denominator (>= 0)"),
+    Hyper("weight_decay", 0.0, "weight decay (>= 0): L2 added to the gradient, or "
+          "decoupled (AdamW, Keras)"),
+    Hyper("amsgrad", False, "use the running maximum of the second moment (AMSGrad)"),
+    Hyper("maximize", False, "ascend the objective (torch only)"),
+    Hyper("decoupled_weight_decay", False, "AdamW's decoupled weight decay"),
+    Hyper("convention", "torch", "whose update rule: 'torch', 'tf1', 'keras', 'optax' or "
+          "'sklearn'"),
+    Hyper("eps_root", 0.0, "optax's epsilon inside the square root ('optax' only)"),
+)
+_ADAM_TORCH_ORDER = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
+                     "decoupled_weight_decay", "convention", "eps_root")
+
+
+def _adam_states(group: Mapping[str, Any]) -> Tuple[str, ...]:
+    if group["amsgrad"]:
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    return ("exp_avg", "exp_avg_sq")
+
+
+def _adam_step(state: Optional[Mapping[str, Any]]) -> int:
+    return 1 if state is None else int(state["step"]) + 1
+
+
+_ADAM_DOC = """Adam over a list of NumPy arrays, updated in place (one C call per step).
+
+    ``torch.optim.Adam`` semantics and defaults by default (L2 weight decay added to the
+    gradient); ``convention`` picks another framework's update rule (see
+    :func:`adam_step`).  With ``convention="keras"`` weight decay is Keras's decoupled
+    decay (Keras' ``Adam(weight_decay=...)``).  State per parameter: ``step``,
+    ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq`` with amsgrad), in its dtype.
+    Hyper-parameters live in ``param_groups`` and can change between steps.
+
+    >>> import numpy as np, fusedopt
+    >>> w = np.zeros(3, dtype=np.float32)
+    >>> opt = fusedopt.Adam([w], lr=0.1)
+    >>> opt.step([np.array([1.0, -1.0, 0.0], dtype=np.float32)])
+    True
+    >>> w
+    array([-0.09999999,  0.09999999,  0.        ], dtype=float32)
+    """
+
+_ADAMW_DOC = """Adam with decoupled weight decay (``torch.optim.AdamW``: ``p *= 1 - lr*wd`` before
+    the Adam step; Keras ``p -= p*wd*lr``; optax adamw ``p -= lr*(u + wd*p)``), default
+    ``weight_decay=1e-2`` as torch.  Not available for the "tf1" and "sklearn" conventions
+    (they have no weight decay): pass ``weight_decay=0`` there.
+
+    >>> import numpy as np, fusedopt
+    >>> w = np.ones(2)
+    >>> fusedopt.AdamW([w], lr=0.1, weight_decay=0.5).step([np.zeros(2)])
+    True
+    >>> w
+    array([0.95, 0.95])
+    """
+
+_ADAM_FUNCTIONAL_DOC = """One Adam (or AdamW) update of ``param``, ``exp_avg`` and ``exp_avg_sq`` in place.
+
+    ``step`` is the 1-based index of this update (torch's ``state["step"]`` after its
+    increment).  With ``convention="torch"`` (``torch.optim.Adam``), per element::
+
+        g = -g if maximize;  g += wd*p (L2)  or  p *= 1 - lr*wd (decoupled, AdamW)
+        m = lerp(m, g, 1 - b1);  v = v*b2 + (1 - b2)*g*g;  vmax = max(vmax, v) (amsgrad)
+        p -= lr/(1 - b1**t) * m / (sqrt(v or vmax)/sqrt(1 - b2**t) + eps)
+
+    "tf1", "keras" and "sklearn" use the "epsilon hat" form
+    ``p -= lr*sqrt(1-b2^t)/(1-b1^t) * m/(sqrt(v)+eps)`` (TF1: hyper-parameters as float32
+    tensors and b^t as a float32 running product); "optax" uses
+    ``p -= lr*(m/(1-b1^t)) / (sqrt(v/(1-b2^t) + eps_root) + eps)`` and its AMSGrad takes
+    the max of the bias-corrected v.  Scalars are computed once per call.
+
+    Args:
+        param, grad, exp_avg, exp_avg_sq: float32 or float64 arrays of one dtype and
+            shape, C-contiguous, distinct; all but ``grad`` writeable.  State starts at 0.
+        step: int >= 1.
+        lr, betas, eps, weight_decay: as torch (lr, eps, wd >= 0; 0 <= beta < 1).
+        decoupled_weight_decay: AdamW's decay (required for weight decay in keras/optax).
+        amsgrad: needs ``max_exp_avg_sq`` (like param, initially zeros).
+        maximize: ascend (torch only).
+        convention: "torch", "tf1", "keras", "optax" or "sklearn".
+        eps_root: optax's epsilon inside the square root.
+        n_threads: threads for this call.
+
+    Raises:
+        TypeError / ValueError naming the argument; no array is modified then.
+
+    >>> import numpy as np, fusedopt
+    >>> p = np.array([1.0, 2.0], dtype=np.float32); g = np.array([0.5, -1.0], dtype=np.float32)
+    >>> m, v = np.zeros_like(p), np.zeros_like(p)
+    >>> fusedopt.adam_step(p, g, m, v, step=1, lr=0.1)
+    >>> p
+    array([0.90000004, 2.1       ], dtype=float32)
+    """
+
+_ADAM_TORCH_DOC = """``torch.optim.Adam`` running fusedopt's Adam kernel (see the module docstring).
+
+    Args:
+        params: iterable of parameters (or named parameters) or of dicts (param groups).
+        lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay: as
+            ``torch.optim.Adam`` (same defaults).
+        foreach, fused, capturable, differentiable: accepted for signature compatibility;
+            only their default values (None/False) are supported.
+        convention: whose Adam to reproduce: "torch" (default), "tf1", "keras", "optax",
+            "sklearn" (see :func:`fusedopt.adam_step`).
+        eps_root: optax's epsilon inside the square root ("optax" convention only).
+
+    The state per parameter is torch's: ``step`` (float32 scalar tensor), ``exp_avg``,
+    ``exp_avg_sq`` and, with amsgrad, ``max_exp_avg_sq``.
+
+    Raises ValueError / TypeError naming the parameter for tensors the kernels cannot
+    update in place (see the module docstring), RuntimeError for sparse gradients.
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.zeros(3))
+    >>> opt = fusedopt.torch.Adam([w], lr=0.1)
+    >>> w.grad = torch.tensor([1.0, -1.0, 0.0])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([-0.1000,  0.1000,  0.0000])
+    """
+
+_ADAMW_TORCH_DOC = """``torch.optim.AdamW`` (Adam with decoupled weight decay, default
+    ``weight_decay=1e-2``) running fusedopt's kernel.  Same arguments as
+    :class:`Adam` without ``decoupled_weight_decay`` (always True, as torch's AdamW).
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.ones(2))
+    >>> w.grad = torch.zeros(2)
+    >>> fusedopt.torch.AdamW([w], lr=0.1, weight_decay=0.5).step()
+    >>> w.detach()
+    tensor([0.9500, 0.9500])
+    """
+
+ADAM = register(Spec(
+    name="Adam", hypers=_ADAM_HYPERS, roles=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    states=_adam_states, kernel=_core.adam, kernel_step=_adam_step,
+    fixed={"decoupled_weight_decay": False}, torch_positional=5,
+    torch_order=_ADAM_TORCH_ORDER, sparse_alternative="torch.optim.SparseAdam",
+    lazy_states=("max_exp_avg_sq",), functional="adam_step", positional_states=2,
+    doc=_ADAM_DOC, functional_doc=_ADAM_FUNCTIONAL_DOC, torch_doc=_ADAM_TORCH_DOC))
+
+ADAMW = register(Spec(
+    name="AdamW",
+    hypers=tuple(Hyper("weight_decay", 1e-2, h.doc) if h.name == "weight_decay" else h
+                 for h in _ADAM_HYPERS),
+    roles=ADAM.roles, states=_adam_states, kernel=_core.adam, kernel_step=_adam_step,
+    fixed={"decoupled_weight_decay": True}, torch_positional=5,
+    torch_order=_ADAM_TORCH_ORDER, sparse_alternative="torch.optim.SparseAdam",
+    lazy_states=("max_exp_avg_sq",), positional_states=2, doc=_ADAMW_DOC, torch_doc=_ADAMW_TORCH_DOC))
+
+# Adam's torch drop-in has decoupled_weight_decay as an argument (torch.optim.Adam has).
+TORCH["Adam"] = Spec(**{**ADAM.__dict__, "fixed": {}})
+
+
+# ----------------------------------------------------------------------------- SGD
+
+def _sgd_states(group: Mapping[str, Any]) -> Tuple[str, ...]:
+    return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
+
+def _sgd_step(state: Optional[Mapping[str, Any]]) -> int:
+    # torch: the first step with momentum sets the buffer to the gradient
+    return 1 if state is None or "momentum_buffer" not in state else 2
+
+
+_SGD_DOC = """Stochastic gradient descent with optional momentum / Nesterov, in place.
+
+    ``torch.optim.SGD`` semantics and defaults by default (``lr=1e-3``; the momentum
+    buffer starts as a copy of the first gradient; dampening; L2 weight decay; maximize).
+    Other conventions: see :func:`sgd_step` (Keras' weight decay is decoupled).  State per
+    parameter: ``step`` and, with momentum, ``momentum_buffer``.
+
+    >>> import numpy as np, fusedopt
+    >>> w = np.ones(2)
+    >>> opt = fusedopt.SGD([w], lr=0.5, momentum=0.9)
+    >>> for _ in range(2): _ = opt.step([np.ones(2)])
+    >>> w
+    array([-0.45, -0.45])
+    """
+
+_SGD_FUNCTIONAL_DOC = """One SGD update of ``param`` (and ``momentum_buffer``) in place.
+
+    ``convention="torch"`` (``torch.optim.SGD``)::
+
+        g = -g if maximize;  g += wd*p
+        buf = g if step == 1 else buf*momentum + (1 - dampening)*g
+        g = g + momentum*buf if nesterov else buf;   p -= lr*g
+
+    The first momentum step is signalled by ``step=1`` (torch sets the buffer to the
+    gradient, undamped); ``step`` is required for torch-convention momentum.
+    "tf1": ``accum = accum*mu + g; p -= accum*lr`` (Nesterov ``p -= g*lr + accum*mu*lr``);
+    "keras": ``m = m*mu - g*lr; p += m`` (lr inside the buffer; Nesterov
+    ``p += m*mu - g*lr``; weight decay ``p -= p*wd*lr`` first); "optax":
+    ``t = g + mu*t; p -= lr*t`` (Nesterov ``p -= lr*(g + mu*t)``); "sklearn":
+    ``v = mu*v - lr*g; p += v`` (Nesterov ``p += mu*v - lr*g``).  Non-torch buffers start
+    at zero.  Without momentum no buffer is needed.
+
+    Raises:
+        TypeError / ValueError naming the argument; no array is modified then.
+
+    >>> import numpy as np, fusedopt
+    >>> p = np.ones(3); buf = np.zeros(3)
+    >>> fusedopt.sgd_step(p, np.full(3, 0.5), buf, lr=0.1, momentum=0.9, step=1)
+    >>> p
+    array([0.95, 0.95, 0.95])
+    """
+
+_SGD_TORCH_DOC = """``torch.optim.SGD`` running fusedopt's SGD kernel (see the module docstring).
+
+    Args:
+        params: iterable of parameters or of dicts (param groups).
+        lr, momentum, dampening, weight_decay, nesterov, maximize: as ``torch.optim.SGD``
+            (same defaults; ``lr=1e-3``).
+        foreach, fused, differentiable: only their default values are supported.
+        convention: "torch" (default), "tf1", "keras", "optax" or "sklearn" (see
+            :func:`fusedopt.sgd_step`).
+
+    The state is torch's: ``{"momentum_buffer": tensor}`` per parameter once it has been
+    stepped with momentum (the first step sets the buffer to the gradient); no state
+    without momentum.  With a non-torch convention the buffer starts at zero.
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.ones(2))
+    >>> opt = fusedopt.torch.SGD([w], lr=0.5, momentum=0.9)
+    >>> for _ in range(2):
+    ...     w.grad = torch.ones(2)
+    ...     opt.step()
+    >>> w.detach()
+    tensor([-0.4500, -0.4500])
+    """
+
+SGD = register(Spec(
+    name="SGD",
+    hypers=(
+        Hyper("lr", 1e-3, "learning rate (>= 0)"),
+        Hyper("momentum", 0.0, "momentum factor (>= 0)"),
+        Hyper("dampening", 0.0, "dampening of the momentum (torch only, in [0, 1])"),
+        Hyper("nesterov", False, "Nesterov momentum"),
+        Hyper("weight_decay", 0.0, "weight decay (>= 0): L2 added to the gradient; Keras' "
+              "decoupled p -= p*wd*lr"),
+        Hyper("maximize", False, "ascend the objective (torch only)"),
+        Hyper("convention", "torch", "whose update rule: 'torch', 'tf1', 'keras', 'optax' "
+              "or 'sklearn'"),
+    ),
+    roles=("momentum_buffer",), states=_sgd_states, kernel=_core.sgd, kernel_step=_sgd_step,
+    torch_positional=5,
+    torch_order=("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
+                 "convention"),
+    torch_step_state=False, sparse_alternative="torch.optim.SGD",
+    lazy_states=("momentum_buffer",),
+    functional="sgd_step", positional_states=1, step_required=False,
+    functional_required=("lr",), doc=_SGD_DOC, functional_doc=_SGD_FUNCTIONAL_DOC, torch_doc=_SGD_TORCH_DOC))
