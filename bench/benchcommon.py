@@ -3,7 +3,8 @@
 line up with --benchmark-group-by=group)."""
 import os
 
-from fusedopt import _bench
+from fusedopt.bench._cases import KERNELS as SPECS
+from fusedopt.bench._report import fmt_n
 
 
 def _ints(var, default):
@@ -16,9 +17,9 @@ KERNELS = ["adam", "adam64", "sgd", "ce"]
 
 
 def size_id(n):
-    return _bench._fmt_n("", n)
+    return fmt_n("", n)
 
 
 def group(kernel, n, k):
-    spec = _bench.KERNELS[kernel]
-    return f"{spec['label']} n={_bench._fmt_n(kernel, n)} {k}t"
+    spec = SPECS[kernel]
+    return f"{spec['label']} n={fmt_n(kernel, n)} {k}t"

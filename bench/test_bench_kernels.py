@@ -11,12 +11,13 @@ import pytest
 
 pytest.importorskip("pytest_benchmark")
 
-from fusedopt import _bench, _core  # noqa: E402
+from fusedopt import _core  # noqa: E402
+from fusedopt.bench import _cases  # noqa: E402
 from benchcommon import KERNELS, SIZES, THREADS, group, size_id  # noqa: E402
 
 
 def _info(benchmark, kernel, n):
-    spec = _bench.KERNELS[kernel]
+    spec = _cases.KERNELS[kernel]
     benchmark.extra_info.update(kernel=kernel, n=n, bytes_per_element=spec["bpe"])
 
 
@@ -24,8 +25,8 @@ def _info(benchmark, kernel, n):
 @pytest.mark.parametrize("n", SIZES, ids=size_id)
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_fusedopt(benchmark, kernel, n, threads):
-    spec = _bench.KERNELS[kernel]
-    case = _bench.CASES[kernel](n, np.dtype(spec["dtype"]), np.random.default_rng(0))
+    spec = _cases.KERNELS[kernel]
+    case = _cases.CASES[kernel](n, np.dtype(spec["dtype"]), np.random.default_rng(0))
     benchmark.group = group(kernel, n, threads)
     _info(benchmark, kernel, n)
     benchmark(case.fusedopt(threads))
@@ -36,8 +37,8 @@ def test_fusedopt(benchmark, kernel, n, threads):
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_ceiling(benchmark, kernel, n, threads):
     """The C stream loop with the kernel's reads and writes: the bandwidth bound."""
-    spec = _bench.KERNELS[kernel]
-    case = _bench.CASES[kernel](n, np.dtype(spec["dtype"]), np.random.default_rng(0))
+    spec = _cases.KERNELS[kernel]
+    case = _cases.CASES[kernel](n, np.dtype(spec["dtype"]), np.random.default_rng(0))
     benchmark.group = group(kernel, n, threads)
     _info(benchmark, kernel, n)
     benchmark(_core.stream, spec["pattern"], *case.stream_args(), n_threads=threads)
@@ -46,7 +47,7 @@ def test_ceiling(benchmark, kernel, n, threads):
 @pytest.mark.parametrize("threads", THREADS, ids=lambda k: f"{k}t")
 def test_multi_tensor_class_step(benchmark, threads):
     """fusedopt.Adam(...).step over 1000 tensors x 1000 elements (one C call)."""
-    case = _bench.MultiCase(0, np.float32, np.random.default_rng(0))
+    case = _cases.MultiCase(0, np.float32, np.random.default_rng(0))
     benchmark.group = group("multi", case.n, threads)
     _info(benchmark, "multi", case.n)
     benchmark(case.fusedopt(threads))

@@ -7,18 +7,18 @@ import pytest
 
 pytest.importorskip("pytest_benchmark")
 
-from fusedopt import _bench  # noqa: E402
+from fusedopt.bench import _cases, _peers  # noqa: E402
 from benchcommon import KERNELS, SIZES, THREADS, group, size_id  # noqa: E402
 
 
 def make_case(kernel, n):
-    spec = _bench.KERNELS[kernel]
-    return _bench.CASES[kernel](n, np.dtype(spec["dtype"]), np.random.default_rng(0))
+    spec = _cases.KERNELS[kernel]
+    return _cases.CASES[kernel](n, np.dtype(spec["dtype"]), np.random.default_rng(0))
 
 
 @pytest.fixture(scope="module")
 def env():
-    return _bench.Env(["torch", "deepspeed"])
+    return _peers.Env(["torch", "deepspeed"])
 
 
 @pytest.mark.parametrize("n", SIZES, ids=size_id)

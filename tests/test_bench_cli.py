@@ -1,16 +1,19 @@
 """Smoke tests of ``python -m fusedopt bench``: tiny configurations, structure only.
 
 Nothing here asserts a speed (timings belong in bench/ and bench/RESULTS.md)."""
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fusedopt import _bench
 from fusedopt.__main__ import main as cli_main
+from fusedopt.bench import _cases, _goals, _machine, _overhead, _peers, _run
 
 TINY = ["--quick", "--sizes", "1000", "--threads", "1", "--budget", "0.01"]
 
@@ -38,6 +41,29 @@ def check_row(row):
         assert peer["speedup"] > 0
 
 
+def check_overhead_row(row):
+    """The call-overhead rows: fusedopt and its baseline, timed together, and their ratio."""
+    for key in ("kernel", "case", "label", "dtype", "n", "threads", "fusedopt", "baseline",
+                "ratio", "others_cpu"):
+        assert key in row, key
+    assert row["kernel"] == "overhead" and row["dtype"] == "float32"
+    for part in (row["fusedopt"], row["baseline"]):
+        assert part["time_s"] > 0 and part["min_s"] > 0
+        assert part["repeats"] >= 1 and part["number"] >= 1
+        assert isinstance(part["impl"], str) and part["impl"]
+    assert row["ratio"] == row["fusedopt"]["time_s"] / row["baseline"]["time_s"]
+    assert "ceiling" not in row and "peers" not in row
+    if row["case"] == "class_step":
+        assert row["n"] == 10 ** 6 and row["tensors"] == 1000 and row["tensor_size"] == 1000
+        assert row["baseline"]["label"] == "class step 1 x 1e6"
+        assert "fusedopt.Adam([p]).step([g])" in row["baseline"]["impl"]
+    else:
+        assert row["case"] == "functional_call" and row["n"] == 1000
+        assert row["baseline"]["label"] == "numpy.add n=1e3"
+        assert "numpy.add(a, b, out=out)" in row["baseline"]["impl"]
+        assert "fusedopt.adam_step" in row["fusedopt"]["impl"]
+
+
 def test_json_structure(capsys):
     rows = run_json(capsys, "--kernels", "adam", "--peers", "numpy")
     assert [(r["kernel"], r["n"], r["threads"]) for r in rows] == [("adam", 1000, 1)]
@@ -49,9 +75,12 @@ def test_json_structure(capsys):
 def test_every_kernel_numpy_only(capsys):
     rows = run_json(capsys, "--kernels", "all", "--peers", "numpy", "--threads", "1,2")
     kernels = {r["kernel"] for r in rows}
-    assert kernels == {"adam", "adam64", "sgd", "ce", "multi"}
-    assert len(rows) == 10
+    assert kernels == {"adam", "adam64", "sgd", "ce", "multi", "overhead"}
+    assert len(rows) == 14                 # 5 kernels x 2 threads, 2 overhead cases x 2
     for r in rows:
+        if r["kernel"] == "overhead":
+            check_overhead_row(r)
+            continue
         check_row(r)
         assert "numpy" in r["peers"]
     multi = [r for r in rows if r["kernel"] == "multi"]
@@ -76,11 +105,13 @@ def test_text_table(capsys):
     assert cli_main(["bench", *TINY, "--kernels", "adam,ce", "--peers", "numpy"]) == 0
     out = capsys.readouterr().out
     assert "Adam f32" in out and "sigmoid CE" in out and "%ceil" in out
-    assert "issue-3 targets" in out
+    assert "speed goals (this run" in out
+    assert "Adam f32 n=1e3 functional call" not in out      # the old wording
+    assert "adam_step n=1e3, 1 thread: <= 3 µs" in out
 
 
 def test_skips_sizes_that_do_not_fit(capsys, monkeypatch):
-    monkeypatch.setattr(_bench, "_available_memory", lambda: 1000)
+    monkeypatch.setattr(_machine, "available_memory", lambda: 1000)
     rows = run_json(capsys, "--kernels", "adam", "--peers", "numpy")
     assert "skipped" in rows[0] and "fusedopt" not in rows[0]
 
@@ -124,19 +155,19 @@ def test_subprocess_cli():
 @pytest.mark.parametrize("kernel", ["adam", "adam64", "sgd", "ce", "multi"])
 def test_peers_compute_the_same_thing(kernel):
     """The benchmarked NumPy and torch versions do the same work as fusedopt."""
-    spec = _bench.KERNELS[kernel]
+    spec = _cases.KERNELS[kernel]
     dtype = np.dtype(spec["dtype"])
     impls = ["fusedopt", "numpy"]
     env = None
     try:
         import torch  # noqa: F401
-        env = _bench.Env(["torch"])
+        env = _peers.Env(["torch"])
         impls.append("torch")
     except ImportError:
         pass
     results = {}
     for impl in impls:
-        case = _bench.CASES[kernel](1000, dtype, np.random.default_rng(1))
+        case = _cases.CASES[kernel](1000, dtype, np.random.default_rng(1))
         if impl == "torch":
             with env.torch_threads(1):
                 fn = case.torch(env)[0]
@@ -165,13 +196,13 @@ def test_deepspeed_plumbing(capsys, monkeypatch):
         def __init__(self, params, lr=1e-3, adamw_mode=True):
             super().__init__(params, lr=lr)
 
-    class Env(_bench.Env):
+    class Env(_peers.Env):
         def __init__(self, peers):
             super().__init__(peers)
             if "deepspeed" in peers:
                 self.ds_cls, self.ds_reason = FakeDeepSpeedCPUAdam, ""
 
-    monkeypatch.setattr(_bench, "Env", Env)
+    monkeypatch.setattr(_run, "Env", Env)
     rows = run_json(capsys, "--kernels", "adam,adam64,sgd,multi", "--peers", "deepspeed")
     for r in rows:
         check_row(r)
@@ -179,3 +210,112 @@ def test_deepspeed_plumbing(capsys, monkeypatch):
             assert r["peers"]["deepspeed"]["threads"] == r["threads"]
         else:
             assert "deepspeed" in r["peers_skipped"] and "deepspeed" not in r["peers"]
+
+
+def test_overhead_rows_json(capsys):
+    rows = run_json(capsys, "--kernels", "overhead", "--peers", "numpy", "--threads", "1,2")
+    assert [(r["case"], r["threads"]) for r in rows] == [
+        ("class_step", 1), ("class_step", 2), ("functional_call", 1), ("functional_call", 2)]
+    for r in rows:
+        check_overhead_row(r)
+
+
+def test_overhead_in_default_kernels():
+    args = argparse.Namespace(quick=True, kernels=None, sizes=[1000], threads=[1],
+                              peers=["numpy"], budget=0.01)
+    runner = _run.Runner(args)
+    assert runner.kernels[-2:] == ["multi", "overhead"]
+    cases = [(k, n, c) for k, n, c in runner.cases() if k == "overhead"]
+    assert cases == [("overhead", 10 ** 6, _overhead.ClassStepOverhead),
+                     ("overhead", 1000, _overhead.CallOverhead)]
+
+
+def test_overhead_table_and_goals(capsys):
+    assert cli_main(["bench", *TINY, "--kernels", "multi,overhead", "--peers", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "call overhead, Adam f32:" in out
+    table = out[out.index("call overhead, Adam f32:"):out.index("speed goals")]
+    head, *body = [line for line in table.splitlines()[1:] if line.strip()]
+    assert head.split() == ["case", "thr", "busy", "fusedopt", "iqr", "baseline", "time",
+                            "ratio"]
+    assert len(body) == 2
+    assert body[0].startswith("class step 1000 x 1e3") and "class step 1 x 1e6" in body[0]
+    assert body[1].startswith("adam_step n=1e3") and "numpy.add n=1e3" in body[1]
+    for line in body:
+        assert re.search(r"\d\.\d\dx$", line)
+    goals = out[out.index("speed goals"):].splitlines()
+    lines = [g for g in goals if "<= 1.3x the step over 1 x 1e6" in g or
+             "<= 3x a numpy.add(a, b, out=out) call at n=1e3" in g]
+    assert len(lines) == 2
+    for g in lines:
+        assert g.split()[0] in ("met", "MISS") and re.search(r"\d\.\d\dx \(", g)
+
+
+def test_no_targets_leaves_out_the_goals(capsys):
+    assert cli_main(["bench", *TINY, "--kernels", "overhead", "--no-targets"]) == 0
+    out = capsys.readouterr().out
+    assert "call overhead" in out and "speed goals" not in out
+
+
+def _overhead_row(case, n, ratio):
+    return {"kernel": "overhead", "case": case, "n": n, "threads": 1, "ratio": ratio,
+            "fusedopt": {"time_s": ratio * 1e-6}, "baseline": {"time_s": 1e-6}}
+
+
+@pytest.mark.parametrize("ratio,met", [(1.29, True), (1.31, False)])
+def test_goal_class_step_ratio(ratio, met):
+    goals = _goals.check_goals([_overhead_row("class_step", 10 ** 6, ratio)])
+    assert [(g[0], g[1]) for g in goals] == [
+        ("class step over 1000 x 1e3 tensors, 1 thread: <= 1.3x the step over 1 x 1e6", met)]
+
+
+@pytest.mark.parametrize("ratio,met", [(2.9, True), (3.1, False)])
+def test_goal_call_ratio(ratio, met):
+    goals = _goals.check_goals([_overhead_row("functional_call", 1000, ratio)])
+    assert [(g[0], g[1]) for g in goals] == [
+        ("adam_step n=1e3, 1 thread: <= 3x a numpy.add(a, b, out=out) call at n=1e3", met)]
+    assert goals[0][2].startswith(f"{ratio:.2f}x (")
+
+
+def test_overhead_cases_do_the_work_they_claim():
+    """The baselines do the same amount of work: one Adam step over 1e6 elements, and one
+    float32 addition over 1e3."""
+    rng = np.random.default_rng(2)
+    cs = _overhead.ClassStepOverhead(0, np.float32, rng)
+    p0, ps0 = cs.p.copy(), [p.copy() for p in cs.many.ps]
+    pair = cs.pair(1)
+    pair["baseline"]()
+    pair["fusedopt"]()
+    assert cs.p.size == sum(p.size for p in cs.many.ps) == 10 ** 6
+    assert np.all(cs.p != p0) and all(np.all(p != q) for p, q in zip(cs.many.ps, ps0))
+    co = _overhead.CallOverhead(0, np.float32, rng)
+    pair = co.pair(1)
+    pair["baseline"]()
+    np.testing.assert_array_equal(co.out, co.a + co.b)
+    assert co.out.dtype == np.float32 and co.out.size == 1000 == co.adam.p.size
+    p0 = co.adam.p.copy()
+    pair["fusedopt"]()
+    assert np.all(co.adam.p != p0)
+
+
+def test_no_internal_wording(capsys):
+    """What users read (help, table, goals) names no issue numbers."""
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "--help"])
+    text = capsys.readouterr().out
+    assert cli_main(["bench", *TINY, "--kernels", "adam,overhead", "--peers", "numpy"]) == 0
+    text += capsys.readouterr().out
+    assert "--no-targets" in text and "speed goals" in text
+    assert not re.search(r"issue[- ]?\d", text, re.IGNORECASE)
+
+
+def test_wheel_lists_the_bench_package():
+    """Every package under src/fusedopt is in pyproject's packages (else the wheel lacks it)."""
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    listed = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]
+    found = sorted(".".join(d.relative_to(root / "src").parts)
+                   for d in (root / "src" / "fusedopt").glob("**/")
+                   if (d / "__init__.py").exists())
+    assert found == sorted(listed) and "fusedopt.bench" in listed

@@ -133,8 +133,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import _bench
-    return _bench.main(args)
+    from . import bench
+    return bench.main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "torch and DeepSpeed (when installed) and the measured memory "
                        "bandwidth ceiling.")
     try:
-        from . import _bench
-        _bench.add_arguments(b)
+        from . import bench
+        bench.add_arguments(b)
     except ImportError:
         pass
     b.set_defaults(func=cmd_bench)

@@ -1,0 +1,291 @@
+"""The benchmark cases: what each kernel row times, for fusedopt and for every peer.
+
+Each case owns the arrays fusedopt is timed on; a peer is built by a method returning
+(callable, cleanup) on the same arrays (torch through ``torch.from_numpy``) and is freed
+before the next one is built.  ``memory`` estimates the bytes a case needs with a peer
+(None: fusedopt and the ceiling only), so that sizes that do not fit are skipped.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._machine import aligned_empty, aligned_uniform, aligned_zeros
+from ._peers import Env, Unsupported, quiet_fds, torch_params
+
+KERNELS: Dict[str, Dict[str, Any]] = {
+    "adam": dict(label="Adam f32", dtype="float32", pattern="adam", bpe=28, unit="GB/s",
+                 what="fusedopt.adam_step (functional), torch convention"),
+    "adam64": dict(label="Adam f64", dtype="float64", pattern="adam", bpe=56, unit="GB/s",
+                   what="fusedopt.adam_step (functional), float64"),
+    "sgd": dict(label="SGD momentum f32", dtype="float32", pattern="sgd", bpe=20,
+                unit="GB/s", what="fusedopt.sgd_step, momentum 0.9"),
+    "ce": dict(label="sigmoid CE loss+grad f32", dtype="float32", pattern="loss", bpe=12,
+               unit="Melem/s", what="fusedopt.sigmoid_cross_entropy_and_grad, float32 "
+               "labels, reduction mean, out= preallocated"),
+    "multi": dict(label="Adam f32, 1000 x 1000 tensors", dtype="float32", pattern="adam",
+                  bpe=28, unit="GB/s", what="fusedopt.Adam(...).step over 1000 tensors of "
+                  "1000 elements (class API, one C call)"),
+    "overhead": dict(label="call overhead, Adam f32", dtype="float32",
+                     what="fusedopt and a baseline timed alternately in this run (busy and "
+                     "iqr as above, over the two); ratio: fusedopt time / baseline time"),
+}
+KERNEL_ORDER = list(KERNELS)
+MULTI_TENSORS, MULTI_SIZE = 1000, 1000
+
+Peer = Tuple[Callable[[], Any], Optional[Callable[[], None]]]
+Quad = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+LR, BETA1, BETA2, EPS = 1e-3, 0.9, 0.999, 1e-8
+
+
+def numpy_adam(items: Sequence[Quad], tmp: np.ndarray) -> Callable[[], None]:
+    """torch's Adam step in in-place ufuncs over (p, g, m, v) arrays of one length, with
+    one temporary ``tmp`` of that length; the bias corrections are computed once a step."""
+    dt = tmp.dtype.type
+    c1, c2, fb2, feps, t = dt(1 - BETA1), dt(1 - BETA2), dt(BETA2), dt(EPS), [0]
+    mul, sub, add, sqrt, div = np.multiply, np.subtract, np.add, np.sqrt, np.divide
+
+    def run() -> None:
+        t[0] += 1
+        bc1, bc2 = 1 - BETA1 ** t[0], 1 - BETA2 ** t[0]
+        s2, s1 = dt(1 / math.sqrt(bc2)), dt(LR / bc1)
+        for p, g, m, v in items:
+            sub(g, m, out=tmp)                 # m = lerp(m, g, 1 - b1)
+            mul(tmp, c1, out=tmp)
+            add(m, tmp, out=m)
+            mul(v, fb2, out=v)                 # v = b2*v + (1 - b2)*g*g
+            mul(g, g, out=tmp)
+            mul(tmp, c2, out=tmp)
+            add(v, tmp, out=v)
+            sqrt(v, out=tmp)                   # denom = sqrt(v)/sqrt(bc2) + eps
+            mul(tmp, s2, out=tmp)
+            add(tmp, feps, out=tmp)
+            div(m, tmp, out=tmp)               # p -= lr/bc1 * m/denom
+            mul(tmp, s1, out=tmp)
+            sub(p, tmp, out=p)
+    return run
+
+
+class _Flat:
+    """A case on arrays of n elements: ``arrays`` of them for fusedopt and the ceiling,
+    ``peer_arrays[peer]`` more while that peer runs (its temporaries, torch's state)."""
+
+    arrays: float
+    peer_arrays: Dict[str, float]
+
+    def __init__(self, n: int, dtype: Any) -> None:
+        self.n, self.dtype = n, np.dtype(dtype)
+
+    @classmethod
+    def memory(cls, n: int, esz: int, peer: Optional[str]) -> float:
+        extra = 0 if peer is None else cls.peer_arrays[peer]
+        return (cls.arrays + extra) * n * esz * 1.05
+
+
+class _Step(_Flat):
+    """An optimizer case: parameters ``p`` and gradients ``g``, uniform in [-1, 1)."""
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        super().__init__(n, dtype)
+        self.p = aligned_uniform(rng, n, dtype, -1, 1)
+        self.g = aligned_uniform(rng, n, dtype, -1, 1)
+
+
+class AdamCase(_Step):
+    """``fusedopt.adam_step`` on one array of n elements."""
+
+    arrays, peer_arrays = 4, {"numpy": 1, "torch": 2, "deepspeed": 2}
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        super().__init__(n, dtype, rng)
+        self.m = aligned_zeros(n, dtype)
+        self.v = aligned_zeros(n, dtype)
+
+    def stream_args(self) -> Quad:
+        return self.p, self.g, self.m, self.v
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        step = fusedopt.adam_step
+        p, g, m, v = self.p, self.g, self.m, self.v
+        t = [0]
+
+        def run() -> None:
+            t[0] += 1
+            step(p, g, m, v, step=t[0], lr=LR, n_threads=k)
+        return run
+
+    def numpy(self) -> Peer:
+        return numpy_adam([(self.p, self.g, self.m, self.v)],
+                          aligned_empty(self.n, self.dtype)), None
+
+    def torch(self, env: Env) -> Peer:
+        opt = env.torch.optim.Adam(torch_params(env.torch, [self.p], [self.g]), lr=LR,
+                                   fused=True)
+        return opt.step, None
+
+    def deepspeed(self, env: Env) -> Peer:
+        if self.dtype != np.float32:
+            raise Unsupported("float32 only")
+        with quiet_fds():
+            opt = env.ds_cls(torch_params(env.torch, [self.p], [self.g]), lr=LR,
+                             adamw_mode=False)
+        return opt.step, None
+
+
+class MultiCase:
+    """One class-API step over 1000 separately allocated tensors of 1000 elements."""
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        self.n, self.dtype = MULTI_TENSORS * MULTI_SIZE, np.dtype(dtype)
+        self.ps = [rng.uniform(-1, 1, MULTI_SIZE).astype(dtype) for _ in range(MULTI_TENSORS)]
+        self.gs = [rng.uniform(-1, 1, MULTI_SIZE).astype(dtype) for _ in range(MULTI_TENSORS)]
+        self._flat: Optional[Quad] = None
+
+    @staticmethod
+    def memory(n: int, esz: int, peer: Optional[str]) -> float:
+        return 10 * MULTI_TENSORS * MULTI_SIZE * esz * 1.2
+
+    def stream_args(self) -> Quad:
+        # the ceiling of the same million elements as one flat tensor
+        if self._flat is None:
+            n, dt = self.n, self.dtype
+            self._flat = (np.concatenate(self.ps), np.concatenate(self.gs),
+                          aligned_zeros(n, dt), aligned_zeros(n, dt))
+        return self._flat
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        opt = fusedopt.Adam([p for p in self.ps], lr=LR)
+        step, gs = opt.step, self.gs
+        return lambda: step(gs, n_threads=k)
+
+    def numpy(self) -> Peer:
+        items = [(p, g, np.zeros_like(p), np.zeros_like(p)) for p, g in zip(self.ps, self.gs)]
+        return numpy_adam(items, aligned_empty(MULTI_SIZE, self.dtype)), None
+
+    def torch(self, env: Env) -> Peer:
+        opt = env.torch.optim.Adam(torch_params(env.torch, self.ps, self.gs), lr=LR,
+                                   fused=True)
+        return opt.step, None
+
+    def deepspeed(self, env: Env) -> Peer:
+        with quiet_fds():
+            opt = env.ds_cls(torch_params(env.torch, self.ps, self.gs), lr=LR,
+                             adamw_mode=False)
+        return opt.step, None
+
+
+class SGDCase(_Step):
+    """``fusedopt.sgd_step`` with momentum 0.9 on one array of n elements."""
+
+    arrays, peer_arrays = 3, {"numpy": 1, "torch": 1, "deepspeed": 0}
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        super().__init__(n, dtype, rng)
+        self.buf = aligned_zeros(n, dtype)
+        self.lr, self.mu = LR, 0.9
+
+    def stream_args(self) -> Quad:
+        return self.p, self.g, self.buf, self.buf
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        step = fusedopt.sgd_step
+        p, g, buf, lr, mu = self.p, self.g, self.buf, self.lr, self.mu
+        # step >= 2: the steady state (step 1 only copies the gradient into the buffer)
+        return lambda: step(p, g, buf, lr=lr, momentum=mu, step=2, n_threads=k)
+
+    def numpy(self) -> Peer:
+        p, g, buf = self.p, self.g, self.buf
+        tmp = aligned_empty(self.n, self.dtype)
+        dt = self.dtype.type
+        lr, mu = dt(self.lr), dt(self.mu)
+        mul = np.multiply
+
+        def run() -> None:
+            mul(buf, mu, out=buf)              # buf = mu*buf + g
+            np.add(buf, g, out=buf)
+            mul(buf, lr, out=tmp)              # p -= lr*buf
+            np.subtract(p, tmp, out=p)
+        return run, None
+
+    def torch(self, env: Env) -> Peer:
+        opt = env.torch.optim.SGD(torch_params(env.torch, [self.p], [self.g]), lr=self.lr,
+                                  momentum=self.mu, fused=True)
+        return opt.step, None
+
+    def deepspeed(self, env: Env) -> Peer:
+        raise Unsupported("no CPU SGD")
+
+
+class CECase(_Flat):
+    """``fusedopt.sigmoid_cross_entropy_and_grad`` (mean) on n logits, float32 labels."""
+
+    arrays, peer_arrays = 3, {"numpy": 3.25, "torch": 5, "deepspeed": 0}
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        super().__init__(n, dtype)
+        self.x = aligned_uniform(rng, n, dtype, -8, 8)
+        self.y = aligned_empty(n, dtype)
+        self.y[...] = rng.random(n) < 0.5
+        self.grad = aligned_zeros(n, dtype)
+
+    def stream_args(self) -> Quad:
+        return self.x, self.y, self.grad, self.grad
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        f = fusedopt.sigmoid_cross_entropy_and_grad
+        x, y, out = self.x, self.y, self.grad
+        return lambda: f(x, y, out=out, n_threads=k)
+
+    def numpy(self) -> Peer:
+        """The stable formula, in place: loss = mean(max(x, 0) - x*y + log1p(exp(-|x|))),
+        grad = (sigmoid(x) - y)/n with sigmoid(x) = 1/(1 + e) for x >= 0, 1 - 1/(1 + e)
+        for x < 0 (e = exp(-|x|))."""
+        x, y, g = self.x, self.y, self.grad
+        n, dt = self.n, self.dtype
+        e, t, u = aligned_empty(n, dt), aligned_empty(n, dt), aligned_empty(n, dt)
+        neg = np.empty(n, dtype=bool)
+        inv_n, one, zero = dt.type(1.0 / n), dt.type(1), dt.type(0)
+
+        def run() -> float:
+            np.abs(x, out=e)
+            np.negative(e, out=e)
+            np.exp(e, out=e)                   # e = exp(-|x|)
+            np.log1p(e, out=t)
+            np.maximum(x, zero, out=u)
+            np.add(t, u, out=t)
+            np.multiply(x, y, out=u)
+            np.subtract(t, u, out=t)
+            loss = float(t.sum()) / n
+            np.add(e, one, out=u)
+            np.reciprocal(u, out=g)            # sigmoid(|x|)
+            np.less(x, zero, out=neg)
+            np.subtract(one, g, out=g, where=neg)
+            np.subtract(g, y, out=g)
+            np.multiply(g, inv_n, out=g)
+            return loss
+        return run, None
+
+    def torch(self, env: Env) -> Peer:
+        torch = env.torch
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        xt = torch.from_numpy(self.x).requires_grad_(True)
+        yt = torch.from_numpy(self.y)
+        self.torch_x = xt                      # its .grad: the gradient (for tests)
+
+        def run() -> None:
+            xt.grad = None
+            bce(xt, yt).backward()
+        return run, None
+
+    def deepspeed(self, env: Env) -> Peer:
+        raise Unsupported("no loss kernel")
+
+
+CASES: Dict[str, Any] = {"adam": AdamCase, "adam64": AdamCase, "sgd": SGDCase, "ce": CECase,
+                         "multi": MultiCase}
