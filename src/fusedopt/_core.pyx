@@ -9,6 +9,10 @@ Not a public module: use the functions of the ``fusedopt`` package.
 from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS,
                              PyBUF_FORMAT, PyBUF_WRITABLE)
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.dict cimport PyDict_GetItem, PyDict_Copy, PyDict_Update
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.object cimport PyObject
+cimport cython
 from libc.math cimport pow, powf, sqrt, sqrtf, isfinite
 from libc.string cimport memset
 from libc.stdlib cimport qsort
@@ -173,7 +177,18 @@ cdef int check_spans(span *sp, Py_ssize_t count, tuple role_names, bint single) 
     cdef char *all_hi = NULL
     cdef char *w_hi = NULL
     cdef span *o
-    qsort(sp, count, sizeof(span), span_cmp)
+    cdef Py_ssize_t j
+    cdef span tmp
+    if count <= 16:                 # a few arrays (one tensor): insertion sort, no calls
+        for i in range(1, count):
+            tmp = sp[i]
+            j = i - 1
+            while j >= 0 and sp[j].lo > tmp.lo:
+                sp[j + 1] = sp[j]
+                j -= 1
+            sp[j + 1] = tmp
+    else:
+        qsort(sp, count, sizeof(span), span_cmp)
     for i in range(count):
         if sp[i].hi == sp[i].lo:
             continue
@@ -202,6 +217,11 @@ cdef inline void set_span(span *s, Py_buffer *v, Py_ssize_t k, int role, bint wr
     s.written = written
 
 
+cdef enum:
+    TL_SMALL = 6
+
+
+@cython.freelist(4)
 cdef class TensorLists:
     """The arrays of one multi-tensor call, acquired, validated and released together.
 
@@ -220,18 +240,30 @@ cdef class TensorLists:
     cdef Py_ssize_t nroles
     cdef readonly int dtype
     cdef tuple names
+    cdef bint small
+    # a single-tensor call (the functional steps) needs no allocation
+    cdef Py_buffer small_views[TL_SMALL]
+    cdef char small_have[TL_SMALL]
+    cdef void *small_ptrs[TL_SMALL]
+    cdef fo_index small_ns[1]
+    cdef span small_spans[TL_SMALL]
 
     def __cinit__(self, Py_ssize_t n, tuple names):
         self.n, self.nroles, self.names, self.dtype = n, len(names), names, -1
         cdef Py_ssize_t m = max(n, 1) * self.nroles
-        self.views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * m)
-        self.have = <char *>PyMem_Malloc(m)
-        self.ptrs = <void **>PyMem_Malloc(sizeof(void *) * m)
-        self.ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
-        self.spans = <span *>PyMem_Malloc(sizeof(span) * m)
-        if self.views == NULL or self.have == NULL or self.ptrs == NULL or self.ns == NULL \
-                or self.spans == NULL:
-            raise MemoryError()
+        self.small = n <= 1 and m <= TL_SMALL
+        if self.small:
+            self.views, self.have, self.ptrs = self.small_views, self.small_have, self.small_ptrs
+            self.ns, self.spans = self.small_ns, self.small_spans
+        else:
+            self.views = <Py_buffer *>PyMem_Malloc(sizeof(Py_buffer) * m)
+            self.have = <char *>PyMem_Malloc(m)
+            self.ptrs = <void **>PyMem_Malloc(sizeof(void *) * m)
+            self.ns = <fo_index *>PyMem_Malloc(sizeof(fo_index) * max(n, 1))
+            self.spans = <span *>PyMem_Malloc(sizeof(span) * m)
+            if self.views == NULL or self.have == NULL or self.ptrs == NULL or \
+                    self.ns == NULL or self.spans == NULL:
+                raise MemoryError()
         memset(self.have, 0, m)
         memset(self.ptrs, 0, sizeof(void *) * m)
 
@@ -279,8 +311,9 @@ cdef class TensorLists:
             for i in range(self.n * self.nroles):
                 if self.have[i]:
                     PyBuffer_Release(self.views + i)
-        PyMem_Free(self.views); PyMem_Free(self.have); PyMem_Free(self.ptrs)
-        PyMem_Free(self.ns); PyMem_Free(self.spans)
+        if not self.small:
+            PyMem_Free(self.views); PyMem_Free(self.have); PyMem_Free(self.ptrs)
+            PyMem_Free(self.ns); PyMem_Free(self.spans)
 
 
 cdef int run_step(int opt, const void *args, TensorLists t, Py_ssize_t nstates,
@@ -312,6 +345,11 @@ cdef double real(object x, str name, double lo, bint lo_open=False, double hi=fl
     The range message starts as torch.optim's (``Invalid learning rate: -1``) when `label`
     is its wording, else ``Invalid <name> value: ...``."""
     cdef double v
+    if type(x) is float:            # the common case first
+        v = x
+        if isfinite(v) and lo <= v <= hi and not (lo_open and v == lo) and \
+                not (hi_open and v == hi):
+            return v
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
     try:
@@ -341,16 +379,36 @@ cdef object _MISSING = object()
 cdef double INF = float("inf")
 
 
+cdef dict call_hyper(dict hyper, dict defaults):
+    """The hyper-parameters of a call: when it names fewer than the description has (the
+    functional steps' keyword arguments), merged over the defaults once, so that each one
+    is then a single lookup."""
+    if len(hyper) >= len(defaults):
+        return hyper
+    merged = PyDict_Copy(defaults)
+    PyDict_Update(merged, hyper)
+    return merged
+
+
 cdef inline object hp(dict hyper, dict defaults, str name):
     """A hyper-parameter of a call: the caller's value, else the description's default."""
-    v = hyper.get(name, _MISSING)
-    return defaults[name] if v is _MISSING else v
+    cdef PyObject *v = PyDict_GetItem(hyper, name)
+    if v == NULL:
+        v = PyDict_GetItem(defaults, name)
+        if v == NULL:
+            raise KeyError(name)
+    return <object>v
 
 
 cdef long long integer(object x, str name, long long lo) except? -1:
+    cdef long long v
+    cdef int overflow = 0
+    if type(x) is int:              # the common case first
+        v = PyLong_AsLongLongAndOverflow(x, &overflow)
+        if not overflow and v >= lo:
+            return v
     if isinstance(x, bool) or not hasattr(x, "__index__"):
         raise TypeError(f"{name} must be an integer, got {type(x).__name__}")
-    cdef long long v
     try:
         v = x.__index__()
     except OverflowError:
@@ -546,6 +604,7 @@ def adam(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname
     is validated before any array is written; ``dry=True`` only validates.  Errors name
     ``pname`` (``pname[k]`` in a list call, k from ``index``)."""
     cdef double h[6]
+    hyper = call_hyper(hyper, defaults)
     adam_hyper(hyper, defaults, h)
     cdef int conv = convention_code(hp(hyper, defaults, "convention"))
     cdef bint amsgrad = flag(hp(hyper, defaults, "amsgrad"), "amsgrad")
@@ -597,6 +656,7 @@ def sgd(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname=
     momentum_buffers]`` (the last None without momentum); ``step`` 1 marks torch's first
     momentum step (the buffer is set to the gradient), None is allowed without torch
     momentum.  Hyper-parameters and errors as :func:`adam`."""
+    hyper = call_hyper(hyper, defaults)
     cdef int conv = convention_code(hp(hyper, defaults, "convention"))
     cdef double dlr = real(hp(hyper, defaults, "lr"), "lr", 0.0, False, INF, False, "learning rate")
     cdef double mu = real(hp(hyper, defaults, "momentum"), "momentum", 0.0)

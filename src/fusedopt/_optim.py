@@ -82,20 +82,26 @@ def _functional(spec: Spec, name: str) -> Callable[..., None]:
     defaults, roles, kernel = spec.defaults, spec.roles, spec.kernel
     npos = spec.positional_states
     needed = frozenset(spec.states(defaults))     # states every call needs
-    missing = object()
+    missing: Any = object()
+    ndarray = np.ndarray
 
-    def step_fn(param: np.ndarray, grad: np.ndarray, *states: Any, **kw: Any) -> None:
+    role_keys = frozenset(roles)
+    none_tail = [None] * (len(roles) - npos)
+    # optional states taken by position (SGD's buffer) are checked even when unused
+    check_types = any(r not in needed for r in roles[:npos])
+
+    def slow(param: Any, grad: Any, states: Tuple[Any, ...], step: Any,
+             n_threads: Optional[int], kw: Dict[str, Any]) -> None:
+        """Every other call: states by keyword or None, and the argument errors."""
         if len(states) > npos:
             raise TypeError(f"{name}() takes {2 + npos} positional arguments but "
                             f"{2 + len(states)} were given")
-        step = kw.pop("step", missing)
-        n_threads = kw.pop("n_threads", None)
         arrays: List[Any] = [[param], [grad]]
         for k, role in enumerate(roles):   # (the binding checks what the arrays are)
             a = states[k] if k < len(states) else kw.pop(role, None)
             if a is not None and not isinstance(a, np.ndarray):   # (even if unused)
-                raise TypeError(f"{role} must be a numpy.ndarray of float32 or float64, got "
-                                f"{type(a).__module__}.{type(a).__qualname__}")
+                raise TypeError(f"{role} must be a numpy.ndarray of float32 or float64, "
+                                f"got {type(a).__module__}.{type(a).__qualname__}")
             arrays.append([a] if a is not None or (k < len(states) and role in needed)
                           else None)
         if not keys.issuperset(kw):
@@ -109,6 +115,21 @@ def _functional(spec: Spec, name: str) -> Callable[..., None]:
                 raise TypeError(f"{name}() missing required keyword argument 'step'")
             step = None
         kernel(arrays, kw, defaults, step, n_threads, "param", True)
+
+    def step_fn(param: np.ndarray, grad: np.ndarray, *states: Any, step: Any = missing,
+                n_threads: Optional[int] = None, **kw: Any) -> None:
+        # the common call, checked as cheaply as possible (a call costs ~1 µs in all)
+        if len(states) != npos or step is missing or not keys.issuperset(kw) or \
+                not role_keys.isdisjoint(kw) or (required and not required.issubset(kw)):
+            return slow(param, grad, states, step, n_threads, kw)
+        if check_types:
+            for a in states:
+                if type(a) is not ndarray:
+                    return slow(param, grad, states, step, n_threads, kw)
+        arrays: List[Any] = [[param], [grad]]
+        for a in states:
+            arrays.append([a])
+        kernel(arrays + none_tail, kw, defaults, step, n_threads, "param", True)
 
     sig = [P("param", P.POSITIONAL_OR_KEYWORD), P("grad", P.POSITIONAL_OR_KEYWORD)]
     sig += [P(r, P.POSITIONAL_OR_KEYWORD, default=P.empty if k < len(
@@ -332,13 +353,16 @@ class Optimizer:
              validate_only: bool) -> None:
         """One kernel call for the parameters idx of a group; states the group uses and a
         parameter lacks (amsgrad or momentum switched on later) start at zero."""
-        names = self.spec.states(group)
-        for i in idx:
-            if any(n not in state[i] for n in names):
-                state[i] = dict(state[i], **{n: np.zeros_like(self._params[i])
-                                             for n in names if n not in state[i]})
-        arrays: List[Any] = [[self._params[i] for i in idx], [grads[i] for i in idx]]
-        arrays += [[state[i][r] for i in idx] if r in names else None for r in self.spec.roles]
+        names, roles = self.spec.states(group), self.spec.roles
+        try:
+            states = [[state[i][r] for i in idx] if r in names else None for r in roles]
+        except KeyError:
+            for i in idx:
+                if any(n not in state[i] for n in names):
+                    state[i] = dict(state[i], **{n: np.zeros_like(self._params[i])
+                                                 for n in names if n not in state[i]})
+            states = [[state[i][r] for i in idx] if r in names else None for r in roles]
+        arrays: List[Any] = [[self._params[i] for i in idx], [grads[i] for i in idx]] + states
         self.spec.kernel(arrays, group, self._kernel_defaults, key, n_threads, "params",
                          False, idx, validate_only)
 
