@@ -4,7 +4,7 @@ Flags (see shared DESIGN notes and README "Building"):
   -O3 -fno-math-errno (lets gcc vectorise sqrt) -fno-trapping-math
   -ffp-contract=off (no FMA contraction: every CPU path rounds identically)
   -fvisibility=hidden; OpenMP when a try-compile with the building compiler shows it
-  works (clang: libomp, else GNU libgomp).  The sources compile in parallel.
+  works (else a warning and single-threaded kernels).  The sources compile in parallel.
 Never -march=native, -ffast-math or -Ofast: the AVX2 and AVX-512 paths are compiled with
 target pragmas inside kernels/fo_isa_*.c (gcc and clang) and chosen at import time.
 
@@ -34,31 +34,6 @@ OPENMP_PROBE = ("#include <omp.h>\nint main(void){int s=0;\n"
                 "return s>0?0:1;}\n")
 
 
-def _is_clang(compiler):
-    import subprocess
-    try:
-        out = subprocess.run(compiler.compiler_so[:1] + ["--version"], capture_output=True,
-                             text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return "clang" in out.lower()
-
-
-def _gcc_openmp_include():
-    """gcc's directory holding omp.h (for clang with GNU libgomp), or None."""
-    import shutil
-    import subprocess
-    gcc = shutil.which("gcc")
-    if not gcc:
-        return None
-    try:
-        d = subprocess.run([gcc, "-print-file-name=include"], capture_output=True, text=True,
-                           timeout=60).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return d if os.path.isfile(os.path.join(d, "omp.h")) else None
-
-
 def _openmp_works(compiler, cflags, ldflags):
     """Compiles and links a small OpenMP program with the compiler that builds fusedopt."""
     from setuptools.errors import CompileError, LinkError
@@ -75,20 +50,15 @@ def _openmp_works(compiler, cflags, ldflags):
 
 
 def openmp_flags(compiler):
-    """(compile flags, link flags) for OpenMP with this compiler, or the single-threaded
-    fallback with a loud warning.  clang: its own OpenMP (libomp) when installed, else
-    GNU libgomp through gcc's omp.h."""
+    """(compile flags, link flags) for OpenMP with this compiler (gcc: libgomp; clang: its
+    libomp, Debian's libomp-dev), or the single-threaded fallback with a loud warning.
+    (GNU libgomp's omp.h does not compile under clang 14, so clang without libomp falls
+    back.)"""
     want = os.environ.get("FUSEDOPT_OPENMP")
     if want == "0":
         return ["-fopenmp-simd"], []
-    candidates = [(["-fopenmp"], ["-fopenmp"])]
-    if _is_clang(compiler):
-        inc = _gcc_openmp_include()
-        if inc:
-            candidates.append((["-fopenmp=libgomp", "-isystem", inc], ["-fopenmp=libgomp"]))
-    for cflags, ldflags in candidates:
-        if _openmp_works(compiler, cflags, ldflags):
-            return cflags, ldflags
+    if _openmp_works(compiler, ["-fopenmp"], ["-fopenmp"]):
+        return ["-fopenmp"], ["-fopenmp"]
     if want == "1":
         sys.exit("FUSEDOPT_OPENMP=1 but the compiler cannot build an OpenMP program")
     warnings.warn("fusedopt: OpenMP is not available: building single-threaded kernels "
