@@ -263,6 +263,7 @@ cdef class TensorLists:
             self.spans = <span *>PyMem_Malloc(sizeof(span) * m)
             if self.views == NULL or self.have == NULL or self.ptrs == NULL or \
                     self.ns == NULL or self.spans == NULL:
+                self.n = 0                  # (nothing acquired: __dealloc__ only frees)
                 raise MemoryError()
         memset(self.have, 0, m)
         memset(self.ptrs, 0, sizeof(void *) * m)
@@ -273,7 +274,12 @@ cdef class TensorLists:
         cdef int code
         cdef Py_buffer *ref
         cdef Py_buffer *vb
+        if len(lists) != self.nroles or (index is not None and len(index) < n):
+            raise ValueError("internal: wrong number of array lists or indices")
         for r in range(self.nroles):
+            if lists[r] is not None and type(lists[r]) is not list:
+                raise TypeError(f"{self.names[r]} must be a list of arrays, got "
+                                f"{type(lists[r]).__name__}")
             if lists[r] is not None and len(<list>lists[r]) != n:
                 raise ValueError(f"{self.names[r]} list has {len(<list>lists[r])} arrays "
                                  f"for {n} parameters")
@@ -356,7 +362,7 @@ cdef double real(object x, str name, double lo, bint lo_open=False, double hi=fl
         v = float(x)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {type(x).__name__}") from None
-    if isinstance(x, (bool, np.bool_)):
+    if isinstance(x, bool):
         raise TypeError(f"{name} must be a real number, got bool")
     if not isfinite(v):
         raise ValueError(f"{name} must be finite, got {v}")
@@ -366,10 +372,13 @@ cdef double real(object x, str name, double lo, bint lo_open=False, double hi=fl
     return v
 
 
-cdef bint flag(object x, str name) except -1:
-    """A boolean hyper-parameter: bool or numpy.bool_ only (no truthiness of strings)."""
+cdef bint flag(object x, str name, bint truthy=False) except -1:
+    """A boolean hyper-parameter: bool or numpy.bool_ only (no truthiness of strings),
+    or, for the torch drop-ins (`truthy`), any value, as torch.optim reads its flags."""
     if x is True or x is False:
         return x
+    if truthy:
+        return bool(x)
     if isinstance(x, np.bool_):
         return bool(x)
     raise TypeError(f"{name} must be a bool, got {type(x).__name__}")
@@ -582,6 +591,11 @@ cdef int adam_resolve(fo_adam_args *a, int dtype, int conv, long long step, doub
 cdef int adam_hyper(dict hyper, dict defaults, double *out) except -1:
     out[0] = real(hp(hyper, defaults, "lr"), "lr", 0.0, False, INF, False, "learning rate")
     betas = hp(hyper, defaults, "betas")
+    if defaults.get("torch_values") is True and not isinstance(betas, (str, bytes)):
+        try:                        # torch.optim takes any pair (a tensor, an array)
+            betas = tuple(betas)
+        except TypeError:
+            pass
     if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise TypeError(f"betas must be a pair of floats, got {betas!r}")
     out[1] = real(betas[0], "beta parameter at index 0", 0.0, False, 1.0, True,
@@ -603,14 +617,18 @@ def adam(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname
     keyword arguments), else from ``defaults`` (the optimizer description's).  Everything
     is validated before any array is written; ``dry=True`` only validates.  Errors name
     ``pname`` (``pname[k]`` in a list call, k from ``index``)."""
+    if len(arrays) != 5 or type(arrays[0]) is not list:
+        raise TypeError("arrays must be [params, grads, exp_avgs, exp_avg_sqs, "
+                        "max_exp_avg_sqs], lists of arrays (the last may be None)")
     cdef double h[6]
     hyper = call_hyper(hyper, defaults)
     adam_hyper(hyper, defaults, h)
     cdef int conv = convention_code(hp(hyper, defaults, "convention"))
-    cdef bint amsgrad = flag(hp(hyper, defaults, "amsgrad"), "amsgrad")
-    cdef bint maximize = flag(hp(hyper, defaults, "maximize"), "maximize")
+    cdef bint truthy = defaults.get("torch_values") is True
+    cdef bint amsgrad = flag(hp(hyper, defaults, "amsgrad"), "amsgrad", truthy)
+    cdef bint maximize = flag(hp(hyper, defaults, "maximize"), "maximize", truthy)
     cdef bint decoupled = flag(hp(hyper, defaults, "decoupled_weight_decay"),
-                               "decoupled_weight_decay")
+                               "decoupled_weight_decay", truthy)
     if conv == C_KERAS and h[4] != 0.0 and defaults.get("keras_weight_decay_decoupled"):
         decoupled = True            # the classes: Keras' Adam has only decoupled decay
     cdef long long t = integer(step, "step", 1)
@@ -656,14 +674,18 @@ def sgd(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname=
     momentum_buffers]`` (the last None without momentum); ``step`` 1 marks torch's first
     momentum step (the buffer is set to the gradient), None is allowed without torch
     momentum.  Hyper-parameters and errors as :func:`adam`."""
+    if len(arrays) != 3 or type(arrays[0]) is not list:
+        raise TypeError("arrays must be [params, grads, momentum_buffers], lists of arrays "
+                        "(the last may be None)")
     hyper = call_hyper(hyper, defaults)
     cdef int conv = convention_code(hp(hyper, defaults, "convention"))
     cdef double dlr = real(hp(hyper, defaults, "lr"), "lr", 0.0, False, INF, False, "learning rate")
     cdef double mu = real(hp(hyper, defaults, "momentum"), "momentum", 0.0)
     cdef double d = real(hp(hyper, defaults, "dampening"), "dampening", 0.0, False, 1.0)
     cdef double wd = real(hp(hyper, defaults, "weight_decay"), "weight_decay", 0.0)
-    cdef bint nesterov = flag(hp(hyper, defaults, "nesterov"), "nesterov")
-    cdef bint maximize = flag(hp(hyper, defaults, "maximize"), "maximize")
+    cdef bint truthy = defaults.get("torch_values") is True
+    cdef bint nesterov = flag(hp(hyper, defaults, "nesterov"), "nesterov", truthy)
+    cdef bint maximize = flag(hp(hyper, defaults, "maximize"), "maximize", truthy)
     cdef int nt = nthreads_arg(n_threads)
     cdef long long t = 0
     cdef str cname = CONVENTIONS[conv]

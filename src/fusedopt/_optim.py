@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -256,11 +256,12 @@ class Optimizer:
         return list(self._params)
 
     def _validate_group(self, g: Dict[str, Any]) -> None:
-        if isinstance(g.get("betas"), list):
-            g["betas"] = tuple(g["betas"])
-        for name in ("amsgrad", "maximize", "nesterov"):
-            if isinstance(g.get(name), np.bool_):
-                g[name] = bool(g[name])
+        for h in self.spec.hypers:   # canonical values: tuples, bools (as the defaults)
+            v = g.get(h.name)
+            if isinstance(h.default, tuple) and isinstance(v, list):
+                g[h.name] = tuple(v)
+            elif isinstance(h.default, bool) and isinstance(v, np.bool_):
+                g[h.name] = bool(v)
         self.spec.kernel([[], []] + [[] for _ in self.spec.roles], g, self._kernel_defaults,
                          1, None, dry=True)
 
@@ -533,9 +534,16 @@ def _front_end() -> Dict[str, Any]:
 FRONT_END = _front_end()
 globals().update(FRONT_END)
 __all__ += list(FRONT_END)
-# The names of the optimizers, for static type checkers (the objects are made above).
-Adam: type = FRONT_END["Adam"]
-AdamW: type = FRONT_END["AdamW"]
-SGD: type = FRONT_END["SGD"]
-adam_step: Callable[..., None] = FRONT_END["adam_step"]
-sgd_step: Callable[..., None] = FRONT_END["sgd_step"]
+if TYPE_CHECKING:   # what static type checkers see of the objects made above
+    class Adam(Optimizer): ...
+    class AdamW(Optimizer): ...
+    class SGD(Optimizer): ...
+
+    def adam_step(param: np.ndarray, grad: np.ndarray, *states: Any, step: Any = ...,
+                  n_threads: Optional[int] = ..., **hyper: Any) -> None: ...
+
+    def sgd_step(param: np.ndarray, grad: np.ndarray, *states: Any, step: Any = ...,
+                 n_threads: Optional[int] = ..., **hyper: Any) -> None: ...
+else:
+    Adam, AdamW, SGD = FRONT_END["Adam"], FRONT_END["AdamW"], FRONT_END["SGD"]
+    adam_step, sgd_step = FRONT_END["adam_step"], FRONT_END["sgd_step"]

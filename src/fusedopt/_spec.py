@@ -6,7 +6,8 @@ by position), its state arrays, the kernel entry of the binding, and the texts o
 documentation.  The NumPy classes and functional steps (``fusedopt._optim``), the
 ``torch.optim`` drop-ins (``fusedopt.torch``), checkpoints and the bench are made from
 these descriptions: adding an optimizer is adding a description here (plus its kernel and
-its NumPy twin in ``fusedopt.reference``), and no other module lists optimizers.
+its NumPy twin in ``fusedopt.reference``); no other module lists optimizers, except that
+the front-ends name the existing ones once more for static type checkers.
 
 Validation lives in one place, the kernel entry: it checks every hyper-parameter of a
 call (with one message per error, worded as ``torch.optim``'s) before it touches an
@@ -85,6 +86,12 @@ class Spec:
         d = {h.name: h.default for h in self.hypers}
         d.update(self.fixed)
         return d
+
+    @property
+    def torch_defaults(self) -> Dict[str, Any]:
+        """The defaults the torch drop-ins pass to the kernel: the classes', and torch's
+        reading of values (any truthy flag, any pair of betas)."""
+        return dict(self.class_defaults, torch_values=True)
 
     @property
     def class_defaults(self) -> Dict[str, Any]:
@@ -294,8 +301,8 @@ def _sgd_states(group: Mapping[str, Any]) -> Tuple[str, ...]:
 
 
 def _sgd_step(state: Optional[Mapping[str, Any]]) -> int:
-    # torch: the first step with momentum sets the buffer to the gradient
-    return 1 if state is None or "momentum_buffer" not in state else 2
+    # torch: the first step with momentum (no buffer yet, or None) sets it to the gradient
+    return 1 if state is None or state.get("momentum_buffer") is None else 2
 
 
 _SGD_DOC = """Stochastic gradient descent with optional momentum / Nesterov, in place.

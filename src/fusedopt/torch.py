@@ -49,7 +49,7 @@ layout) is read through a contiguous copy; it is only read, so the result is the
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -241,7 +241,7 @@ class _FusedOptimizer(Optimizer):
         lr = defaults.get("lr")
         if isinstance(lr, torch.Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
-        self._kernel_defaults = self.spec.class_defaults
+        self._kernel_defaults = self.spec.torch_defaults
         self._validate_group(defaults)   # torch.optim checks its defaults first, too
         self._views: Dict[int, _Entry] = {}   # id(param) -> cache entry
         super().__init__(params, defaults)
@@ -303,7 +303,7 @@ class _FusedOptimizer(Optimizer):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         super().__setstate__(state)
         self._views = {}
-        self._kernel_defaults = self.spec.class_defaults
+        self._kernel_defaults = self.spec.torch_defaults
         for group in self.param_groups:
             self._normalize_group(group)
         for flag, value in _IMPL_FLAGS.items():
@@ -374,7 +374,9 @@ class _FusedOptimizer(Optimizer):
             first = True
         else:
             what = f"state of {name}"
-            first = self.spec.kernel_step(st) == 1
+            if step_state:
+                _step_tensor(st, what)
+            first = not step_state and self.spec.kernel_step(st) == 1
             for n in names:
                 t = st.get(n)
                 if t is None:
@@ -385,8 +387,6 @@ class _FusedOptimizer(Optimizer):
                     st = dict(st, **{n: t})
                 else:
                     _check_state(t, p, f"{what}[{n!r}]")
-            if step_state:
-                _step_tensor(st, what)
         return _Entry(p, names, tuple(st[n] for n in names),
                       st["step"] if step_state else None, first)
 
@@ -515,8 +515,9 @@ def _torch_class(spec: Spec, name: str) -> type:
         values = dict(bound.arguments)
         values.pop("self")
         params = values.pop("params")
-        if isinstance(values.get("betas"), list):
-            values["betas"] = tuple(values["betas"])
+        for h in hypers:                 # lists given for tuples, kept as torch does
+            if isinstance(h.default, tuple) and isinstance(values.get(h.name), list):
+                values[h.name] = tuple(values[h.name])
         values.update(spec.fixed)
         _FusedOptimizer.__init__(self, params, values)
     __init__.__signature__ = sig  # type: ignore[attr-defined]
@@ -532,7 +533,9 @@ FRONT_END = {spec.name: _torch_class(_spec.TORCH.get(spec.name, spec), spec.name
              for spec in _spec.all_specs()}
 globals().update(FRONT_END)
 __all__ = list(FRONT_END)
-# The names, for static type checkers (the classes are made above).
-Adam: type = FRONT_END["Adam"]
-AdamW: type = FRONT_END["AdamW"]
-SGD: type = FRONT_END["SGD"]
+if TYPE_CHECKING:   # what static type checkers see of the classes made above
+    class Adam(_FusedOptimizer): ...
+    class AdamW(_FusedOptimizer): ...
+    class SGD(_FusedOptimizer): ...
+else:
+    Adam, AdamW, SGD = FRONT_END["Adam"], FRONT_END["AdamW"], FRONT_END["SGD"]
