@@ -792,3 +792,52 @@ def test_parameters_sharing_memory_are_named(cls):
     o.step()
     expected = torch.tensor([-0.1] * 4 + [-0.2] * 8)
     torch.testing.assert_close(x.detach(), expected, rtol=0, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- torch's reading
+
+def test_sgd_buffer_none_is_a_first_step_as_torch():
+    """A state whose momentum_buffer is None (older torch state dicts, or set by hand) takes
+    torch's first momentum step: the buffer becomes the gradient, undamped."""
+    got = []
+    for cls in (torch.optim.SGD, ft.SGD):
+        w = torch.nn.Parameter(torch.linspace(-1, 1, 5, dtype=torch.float64))
+        opt = cls([w], lr=0.1, momentum=0.9, dampening=0.5)
+        opt.state[w]["momentum_buffer"] = None
+        for k in range(3):
+            w.grad = torch.linspace(0.5, 1.5, 5, dtype=torch.float64) * (k + 1)
+            opt.step()
+            if k == 0:      # the first step sets the buffer to the gradient, exactly
+                assert torch.equal(opt.state[w]["momentum_buffer"], w.grad)
+        got.append((w.detach().clone(), opt.state[w]["momentum_buffer"].clone()))
+    # then float64 rounding: torch's foreach path orders its operations differently (as in
+    # the other trajectory tests, 1e-12 relative)
+    torch.testing.assert_close(got[1][0], got[0][0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(got[1][1], got[0][1], rtol=1e-12, atol=0)
+
+
+def test_adam_state_without_step_is_a_value_error():
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = ft.Adam([w])
+    opt.state[w] = {"exp_avg": torch.zeros(3), "exp_avg_sq": torch.zeros(3)}
+    w.grad = torch.ones(3)
+    with pytest.raises(ValueError, match=r"\['step'\] must be a CPU floating-point scalar"):
+        opt.step()
+    assert torch.equal(w.detach(), torch.ones(3))
+
+
+@pytest.mark.parametrize("kw", [dict(amsgrad=1), dict(maximize=0),
+                                dict(betas=torch.tensor([0.8, 0.99], dtype=torch.float64))],
+                         ids=["amsgrad=1", "maximize=0", "betas-tensor"])
+def test_adam_reads_values_as_torch(kw):
+    """torch.optim.Adam reads flags by truth value and betas as any pair; so do we."""
+    got = []
+    for cls in (torch.optim.Adam, ft.Adam):
+        w = torch.nn.Parameter(torch.linspace(-1, 1, 7, dtype=torch.float64))
+        opt = cls([w], lr=0.1, **kw)
+        for k in range(3):
+            w.grad = torch.linspace(-0.5, 1.5, 7, dtype=torch.float64) * (k + 1)
+            opt.step()
+        got.append(w.detach().clone())
+    # float64 rounding only (torch's vectorised lerp, as in the other trajectory tests)
+    torch.testing.assert_close(got[1], got[0], rtol=1e-12, atol=0)
