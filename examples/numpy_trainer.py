@@ -1,6 +1,6 @@
 """A binary classifier trained by a plain NumPy loop on fusedopt's kernels.
 
-The seed lesson's model: a small MLP whose logits go through sigmoid cross-entropy
+The two-moons classifier: a small MLP whose logits go through sigmoid cross-entropy
 (mean over the batch) and whose parameters are updated by Adam as TensorFlow 1's
 ``tf.compat.v1.train.AdamOptimizer`` does it (``convention="tf1"``).  Each step is:
 forward in NumPy, loss and its gradient in one fused pass

@@ -1,7 +1,7 @@
 """fusedopt.torch: drop-in torch.optim optimizers, checked against torch.optim itself.
 
 Every trajectory test trains the same small MLP (a synthetic binary classification task:
-logits -> BCEWithLogits, as the seed lesson) twice from the same initialisation, once with
+logits -> BCEWithLogits, as the demo) twice from the same initialisation, once with
 ``torch.optim.X`` (its default CPU for-loop implementation) and once with
 ``fusedopt.torch.X``, and compares every parameter element by element after every step.
 

@@ -66,7 +66,7 @@ class _Progress:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import _demo
 
-    print(f"fusedopt demo: seed lesson classifier (2 -> {args.hidden} tanh -> 1 logit), "
+    print(f"fusedopt demo: two-moons classifier (2 -> {args.hidden} tanh -> 1 logit), "
           f"{args.n} two-moons points, sigmoid cross-entropy (mean) + Adam "
           f"(convention='tf1', lr={args.lr}), {args.steps} full-batch steps")
     progress = _Progress(args.steps, not args.no_progress and sys.stderr.isatty())
@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "benchmarks and build information")
     sub = p.add_subparsers(dest="command", metavar="{demo,bench,info}", parser_class=_Parser)
     sub.required = True
-    d = sub.add_parser("demo", help="train the seed lesson's classifier with fusedopt",
-                       description="Train the seed lesson's classifier (sigmoid "
+    d = sub.add_parser("demo", help="train the two-moons classifier with fusedopt",
+                       description="Train the two-moons classifier (sigmoid "
                        "cross-entropy + TF1 Adam) end to end with fusedopt.")
     d.add_argument("--steps", type=_positive_int, default=5000, help="Adam steps (5000)")
     d.add_argument("--hidden", type=_positive_int, default=32, help="hidden units (32)")

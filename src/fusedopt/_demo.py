@@ -1,4 +1,4 @@
-"""The seed lesson's model, trained end to end with fusedopt.
+"""The two-moons classifier, trained end to end with fusedopt.
 
 The original lesson (TensorFlow 1) trains a small binary classifier:
 ``logits = model(x)``, ``loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(...))``,
