@@ -110,16 +110,20 @@ class BuildExt(build_ext):
 
 
 def extensions():
+    import numpy
     from Cython.Build import cythonize
 
     sources = ["src/fusedopt/_core.pyx"] + sorted(glob("kernels/*.c"))
     ext = Extension(
         "fusedopt._core",
         sources=sources,
-        include_dirs=["kernels"],
+        include_dirs=["kernels", numpy.get_include()],
         depends=sorted(glob("kernels/*.h")) + sorted(glob("kernels/*.def")) +
         ["src/fusedopt/_kernels.pxd"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        # NumPy's C API (arrays read directly, see acquire in _core.pyx), built against
+        # NumPy 2 headers and usable with every NumPy the package supports (>= 1.22)
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_22_API_VERSION"),
+                       ("NPY_TARGET_VERSION", "NPY_1_22_API_VERSION")],
     )
     checks = os.environ.get("FUSEDOPT_BOUNDSCHECK") == "1"
     return cythonize(
