@@ -77,6 +77,25 @@ def sgd(
     index: list[int] | None = None,
     dry: bool = False,
 ) -> None: ...
+# the functional steps (fusedopt.adam_step, fusedopt.sgd_step: documented there, with the
+# description's defaults, given by set_defaults, as their signatures)
+DEFAULT: Final[object]
+REQUIRED: Final[object]
+def set_defaults(name: str, defaults: dict[str, Any]) -> None: ...
+def adam_step(
+    param: _FloatArray, grad: _FloatArray, exp_avg: _FloatArray,
+    exp_avg_sq: _FloatArray, *, step: int, max_exp_avg_sq: _FloatArray | None = None,
+    lr: float = ..., betas: tuple[float, float] = ..., eps: float = ...,
+    weight_decay: float = ..., amsgrad: bool = ..., maximize: bool = ...,
+    decoupled_weight_decay: bool = ..., convention: str = ..., eps_root: float = ...,
+    n_threads: int | None = None,
+) -> None: ...
+def sgd_step(
+    param: _FloatArray, grad: _FloatArray, momentum_buffer: _FloatArray | None = None, *,
+    step: int | None = None, lr: float, momentum: float = ..., dampening: float = ...,
+    nesterov: bool = ..., weight_decay: float = ..., maximize: bool = ...,
+    convention: str = ..., n_threads: int | None = None,
+) -> None: ...
 def unscale_check(
     grads: list[_FloatArray],
     scale: float | None,

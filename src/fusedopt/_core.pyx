@@ -253,7 +253,8 @@ cdef class TensorLists:
     """The arrays of one multi-tensor call, acquired, validated and released together.
 
     Role r of tensor k is ``lists[r][k]`` (a list per role; None for a role the call does
-    not use).  Role 0 is the reference: every array of a tensor must have its dtype and
+    not use); in a `single` call (one tensor, the functional steps) ``lists[r]`` is the
+    array itself (UNUSED for a role the call does not use).  Role 0 is the reference: every array of a tensor must have its dtype and
     shape, and all tensors one dtype.  Arrays of writable roles must be writeable and share
     memory with no other array of the call.  Errors name ``names[r]`` (``names[r][k]`` in
     a list call).  ``role(r)`` is the C list of role r's data pointers (NULL if unused).
@@ -303,7 +304,11 @@ cdef class TensorLists:
         cdef view *vb
         if len(lists) != self.nroles or (index is not None and len(index) < n):
             raise ValueError("internal: wrong number of array lists or indices")
+        if single and n != 1:
+            raise ValueError("internal: a single call has one tensor")
         for r in range(self.nroles):
+            if single:
+                break
             if lists[r] is not None and type(lists[r]) is not list:
                 raise TypeError(f"{self.names[r]} must be a list of arrays, got "
                                 f"{type(lists[r]).__name__}")
@@ -314,10 +319,11 @@ cdef class TensorLists:
             ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
             ref = self.views + k
             for r in range(self.nroles):
-                if lists[r] is None:
+                if lists[r] is (_UNUSED if single else None):
                     continue
                 vb = self.views + r * n + k
-                code = acquire(vb, (<list>lists[r])[k], self.names[r], writable[r], False, ki)
+                code = acquire(vb, lists[r] if single else (<list>lists[r])[k], self.names[r],
+                               writable[r], False, ki)
                 self.have[r * n + k] = 1
                 if r == 0:
                     if self.dtype < 0 or not one_dtype:
@@ -349,6 +355,14 @@ cdef class TensorLists:
             PyMem_Free(self.ns); PyMem_Free(self.spans)
 
 
+cdef enum:
+    # A step over at most this many elements in all runs with the GIL held: releasing and
+    # taking it back costs ~600 instructions, about what Adam spends on 1000 float32
+    # elements, and such a step holds the GIL for a few microseconds at most (NumPy's
+    # ufuncs likewise keep it below 500 elements).
+    GIL_HELD_MAX = 4096
+
+
 cdef int run_step(int opt, const void *args, TensorLists t, Py_ssize_t nstates,
                   int nt) except -1:
     """One fo_step call over the tensors of t (roles: param, grad, then the states)."""
@@ -360,7 +374,12 @@ cdef int run_step(int opt, const void *args, TensorLists t, Py_ssize_t nstates,
     cdef const void **gs = <const void **>t.role(1)
     cdef int dtype = t.dtype, n = <int>t.n
     cdef fo_index *ns = t.ns
-    if n > 0:
+    cdef fo_index total = 0
+    for k in range(n):
+        total += ns[k]
+    if total <= GIL_HELD_MAX:
+        fo_step(opt, dtype, args, n, ps, gs, <int>nstates, <fo_state_lists>states, ns, nt)
+    elif n > 0:
         with nogil:
             fo_step(opt, dtype, args, n, ps, gs, <int>nstates, <fo_state_lists>states, ns, nt)
     return 0
@@ -412,6 +431,8 @@ cdef bint flag(object x, str name, bint truthy=False) except -1:
 
 
 cdef object _MISSING = object()
+cdef object _REQUIRED = object()
+cdef object _UNUSED = object()
 cdef double INF = float("inf")
 
 
@@ -615,23 +636,85 @@ cdef int adam_resolve(fo_adam_args *a, int dtype, int conv, long long step, doub
     return 0
 
 
-cdef int adam_hyper(dict hyper, dict defaults, double *out) except -1:
-    out[0] = real(hp(hyper, defaults, "lr"), "lr", 0.0, False, INF, False, "learning rate")
-    betas = hp(hyper, defaults, "betas")
-    if defaults.get("torch_values") is True and not isinstance(betas, (str, bytes)):
-        try:                        # torch.optim takes any pair (a tensor, an array)
-            betas = tuple(betas)
-        except TypeError:
-            pass
-    if isinstance(betas, np.ndarray) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise TypeError(f"betas must be a pair of floats, got {betas!r}")
-    out[1] = real(betas[0], "beta parameter at index 0", 0.0, False, 1.0, True,
-                  "beta parameter at index 0")
-    out[2] = real(betas[1], "beta parameter at index 1", 0.0, False, 1.0, True,
-                  "beta parameter at index 1")
-    out[3] = real(hp(hyper, defaults, "eps"), "epsilon", 0.0)
-    out[4] = real(hp(hyper, defaults, "weight_decay"), "weight_decay", 0.0)
-    out[5] = real(hp(hyper, defaults, "eps_root"), "eps_root", 0.0)
+ctypedef struct adam_h:
+    # an Adam call's hyper-parameters, validated
+    double lr, b1, b2, eps, wd, eps_root
+    int conv
+    bint amsgrad, maximize, decoupled
+
+
+cdef int adam_set(adam_h *h, object lr, object betas, object eps, object wd, object amsgrad,
+                  object maximize, object decoupled, object convention, object eps_root,
+                  bint truthy) except -1:
+    """Validates each given hyper-parameter into h (one message per error, worded as
+    torch.optim's); an argument that is _MISSING keeps h's value.  `truthy`: the torch
+    drop-ins read flags and betas as torch.optim does (any truthy value, any pair)."""
+    if lr is not _MISSING:
+        h.lr = real(lr, "lr", 0.0, False, INF, False, "learning rate")
+    if betas is not _MISSING:
+        if truthy and type(betas) is not tuple and not isinstance(betas, (str, bytes)):
+            try:                    # torch.optim takes any pair (a tensor, an array)
+                betas = tuple(betas)
+            except TypeError:
+                pass
+        if type(betas) is not tuple and (isinstance(betas, _ndarray) or
+                                         not isinstance(betas, (tuple, list))) \
+                or len(betas) != 2:
+            raise TypeError(f"betas must be a pair of floats, got {betas!r}")
+        h.b1 = real(betas[0], "beta parameter at index 0", 0.0, False, 1.0, True,
+                    "beta parameter at index 0")
+        h.b2 = real(betas[1], "beta parameter at index 1", 0.0, False, 1.0, True,
+                    "beta parameter at index 1")
+    if eps is not _MISSING:
+        h.eps = real(eps, "epsilon", 0.0)
+    if wd is not _MISSING:
+        h.wd = real(wd, "weight_decay", 0.0)
+    if eps_root is not _MISSING:
+        h.eps_root = real(eps_root, "eps_root", 0.0)
+    if convention is not _MISSING:
+        h.conv = convention_code(convention)
+    if amsgrad is not _MISSING:
+        h.amsgrad = flag(amsgrad, "amsgrad", truthy)
+    if maximize is not _MISSING:
+        h.maximize = flag(maximize, "maximize", truthy)
+    if decoupled is not _MISSING:
+        h.decoupled = flag(decoupled, "decoupled_weight_decay", truthy)
+    return 0
+
+
+cdef int adam_from(adam_h *h, dict hyper, dict defaults) except -1:
+    """h from a param group (or keyword arguments) over the description's defaults."""
+    adam_set(h, hp(hyper, defaults, "lr"), hp(hyper, defaults, "betas"),
+             hp(hyper, defaults, "eps"), hp(hyper, defaults, "weight_decay"),
+             hp(hyper, defaults, "amsgrad"), hp(hyper, defaults, "maximize"),
+             hp(hyper, defaults, "decoupled_weight_decay"), hp(hyper, defaults, "convention"),
+             hp(hyper, defaults, "eps_root"), PyDict_GetItem(defaults, "torch_values") != NULL)
+    if h.conv == C_KERAS and h.wd != 0.0 and \
+            PyDict_GetItem(defaults, "keras_weight_decay_decoupled") != NULL:
+        h.decoupled = True          # the classes: Keras' Adam has only decoupled decay
+    return 0
+
+
+cdef int adam_run(adam_h *h, list arrays, object step, object n_threads, str pname,
+                  bint single, list index, bint dry) except -1:
+    cdef long long t = integer(step, "step", 1)
+    cdef int nt = nthreads_arg(n_threads)
+    for k, role in ((2, "exp_avg"), (3, "exp_avg_sq")):
+        if arrays[k] is (_REQUIRED if single else None):
+            raise TypeError(f"{role} is required (an array like param, initially zeros)")
+    if h.amsgrad and arrays[4] is None:
+        raise ValueError("amsgrad=True needs max_exp_avg_sq (an array like param, "
+                         "initially zeros)")
+    cdef TensorLists tl = TensorLists(1 if single else len(<list>arrays[0]),
+                                      (pname, "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
+    tl.fill([arrays[0], arrays[1], arrays[2], arrays[3],
+             arrays[4] if h.amsgrad else (_UNUSED if single else None)],
+            (True, False, True, True, True), single, index)
+    cdef fo_adam_args a
+    adam_resolve(&a, tl.dtype if tl.dtype >= 0 else FO_F32, h.conv, t, h.lr, h.b1, h.b2,
+                 h.eps, h.wd, h.decoupled, h.amsgrad, h.maximize, h.eps_root)
+    if not dry:
+        run_step(FO_OPT_adam, &a, tl, 3, nt)
     return 0
 
 
@@ -647,34 +730,33 @@ def adam(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname
     if len(arrays) != 5 or type(arrays[0]) is not list:
         raise TypeError("arrays must be [params, grads, exp_avgs, exp_avg_sqs, "
                         "max_exp_avg_sqs], lists of arrays (the last may be None)")
-    cdef double h[6]
-    hyper = call_hyper(hyper, defaults)
-    adam_hyper(hyper, defaults, h)
-    cdef int conv = convention_code(hp(hyper, defaults, "convention"))
-    cdef bint truthy = defaults.get("torch_values") is True
-    cdef bint amsgrad = flag(hp(hyper, defaults, "amsgrad"), "amsgrad", truthy)
-    cdef bint maximize = flag(hp(hyper, defaults, "maximize"), "maximize", truthy)
-    cdef bint decoupled = flag(hp(hyper, defaults, "decoupled_weight_decay"),
-                               "decoupled_weight_decay", truthy)
-    if conv == C_KERAS and h[4] != 0.0 and defaults.get("keras_weight_decay_decoupled"):
-        decoupled = True            # the classes: Keras' Adam has only decoupled decay
-    cdef long long t = integer(step, "step", 1)
-    cdef int nt = nthreads_arg(n_threads)
-    for k, role in ((2, "exp_avg"), (3, "exp_avg_sq")):
-        if arrays[k] is None:
-            raise TypeError(f"{role} is required (an array like param, initially zeros)")
-    if amsgrad and arrays[4] is None:
-        raise ValueError("amsgrad=True needs max_exp_avg_sq (an array like param, "
-                         "initially zeros)")
-    cdef TensorLists tl = TensorLists(len(<list>arrays[0]), (pname, "grad", "exp_avg",
-                                                             "exp_avg_sq", "max_exp_avg_sq"))
-    tl.fill([arrays[0], arrays[1], arrays[2], arrays[3], arrays[4] if amsgrad else None],
-            (True, False, True, True, True), single, index)
-    cdef fo_adam_args a
-    adam_resolve(&a, tl.dtype if tl.dtype >= 0 else FO_F32, conv, t, h[0], h[1], h[2],
-                 h[3], h[4], decoupled, amsgrad, maximize, h[5])
-    if not dry:
-        run_step(FO_OPT_adam, &a, tl, 3, nt)
+    cdef adam_h h
+    adam_from(&h, hyper, defaults)
+    adam_run(&h, arrays, step, n_threads, pname, single, index, dry)
+
+
+cdef adam_h ADAM_DEFAULTS
+cdef bint adam_defaults_set = False
+
+
+def adam_step(param, grad, exp_avg=_REQUIRED, exp_avg_sq=_REQUIRED, *, step=_REQUIRED,
+              max_exp_avg_sq=None, lr=_MISSING, betas=_MISSING, eps=_MISSING,
+              weight_decay=_MISSING, amsgrad=_MISSING, maximize=_MISSING,
+              decoupled_weight_decay=_MISSING, convention=_MISSING, eps_root=_MISSING,
+              n_threads=None):
+    """The functional Adam step (``fusedopt.adam_step``, documented there): keyword
+    arguments parsed here, the others from the description's defaults (set_defaults)."""
+    if step is _REQUIRED:
+        raise TypeError("adam_step() missing required keyword argument 'step'")
+    if not adam_defaults_set:
+        raise RuntimeError("internal: adam_step's defaults are not set")
+    if max_exp_avg_sq is not None:
+        state_type(max_exp_avg_sq, "max_exp_avg_sq")     # (even if unused)
+    cdef adam_h h = ADAM_DEFAULTS
+    adam_set(&h, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay,
+             convention, eps_root, False)
+    adam_run(&h, [param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq], step, n_threads,
+             "param", True, None, False)
 
 
 # ----------------------------------------------------------------------------- SGD
@@ -695,26 +777,48 @@ cdef extern from "fusedopt.h" nogil:
         FO_OPT_sgd
 
 
-def sgd(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
-        bint single=False, list index=None, bint dry=False):
-    """One SGD step over lists of tensors, in one C call: ``arrays`` is ``[params, grads,
-    momentum_buffers]`` (the last None without momentum); ``step`` 1 marks torch's first
-    momentum step (the buffer is set to the gradient), None is allowed without torch
-    momentum.  Hyper-parameters and errors as :func:`adam`."""
-    if len(arrays) != 3 or type(arrays[0]) is not list:
-        raise TypeError("arrays must be [params, grads, momentum_buffers], lists of arrays "
-                        "(the last may be None)")
-    hyper = call_hyper(hyper, defaults)
-    cdef int conv = convention_code(hp(hyper, defaults, "convention"))
-    cdef double dlr = real(hp(hyper, defaults, "lr"), "lr", 0.0, False, INF, False, "learning rate")
-    cdef double mu = real(hp(hyper, defaults, "momentum"), "momentum", 0.0)
-    cdef double d = real(hp(hyper, defaults, "dampening"), "dampening", 0.0, False, 1.0)
-    cdef double wd = real(hp(hyper, defaults, "weight_decay"), "weight_decay", 0.0)
-    cdef bint truthy = defaults.get("torch_values") is True
-    cdef bint nesterov = flag(hp(hyper, defaults, "nesterov"), "nesterov", truthy)
-    cdef bint maximize = flag(hp(hyper, defaults, "maximize"), "maximize", truthy)
+ctypedef struct sgd_h:
+    # an SGD call's hyper-parameters, validated
+    double lr, momentum, dampening, wd
+    int conv
+    bint nesterov, maximize
+
+
+cdef int sgd_set(sgd_h *h, object lr, object momentum, object dampening, object wd,
+                 object nesterov, object maximize, object convention, bint truthy) except -1:
+    """As adam_set, for SGD."""
+    if convention is not _MISSING:
+        h.conv = convention_code(convention)
+    if lr is not _MISSING:
+        h.lr = real(lr, "lr", 0.0, False, INF, False, "learning rate")
+    if momentum is not _MISSING:
+        h.momentum = real(momentum, "momentum", 0.0)
+    if dampening is not _MISSING:
+        h.dampening = real(dampening, "dampening", 0.0, False, 1.0)
+    if wd is not _MISSING:
+        h.wd = real(wd, "weight_decay", 0.0)
+    if nesterov is not _MISSING:
+        h.nesterov = flag(nesterov, "nesterov", truthy)
+    if maximize is not _MISSING:
+        h.maximize = flag(maximize, "maximize", truthy)
+    return 0
+
+
+cdef int sgd_from(sgd_h *h, dict hyper, dict defaults) except -1:
+    sgd_set(h, hp(hyper, defaults, "lr"), hp(hyper, defaults, "momentum"),
+            hp(hyper, defaults, "dampening"), hp(hyper, defaults, "weight_decay"),
+            hp(hyper, defaults, "nesterov"), hp(hyper, defaults, "maximize"),
+            hp(hyper, defaults, "convention"), PyDict_GetItem(defaults, "torch_values") != NULL)
+    return 0
+
+
+cdef int sgd_run(sgd_h *h, list arrays, object step, object n_threads, str pname,
+                 bint single, list index, bint dry) except -1:
     cdef int nt = nthreads_arg(n_threads)
     cdef long long t = 0
+    cdef int conv = h.conv
+    cdef double dlr = h.lr, mu = h.momentum, d = h.dampening, wd = h.wd
+    cdef bint nesterov = h.nesterov, maximize = h.maximize
     cdef str cname = CONVENTIONS[conv]
     bufs = arrays[2]
     if nesterov and (mu <= 0.0 or d != 0.0):
@@ -750,11 +854,74 @@ def sgd(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname=
         if bufs is None:
             raise ValueError("momentum != 0 needs momentum_buffer (an array like param; "
                              "zeros before the first step)")
-    cdef TensorLists tl = TensorLists(len(<list>arrays[0]), (pname, "grad", "momentum_buffer"))
-    tl.fill([arrays[0], arrays[1], bufs if use_buf else None], (True, False, True), single,
-            index)
+    cdef TensorLists tl = TensorLists(1 if single else len(<list>arrays[0]),
+                                      (pname, "grad", "momentum_buffer"))
+    tl.fill([arrays[0], arrays[1], bufs if use_buf else (_UNUSED if single else None)],
+            (True, False, True), single, index)
     if not dry:
         run_step(FO_OPT_sgd, &a, tl, 1, nt)
+    return 0
+
+
+def sgd(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
+        bint single=False, list index=None, bint dry=False):
+    """One SGD step over lists of tensors, in one C call: ``arrays`` is ``[params, grads,
+    momentum_buffers]`` (the last None without momentum); ``step`` 1 marks torch's first
+    momentum step (the buffer is set to the gradient), None is allowed without torch
+    momentum.  Hyper-parameters and errors as :func:`adam`."""
+    if len(arrays) != 3 or type(arrays[0]) is not list:
+        raise TypeError("arrays must be [params, grads, momentum_buffers], lists of arrays "
+                        "(the last may be None)")
+    cdef sgd_h h
+    sgd_from(&h, hyper, defaults)
+    sgd_run(&h, arrays, step, n_threads, pname, single, index, dry)
+
+
+cdef sgd_h SGD_DEFAULTS
+cdef bint sgd_defaults_set = False
+
+
+def sgd_step(param, grad, momentum_buffer=None, *, step=None, lr=_REQUIRED,
+             momentum=_MISSING, dampening=_MISSING, nesterov=_MISSING,
+             weight_decay=_MISSING, maximize=_MISSING, convention=_MISSING, n_threads=None):
+    """The functional SGD step (``fusedopt.sgd_step``, documented there)."""
+    if lr is _REQUIRED:
+        raise TypeError("sgd_step() missing required keyword argument 'lr'")
+    if not sgd_defaults_set:
+        raise RuntimeError("internal: sgd_step's defaults are not set")
+    if momentum_buffer is not None:
+        state_type(momentum_buffer, "momentum_buffer")   # (even if unused)
+    cdef sgd_h h = SGD_DEFAULTS
+    sgd_set(&h, lr, momentum, dampening, weight_decay, nesterov, maximize, convention, False)
+    sgd_run(&h, [param, grad, momentum_buffer], step, n_threads, "param", True, None, False)
+
+
+# ----------------------------------------------------------------------------- functional steps
+
+cdef int state_type(object a, str name) except -1:
+    if not isinstance(a, _ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of float32 or float64, "
+                        f"got {type(a).__module__}.{type(a).__qualname__}")
+    return 0
+
+
+#: the defaults of a functional step's arguments: not given (the description's default
+#: applies), or required
+DEFAULT = _MISSING
+REQUIRED = _REQUIRED
+
+
+def set_defaults(str name, dict defaults):
+    """Gives a functional step its description's defaults (validated once, here)."""
+    global adam_defaults_set, sgd_defaults_set
+    if name == "adam_step":
+        adam_from(&ADAM_DEFAULTS, defaults, defaults)
+        adam_defaults_set = True
+    elif name == "sgd_step":
+        sgd_from(&SGD_DEFAULTS, defaults, defaults)
+        sgd_defaults_set = True
+    else:
+        raise ValueError(f"internal: no functional step {name!r}")
 
 
 # ----------------------------------------------------------------------------- non-finite

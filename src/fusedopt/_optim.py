@@ -73,77 +73,22 @@ def _unscale_by_dtype(grads: List[Any], index: List[int], inv_scale: Optional[fl
 # ----------------------------------------------------------------------------- functional
 
 def _functional(spec: Spec, name: str) -> Callable[..., None]:
-    """The functional step of a description: ``name(param, grad, *states, *, step, ...)``,
-    its first ``positional_states`` states by position (or keyword), the others and every
-    hyper-parameter by keyword, with the description's defaults."""
+    """The functional step of a description: the binding's entry of that name (which
+    parses its arguments itself, so that a call on a small array costs under three NumPy
+    ufunc calls), given the description's defaults, signature and documentation."""
     P = inspect.Parameter
-    keys = frozenset(h.name for h in spec.hypers)
-    required = frozenset(spec.functional_required)
-    defaults, roles, kernel = spec.defaults, spec.roles, spec.kernel
-    npos = spec.positional_states
-    needed = frozenset(spec.states(defaults))     # states every call needs
-    missing: Any = object()
-    ndarray = np.ndarray
-
-    role_keys = frozenset(roles)
-    none_tail = [None] * (len(roles) - npos)
-    # optional states taken by position (SGD's buffer) are checked even when unused
-    check_types = any(r not in needed for r in roles[:npos])
-
-    def slow(param: Any, grad: Any, states: Tuple[Any, ...], step: Any,
-             n_threads: Optional[int], kw: Dict[str, Any]) -> None:
-        """Every other call: states by keyword or None, and the argument errors."""
-        if len(states) > npos:
-            raise TypeError(f"{name}() takes {2 + npos} positional arguments but "
-                            f"{2 + len(states)} were given")
-        arrays: List[Any] = [[param], [grad]]
-        for k, role in enumerate(roles):   # (the binding checks what the arrays are)
-            a = states[k] if k < len(states) else kw.pop(role, None)
-            if a is not None and not isinstance(a, np.ndarray):   # (even if unused)
-                raise TypeError(f"{role} must be a numpy.ndarray of float32 or float64, "
-                                f"got {type(a).__module__}.{type(a).__qualname__}")
-            arrays.append([a] if a is not None or (k < len(states) and role in needed)
-                          else None)
-        if not keys.issuperset(kw):
-            raise TypeError(f"{name}() got an unexpected keyword argument "
-                            f"{sorted(set(kw) - keys)[0]!r}")
-        if required and not required.issubset(kw):
-            raise TypeError(f"{name}() missing required keyword argument "
-                            f"{sorted(required - set(kw))[0]!r}")
-        if step is missing:
-            if spec.step_required:
-                raise TypeError(f"{name}() missing required keyword argument 'step'")
-            step = None
-        kernel(arrays, kw, defaults, step, n_threads, "param", True)
-
-    def step_fn(param: np.ndarray, grad: np.ndarray, *states: Any, step: Any = missing,
-                n_threads: Optional[int] = None, **kw: Any) -> None:
-        # the common call, checked as cheaply as possible (a call costs ~1 µs in all)
-        if len(states) != npos or step is missing or not keys.issuperset(kw) or \
-                not role_keys.isdisjoint(kw) or (required and not required.issubset(kw)):
-            return slow(param, grad, states, step, n_threads, kw)
-        if check_types:
-            for a in states:
-                if type(a) is not ndarray:
-                    return slow(param, grad, states, step, n_threads, kw)
-        arrays: List[Any] = [[param], [grad]]
-        for a in states:
-            arrays.append([a])
-        kernel(arrays + none_tail, kw, defaults, step, n_threads, "param", True)
-
-    sig = [P("param", P.POSITIONAL_OR_KEYWORD), P("grad", P.POSITIONAL_OR_KEYWORD)]
-    sig += [P(r, P.POSITIONAL_OR_KEYWORD, default=P.empty if k < len(
-        spec.states(defaults)) else None) for k, r in enumerate(roles[:npos])]
-    sig += [P("step", P.KEYWORD_ONLY, default=P.empty if spec.step_required else None)]
-    sig += [P(r, P.KEYWORD_ONLY, default=None) for r in roles[npos:]]
-    sig += [P(h.name, P.KEYWORD_ONLY, default=P.empty if h.name in required else defaults[h.name])
-            for h in spec.hypers]
-    sig += [P("n_threads", P.KEYWORD_ONLY, default=None)]
-    step_fn.__signature__ = inspect.Signature(sig, return_annotation=None)  # type: ignore[attr-defined]
-    step_fn.__name__ = step_fn.__qualname__ = name
-    step_fn.__module__ = "fusedopt"
-    step_fn.__doc__ = spec.functional_doc
-    return step_fn
+    fn: Callable[..., None] = getattr(_core, name)
+    defaults = spec.defaults
+    _core.set_defaults(name, defaults)
+    sig = inspect.signature(fn)
+    sig = sig.replace(parameters=[
+        p.replace(default=defaults[p.name]) if p.default is _core.DEFAULT
+        else p.replace(default=P.empty) if p.default is _core.REQUIRED else p
+        for p in sig.parameters.values()], return_annotation=None)
+    fn.__signature__ = sig  # type: ignore[attr-defined]
+    fn.__module__ = "fusedopt"
+    fn.__doc__ = spec.functional_doc
+    return fn
 
 
 def unscale_and_check(grads: Sequence[np.ndarray], inv_scale: Optional[float] = None, *,
@@ -539,11 +484,7 @@ if TYPE_CHECKING:   # what static type checkers see of the objects made above
     class AdamW(Optimizer): ...
     class SGD(Optimizer): ...
 
-    def adam_step(param: np.ndarray, grad: np.ndarray, *states: Any, step: Any = ...,
-                  n_threads: Optional[int] = ..., **hyper: Any) -> None: ...
-
-    def sgd_step(param: np.ndarray, grad: np.ndarray, *states: Any, step: Any = ...,
-                 n_threads: Optional[int] = ..., **hyper: Any) -> None: ...
+    adam_step, sgd_step = _core.adam_step, _core.sgd_step
 else:
     Adam, AdamW, SGD = FRONT_END["Adam"], FRONT_END["AdamW"], FRONT_END["SGD"]
     adam_step, sgd_step = FRONT_END["adam_step"], FRONT_END["sgd_step"]

@@ -70,12 +70,9 @@ class Spec:
     lazy_states: Tuple[str, ...] = ()
     #: the kind of gradient torch's sparse-gradient error points to
     sparse_alternative: str = ""
-    #: the functional step: how many states it takes by position, whether ``step=`` is
-    #: required, and hyper-parameters without a default there
-    functional: str = ""           # the functional step's name ("" : none)
-    positional_states: int = 0
-    step_required: bool = True
-    functional_required: Tuple[str, ...] = ()
+    #: the functional step: the name of its entry in the binding, which takes the
+    #: arrays and the hyper-parameters as arguments ("": none)
+    functional: str = ""
     doc: str = ""
     functional_doc: str = ""
     torch_doc: str = ""
@@ -278,7 +275,7 @@ ADAM = register(Spec(
     states=_adam_states, kernel=_core.adam, kernel_step=_adam_step,
     fixed={"decoupled_weight_decay": False}, torch_positional=5,
     torch_order=_ADAM_TORCH_ORDER, sparse_alternative="torch.optim.SparseAdam",
-    lazy_states=("max_exp_avg_sq",), functional="adam_step", positional_states=2,
+    lazy_states=("max_exp_avg_sq",), functional="adam_step",
     doc=_ADAM_DOC, functional_doc=_ADAM_FUNCTIONAL_DOC, torch_doc=_ADAM_TORCH_DOC))
 
 ADAMW = register(Spec(
@@ -288,7 +285,7 @@ ADAMW = register(Spec(
     roles=ADAM.roles, states=_adam_states, kernel=_core.adam, kernel_step=_adam_step,
     fixed={"decoupled_weight_decay": True}, torch_positional=5,
     torch_order=_ADAM_TORCH_ORDER, sparse_alternative="torch.optim.SparseAdam",
-    lazy_states=("max_exp_avg_sq",), positional_states=2, doc=_ADAMW_DOC, torch_doc=_ADAMW_TORCH_DOC))
+    lazy_states=("max_exp_avg_sq",), doc=_ADAMW_DOC, torch_doc=_ADAMW_TORCH_DOC))
 
 # Adam's torch drop-in has decoupled_weight_decay as an argument (torch.optim.Adam has).
 TORCH["Adam"] = Spec(**{**ADAM.__dict__, "fixed": {}})
@@ -390,5 +387,4 @@ SGD = register(Spec(
                  "convention"),
     torch_step_state=False, sparse_alternative="torch.optim.SGD",
     lazy_states=("momentum_buffer",),
-    functional="sgd_step", positional_states=1, step_required=False,
-    functional_required=("lr",), doc=_SGD_DOC, functional_doc=_SGD_FUNCTIONAL_DOC, torch_doc=_SGD_TORCH_DOC))
+    functional="sgd_step", doc=_SGD_DOC, functional_doc=_SGD_FUNCTIONAL_DOC, torch_doc=_SGD_TORCH_DOC))
