@@ -55,8 +55,18 @@ class TensorLists:
     dtype: int
     def __new__(cls, n: int, names: tuple[str, ...]) -> TensorLists: ...
 
+@disjoint_base
+class StepPlan:
+    """A class's batch of arrays held across steps (see the binding)."""
+    @property
+    def step(self) -> int: ...
+    def __new__(cls, tl: TensorLists, state: dict[int, dict[str, Any]], index: list[int],
+                keys: tuple[str | None, ...]) -> StepPlan: ...
+    def ready(self, state: dict[int, dict[str, Any]], grads: list[Any]) -> bool: ...
+    def commit(self) -> None: ...
+
 def adam(
-    arrays: list[list[_FloatArray] | None],
+    arrays: list[list[_FloatArray] | None] | None,
     hyper: dict[str, Any],
     defaults: dict[str, Any],
     step: int,
@@ -65,9 +75,11 @@ def adam(
     single: bool = False,
     index: list[int] | None = None,
     dry: bool = False,
-) -> None: ...
+    plan: StepPlan | None = None,
+    keep: bool = False,
+) -> TensorLists | None: ...
 def sgd(
-    arrays: list[list[_FloatArray] | None],
+    arrays: list[list[_FloatArray] | None] | None,
     hyper: dict[str, Any],
     defaults: dict[str, Any],
     step: int | None,
@@ -76,7 +88,9 @@ def sgd(
     single: bool = False,
     index: list[int] | None = None,
     dry: bool = False,
-) -> None: ...
+    plan: StepPlan | None = None,
+    keep: bool = False,
+) -> TensorLists | None: ...
 # the functional steps (fusedopt.adam_step, fusedopt.sgd_step: documented there, with the
 # description's defaults, given by set_defaults, as their signatures)
 DEFAULT: Final[object]

@@ -8,13 +8,12 @@ Not a public module: use the functions of the ``fusedopt`` package.
 """
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from cpython.dict cimport PyDict_GetItem, PyDict_Copy, PyDict_Update
+from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError, PyDict_Copy, PyDict_Update
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject
 cimport cython
 from libc.math cimport pow, powf, sqrt, sqrtf, isfinite
 from libc.string cimport memset
-from libc.stdlib cimport qsort
 from fusedopt._kernels cimport *
 
 import numpy as np
@@ -191,10 +190,56 @@ ctypedef struct span:
     bint written
 
 
-cdef int span_cmp(const void *a, const void *b) noexcept nogil:
-    cdef char *x = (<span *>a).lo
-    cdef char *y = (<span *>b).lo
-    return -1 if x < y else (1 if x > y else 0)
+cdef void insertion_sort(span *sp, Py_ssize_t count) noexcept:
+    cdef Py_ssize_t i, j
+    cdef span tmp
+    for i in range(1, count):
+        tmp = sp[i]
+        j = i - 1
+        while j >= 0 and sp[j].lo > tmp.lo:
+            sp[j + 1] = sp[j]
+            j -= 1
+        sp[j + 1] = tmp
+
+
+cdef int sort_spans(span *sp, Py_ssize_t count) except -1:
+    """Sorts spans by address: insertion sort of runs of 16, then bottom-up merges, a merge
+    skipped where two runs are already in order.  Arrays allocated one after the other
+    (a model's parameters, their states) come in few ordered runs, so a list of n tensors
+    sorts in about linear time (libc's qsort took ~1100 instructions per span)."""
+    cdef Py_ssize_t i, lo, mid, hi, l, r, o, width = 16
+    if count <= 16:
+        insertion_sort(sp, count)
+        return 0
+    for lo in range(0, count, 16):
+        insertion_sort(sp + lo, min(16, count - lo))
+    cdef span *tmp = <span *>PyMem_Malloc(sizeof(span) * count)
+    if tmp == NULL:
+        raise MemoryError()
+    while width < count:
+        for lo in range(0, count, 2 * width):
+            mid = min(lo + width, count)
+            hi = min(lo + 2 * width, count)
+            if mid >= hi or sp[mid - 1].lo <= sp[mid].lo:
+                continue                        # already in order
+            l, r, o = lo, mid, 0
+            while l < mid and r < hi:
+                if sp[r].lo < sp[l].lo:
+                    tmp[o] = sp[r]
+                    r += 1
+                else:
+                    tmp[o] = sp[l]
+                    l += 1
+                o += 1
+            while l < mid:
+                tmp[o] = sp[l]
+                l += 1
+                o += 1
+            for i in range(o):                 # (the rest of the right run is in place)
+                sp[lo + i] = tmp[i]
+        width *= 2
+    PyMem_Free(tmp)
+    return 0
 
 
 cdef int check_spans(span *sp, Py_ssize_t count, tuple role_names, bint single) except -1:
@@ -204,18 +249,7 @@ cdef int check_spans(span *sp, Py_ssize_t count, tuple role_names, bint single) 
     cdef char *all_hi = NULL
     cdef char *w_hi = NULL
     cdef span *o
-    cdef Py_ssize_t j
-    cdef span tmp
-    if count <= 16:                 # a few arrays (one tensor): insertion sort, no calls
-        for i in range(1, count):
-            tmp = sp[i]
-            j = i - 1
-            while j >= 0 and sp[j].lo > tmp.lo:
-                sp[j + 1] = sp[j]
-                j -= 1
-            sp[j + 1] = tmp
-    else:
-        qsort(sp, count, sizeof(span), span_cmp)
+    sort_spans(sp, count)
     for i in range(count):
         if sp[i].hi == sp[i].lo:
             continue
@@ -268,6 +302,8 @@ cdef class TensorLists:
     cdef Py_ssize_t nroles
     cdef readonly int dtype
     cdef tuple names
+    cdef tuple writable
+    cdef Py_ssize_t nspans
     cdef bint small
     # a single-tensor call (the functional steps) needs no allocation
     cdef view small_views[TL_SMALL]
@@ -338,6 +374,7 @@ cdef class TensorLists:
                 nsp += 1
                 self.ptrs[r * n + k] = vb.buf
             self.ns[k] = nitems(ref)
+        self.writable, self.nspans = writable, nsp
         check_spans(self.spans, nsp, self.names, single)
         return 0
 
@@ -353,6 +390,166 @@ cdef class TensorLists:
         if not self.small:
             PyMem_Free(self.views); PyMem_Free(self.have); PyMem_Free(self.ptrs)
             PyMem_Free(self.ns); PyMem_Free(self.spans)
+
+
+cdef inline bint same_shape(view *a, view *b) noexcept:
+    cdef int i
+    if a.ndim != b.ndim:
+        return False
+    for i in range(a.ndim):
+        if a.shape[i] != b.shape[i]:
+            return False
+    return True
+
+
+cdef inline bint still_valid(view *v, bint written) noexcept:
+    """The held array still has the data, size and layout it had when acquired (an array
+    resized without refcheck, made read-only, ... is not), reading its shape anew."""
+    cdef cnp.ndarray a = <cnp.ndarray>v.obj
+    cdef int flags = cnp.PyArray_FLAGS(a)
+    v.ndim = cnp.PyArray_NDIM(a)
+    v.shape = cnp.PyArray_DIMS(a)
+    return <char *>cnp.PyArray_DATA(a) == v.buf and \
+        cnp.PyArray_SIZE(a) * v.itemsize == v.len and \
+        (flags & cnp.NPY_ARRAY_C_CONTIGUOUS) != 0 and \
+        (not written or (flags & cnp.NPY_ARRAY_WRITEABLE) != 0)
+
+
+cdef class StepPlan:
+    """The arrays of a class's batch (parameters and their states), acquired and checked
+    once and held across steps, so that a step acquires only the gradients (a list of
+    1000 tensors otherwise spends more on validation than on the update).
+
+    ``StepPlan(tl, state, index, keys)``: ``tl`` the TensorLists of a step that has run
+    (returned by the kernel entry with ``keep=True``), ``state`` the optimizer's
+    ``{index: state dict}``, ``keys[r]`` the state name of role r (None for the
+    parameters and gradients).  ``ready(state, grads)`` checks that nothing the plan
+    holds has changed (the same state dicts holding the same state arrays and one step
+    count; each parameter's data, size, contiguity and writability) and acquires the
+    gradients, validated as in TensorLists.fill (dtype, the parameter's shape, overlap
+    with every written array); False: the plan is stale (or a gradient is None) and the
+    caller takes the general path.  (A parameter reshaped in place keeps its states:
+    the update is elementwise.)
+    ``commit()`` writes the next step count into every state dict."""
+    cdef TensorLists tl
+    cdef tuple keys
+    cdef list index
+    cdef list dicts
+    cdef object _step
+    cdef Py_ssize_t maxindex
+    cdef Py_ssize_t *cindex
+    cdef span *written          # the written arrays' spans, by address (none empty)
+    cdef Py_ssize_t nwritten
+
+    def __cinit__(self, TensorLists tl not None, dict state, list index, tuple keys):
+        cdef Py_ssize_t n = len(index), i
+        if tl.n != n or len(keys) != tl.nroles:
+            raise ValueError("internal: a plan needs the tensors' indices and state names")
+        self.keys, self.index, self.tl = keys, index, tl
+        self.dicts = [state[i] for i in index]
+        self._step = self.dicts[0]["step"] if n else 0
+        self.maxindex = max(index) if n else -1
+        self.written = <span *>PyMem_Malloc(sizeof(span) * max(1, n * self.tl.nroles))
+        self.cindex = <Py_ssize_t *>PyMem_Malloc(sizeof(Py_ssize_t) * max(1, n))
+        if self.written == NULL or self.cindex == NULL:
+            raise MemoryError()
+        for i in range(n):
+            self.cindex[i] = index[i]
+        self.nwritten = 0
+        for i in range(tl.nspans):             # (fill left the spans sorted by address)
+            if tl.spans[i].written and tl.spans[i].hi > tl.spans[i].lo:
+                self.written[self.nwritten] = tl.spans[i]
+                self.nwritten += 1
+        self.release_grads()
+
+    def __dealloc__(self):
+        PyMem_Free(self.written)
+        PyMem_Free(self.cindex)
+
+    @property
+    def step(self):
+        """The step count of every state of the plan."""
+        return self._step
+
+    def ready(self, dict state, list grads):
+        cdef TensorLists t = self.tl
+        cdef Py_ssize_t n = t.n, nroles = t.nroles, r, k, lo, hi, mid, ki
+        cdef PyObject *d
+        cdef PyObject *got
+        cdef PyObject *step = <PyObject *>self._step
+        cdef PyObject *keys[TL_SMALL]
+        cdef bint written[TL_SMALL]
+        cdef view *vb
+        cdef int code
+        cdef str gname = t.names[1]
+        if len(grads) <= self.maxindex or nroles > TL_SMALL:
+            return False
+        for r in range(nroles):
+            keys[r] = <PyObject *>self.keys[r] if r >= 2 else NULL   # (borrowed: held)
+            written[r] = t.writable[r]
+        for k in range(n):
+            ki = self.cindex[k]
+            d = PyDict_GetItemWithError(state, self.index[k])
+            if d == NULL or d != <PyObject *>self.dicts[k]:
+                return False
+            got = PyDict_GetItemWithError(<dict>d, "step")    # (commit shares one object)
+            if got == NULL or (got != step and not <object>got == <object>step):
+                return False
+            for r in range(nroles):
+                if r == 1 or not t.have[r * n + k]:
+                    continue
+                vb = t.views + r * n + k
+                if r >= 2:
+                    # a state: still the array in the state dict (the optimizer's own,
+                    # created like its parameter; only the dict is the user's to change)
+                    if PyDict_GetItemWithError(<dict>d, <object>keys[r]) != vb.obj:
+                        return False
+                elif not still_valid(vb, written[r]):
+                    return False                # the parameter: the user's array
+            g = grads[ki]                       # this step's gradient
+            if g is None:
+                return False
+            vb = t.views + n + k
+            if t.have[n + k]:
+                release(vb)
+                t.have[n + k] = 0
+                t.ptrs[n + k] = NULL
+            code = acquire(vb, g, gname, False, False, ki)
+            t.have[n + k] = 1
+            check_like(t.views + k, vb, t.dtype, code, t.names[0], gname, ki)
+            t.ptrs[n + k] = vb.buf
+            if vb.len == 0:
+                continue
+            lo, hi = 0, self.nwritten           # the first written span ending after it
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self.written[mid].hi <= vb.buf:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < self.nwritten and self.written[lo].lo < vb.buf + vb.len:
+                a = nm(t.names[self.written[lo].role], self.written[lo].k)
+                raise ValueError(f"{a} and {nm(gname, ki)} share memory; arrays written "
+                                 "in place must not overlap any other argument")
+        return True
+
+    cdef void release_grads(self) noexcept:
+        """The gradients are not held between steps (the caller's memory is its own)."""
+        cdef TensorLists t = self.tl
+        cdef Py_ssize_t k
+        for k in range(t.n):
+            if t.have[t.n + k]:
+                release(t.views + t.n + k)
+                t.have[t.n + k] = 0
+                t.ptrs[t.n + k] = NULL
+
+    def commit(self):
+        """The step has run: every state dict's step count is the next one."""
+        cdef object nxt = self._step + 1
+        for d in self.dicts:
+            (<dict>d)["step"] = nxt
+        self._step = nxt
+        self.release_grads()
 
 
 cdef enum:
@@ -695,44 +892,59 @@ cdef int adam_from(adam_h *h, dict hyper, dict defaults) except -1:
     return 0
 
 
-cdef int adam_run(adam_h *h, list arrays, object step, object n_threads, str pname,
-                  bint single, list index, bint dry) except -1:
+cdef TensorLists adam_run(adam_h *h, list arrays, object step, object n_threads, str pname,
+                          bint single, list index, bint dry, StepPlan plan):
     cdef long long t = integer(step, "step", 1)
     cdef int nt = nthreads_arg(n_threads)
-    for k, role in ((2, "exp_avg"), (3, "exp_avg_sq")):
-        if arrays[k] is (_REQUIRED if single else None):
-            raise TypeError(f"{role} is required (an array like param, initially zeros)")
-    if h.amsgrad and arrays[4] is None:
-        raise ValueError("amsgrad=True needs max_exp_avg_sq (an array like param, "
-                         "initially zeros)")
-    cdef TensorLists tl = TensorLists(1 if single else len(<list>arrays[0]),
-                                      (pname, "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"))
-    tl.fill([arrays[0], arrays[1], arrays[2], arrays[3],
-             arrays[4] if h.amsgrad else (_UNUSED if single else None)],
-            (True, False, True, True, True), single, index)
+    cdef TensorLists tl
+    if plan is not None:
+        tl = plan.tl
+        if h.amsgrad != (tl.role(4) != NULL):
+            raise ValueError("internal: the plan's states differ from the group's")
+    else:
+        for k, role in ((2, "exp_avg"), (3, "exp_avg_sq")):
+            if arrays[k] is (_REQUIRED if single else None):
+                raise TypeError(f"{role} is required (an array like param, initially zeros)")
+        if h.amsgrad and arrays[4] is None:
+            raise ValueError("amsgrad=True needs max_exp_avg_sq (an array like param, "
+                             "initially zeros)")
+        names = ADAM_NAMES.get(pname) or (pname,) + ADAM_NAMES["param"][1:]
+        tl = TensorLists(1 if single else len(<list>arrays[0]), names)
+        tl.fill([arrays[0], arrays[1], arrays[2], arrays[3],
+                 arrays[4] if h.amsgrad else (_UNUSED if single else None)],
+                ADAM_WRITABLE, single, index)
     cdef fo_adam_args a
     adam_resolve(&a, tl.dtype if tl.dtype >= 0 else FO_F32, h.conv, t, h.lr, h.b1, h.b2,
                  h.eps, h.wd, h.decoupled, h.amsgrad, h.maximize, h.eps_root)
     if not dry:
         run_step(FO_OPT_adam, &a, tl, 3, nt)
-    return 0
+    return tl
+
+
+cdef tuple ADAM_WRITABLE = (True, False, True, True, True)
+cdef dict ADAM_NAMES = {p: (p, "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+              for p in ("param", "params")}
 
 
 def adam(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
-         bint single=False, list index=None, bint dry=False):
+         bint single=False, list index=None, bint dry=False, StepPlan plan=None,
+         bint keep=False):
     """One Adam (AdamW) step over lists of tensors, in one C call.
 
     ``arrays`` is ``[params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs]`` (the last
     None without amsgrad); each hyper-parameter is taken from ``hyper`` (a param group, or
     keyword arguments), else from ``defaults`` (the optimizer description's).  Everything
     is validated before any array is written; ``dry=True`` only validates.  Errors name
-    ``pname`` (``pname[k]`` in a list call, k from ``index``)."""
-    if len(arrays) != 5 or type(arrays[0]) is not list:
+    ``pname`` (``pname[k]`` in a list call, k from ``index``).  With a ready ``plan``
+    (StepPlan), its arrays are stepped and ``arrays`` is not read; ``keep=True`` returns
+    the call's TensorLists (for a StepPlan)."""
+    if plan is None and (len(arrays) != 5 or type(arrays[0]) is not list):
         raise TypeError("arrays must be [params, grads, exp_avgs, exp_avg_sqs, "
                         "max_exp_avg_sqs], lists of arrays (the last may be None)")
     cdef adam_h h
     adam_from(&h, hyper, defaults)
-    adam_run(&h, arrays, step, n_threads, pname, single, index, dry)
+    tl = adam_run(&h, arrays, step, n_threads, pname, single, index, dry, plan)
+    return tl if keep else None
 
 
 cdef adam_h ADAM_DEFAULTS
@@ -756,7 +968,7 @@ def adam_step(param, grad, exp_avg=_REQUIRED, exp_avg_sq=_REQUIRED, *, step=_REQ
     adam_set(&h, lr, betas, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay,
              convention, eps_root, False)
     adam_run(&h, [param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq], step, n_threads,
-             "param", True, None, False)
+             "param", True, None, False, None)
 
 
 # ----------------------------------------------------------------------------- SGD
@@ -812,15 +1024,16 @@ cdef int sgd_from(sgd_h *h, dict hyper, dict defaults) except -1:
     return 0
 
 
-cdef int sgd_run(sgd_h *h, list arrays, object step, object n_threads, str pname,
-                 bint single, list index, bint dry) except -1:
+cdef TensorLists sgd_run(sgd_h *h, list arrays, object step, object n_threads, str pname,
+                         bint single, list index, bint dry, StepPlan plan):
     cdef int nt = nthreads_arg(n_threads)
     cdef long long t = 0
     cdef int conv = h.conv
     cdef double dlr = h.lr, mu = h.momentum, d = h.dampening, wd = h.wd
     cdef bint nesterov = h.nesterov, maximize = h.maximize
     cdef str cname = CONVENTIONS[conv]
-    bufs = arrays[2]
+    cdef TensorLists tl
+    bufs = arrays[2] if plan is None else None
     if nesterov and (mu <= 0.0 or d != 0.0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")
     if maximize and conv != C_TORCH:
@@ -851,30 +1064,41 @@ cdef int sgd_run(sgd_h *h, list arrays, object step, object n_threads, str pname
                 raise ValueError("torch-convention momentum needs step (1 on the first step, "
                                  "when the buffer is set to the gradient)")
             a.first_step = t == 1
-        if bufs is None:
+        if bufs is None and plan is None:
             raise ValueError("momentum != 0 needs momentum_buffer (an array like param; "
                              "zeros before the first step)")
-    cdef TensorLists tl = TensorLists(1 if single else len(<list>arrays[0]),
-                                      (pname, "grad", "momentum_buffer"))
-    tl.fill([arrays[0], arrays[1], bufs if use_buf else (_UNUSED if single else None)],
-            (True, False, True), single, index)
+    if plan is not None:
+        tl = plan.tl
+        if use_buf != (tl.role(2) != NULL):
+            raise ValueError("internal: the plan's states differ from the group's")
+    else:
+        names = SGD_NAMES.get(pname) or (pname,) + SGD_NAMES["param"][1:]
+        tl = TensorLists(1 if single else len(<list>arrays[0]), names)
+        tl.fill([arrays[0], arrays[1], bufs if use_buf else (_UNUSED if single else None)],
+                SGD_WRITABLE, single, index)
     if not dry:
         run_step(FO_OPT_sgd, &a, tl, 1, nt)
-    return 0
+    return tl
+
+
+cdef tuple SGD_WRITABLE = (True, False, True)
+cdef dict SGD_NAMES = {p: (p, "grad", "momentum_buffer") for p in ("param", "params")}
 
 
 def sgd(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
-        bint single=False, list index=None, bint dry=False):
+        bint single=False, list index=None, bint dry=False, StepPlan plan=None,
+        bint keep=False):
     """One SGD step over lists of tensors, in one C call: ``arrays`` is ``[params, grads,
     momentum_buffers]`` (the last None without momentum); ``step`` 1 marks torch's first
     momentum step (the buffer is set to the gradient), None is allowed without torch
     momentum.  Hyper-parameters and errors as :func:`adam`."""
-    if len(arrays) != 3 or type(arrays[0]) is not list:
+    if plan is None and (len(arrays) != 3 or type(arrays[0]) is not list):
         raise TypeError("arrays must be [params, grads, momentum_buffers], lists of arrays "
                         "(the last may be None)")
     cdef sgd_h h
     sgd_from(&h, hyper, defaults)
-    sgd_run(&h, arrays, step, n_threads, pname, single, index, dry)
+    tl = sgd_run(&h, arrays, step, n_threads, pname, single, index, dry, plan)
+    return tl if keep else None
 
 
 cdef sgd_h SGD_DEFAULTS
@@ -893,7 +1117,8 @@ def sgd_step(param, grad, momentum_buffer=None, *, step=None, lr=_REQUIRED,
         state_type(momentum_buffer, "momentum_buffer")   # (even if unused)
     cdef sgd_h h = SGD_DEFAULTS
     sgd_set(&h, lr, momentum, dampening, weight_decay, nesterov, maximize, convention, False)
-    sgd_run(&h, [param, grad, momentum_buffer], step, n_threads, "param", True, None, False)
+    sgd_run(&h, [param, grad, momentum_buffer], step, n_threads, "param", True, None, False,
+            None)
 
 
 # ----------------------------------------------------------------------------- functional steps

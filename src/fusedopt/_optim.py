@@ -164,7 +164,10 @@ class Optimizer:
         self.param_groups: List[Dict[str, Any]] = []
         self.state: Dict[int, Dict[str, Any]] = {}
         self._params: List[np.ndarray] = []
-        self._plan: Optional[List[Tuple[Dict[str, Any], List[int]]]] = None
+        #: per batch of the last step: (group, indices, state names, StepPlan), when the
+        #: next step can reuse the arrays it holds (every gradient given); else None
+        self._plan: Optional[List[Tuple[Dict[str, Any], List[int], Tuple[str, ...], Any]]] = None
+        self._plan_state: Optional[Dict[int, Dict[str, Any]]] = None
         for g in groups:
             self.add_param_group(g)
 
@@ -232,29 +235,28 @@ class Optimizer:
         if len(grads) != len(self._params):
             raise ValueError(f"step() got {len(grads)} gradients for {len(self._params)} "
                              "parameters")
-        plan = self._plan
+        plans = self._plan
+        if plans is not None:
+            if self._plan_state is self.state and all(
+                    self.spec.states(group) == names and plan.ready(self.state, grads)
+                    for group, _, names, plan in plans):
+                return self._step_planned(plans, grads, inv_scale, n_threads)
+            self._plan = None
         kernel_step = self.spec.kernel_step
-        if plan is not None and all(g is not None for g in grads):
-            # Fast path: every parameter has state and each batch one step count.
-            batches = [(group, kernel_step(self.state[idx[0]]), idx) for group, idx in plan]
-            new_state: Dict[int, Dict[str, Any]] = {}
-            state = self.state
-        else:
-            plan = None
-            batches = []
-            for group in self.param_groups:
-                by_key: Dict[Any, List[int]] = {}
-                for i in group["params"]:
-                    if grads[i] is None:
-                        continue
-                    p = self._params[i]
-                    by_key.setdefault((p.dtype.char, kernel_step(self.state.get(i))),
-                                      []).append(i)
-                for (_, key), idx in by_key.items():
-                    batches.append((group, key, idx))
-            new_state = {i: {"step": 0} for _, _, idx in batches for i in idx
-                         if i not in self.state}
-            state = {**self.state, **new_state}
+        batches = []
+        for group in self.param_groups:
+            by_key: Dict[Any, List[int]] = {}
+            for i in group["params"]:
+                if grads[i] is None:
+                    continue
+                p = self._params[i]
+                by_key.setdefault((p.dtype.char, kernel_step(self.state.get(i))),
+                                  []).append(i)
+            for (_, key), idx in by_key.items():
+                batches.append((group, key, idx))
+        new_state = {i: {"step": 0} for _, _, idx in batches for i in idx
+                     if i not in self.state}
+        state = {**self.state, **new_state}
         if len(batches) > 1 or inv_scale is not None:
             # validate every batch before the first array (or gradient) is modified
             for group, key, idx in batches:
@@ -265,40 +267,48 @@ class Optimizer:
             if found and self.check_finite:
                 self.skipped_steps += 1
                 return False
-        for group, key, idx in batches:
-            self._run(group, key, idx, grads, state, n_threads, validate_only=False)
+        held = [self._run(group, key, idx, grads, state, n_threads, validate_only=False)
+                for group, key, idx in batches]
         self.state = state
         for _, _, idx in batches:
             for i in idx:
                 state[i]["step"] += 1
-        if plan is None:
-            self._plan = self._make_plan()
+        if all(g is not None for g in grads):
+            # the next steps hold these arrays (see _core.StepPlan)
+            keys = (None, None) + self.spec.roles
+            self._plan = [(group, idx, self.spec.states(group),
+                           _core.StepPlan(tl, state, idx, keys))
+                          for (group, _, idx), tl in zip(batches, held)]
+            self._plan_state = state
         return True
 
-    def _make_plan(self) -> Optional[List[Tuple[Dict[str, Any], List[int]]]]:
-        """Batches (group, indices by dtype) for the fast path, when every parameter has
-        all of its group's state and all parameters of a batch step with one kernel
-        step; else None."""
-        plan = []
-        for group in self.param_groups:
-            names = self.spec.states(group)
-            by_dtype: Dict[str, List[int]] = {}
-            for i in group["params"]:
-                s = self.state.get(i)
-                if s is None or any(n not in s for n in names):
-                    return None
-                by_dtype.setdefault(self._params[i].dtype.char, []).append(i)
-            for idx in by_dtype.values():
-                if len({self.spec.kernel_step(self.state[i]) for i in idx}) != 1:
-                    return None
-                plan.append((group, idx))
-        return plan
+    def _step_planned(self, plans: List[Tuple[Dict[str, Any], List[int], Tuple[str, ...], Any]],
+                      grads: List[Any], inv_scale: Optional[float],
+                      n_threads: Optional[int]) -> bool:
+        """A step over the arrays the plans hold (their gradients are acquired)."""
+        kernel, defaults = self.spec.kernel, self._kernel_defaults
+        if len(plans) > 1 or inv_scale is not None:
+            for group, idx, _, plan in plans:
+                kernel(None, group, defaults, self.spec.kernel_step(self.state[idx[0]]),
+                       n_threads, "params", False, idx, True, plan)
+        if inv_scale is not None or self.check_finite:
+            found = _unscale_by_dtype(grads, list(range(len(grads))), inv_scale, n_threads)
+            if found and self.check_finite:
+                self.skipped_steps += 1
+                return False
+        for group, idx, _, plan in plans:
+            kernel(None, group, defaults, self.spec.kernel_step(self.state[idx[0]]),
+                   n_threads, "params", False, idx, False, plan)
+        for _, _, _, plan in plans:
+            plan.commit()
+        return True
 
     def _run(self, group: Dict[str, Any], key: Any, idx: List[int], grads: Sequence[Any],
              state: Dict[int, Dict[str, Any]], n_threads: Optional[int],
-             validate_only: bool) -> None:
+             validate_only: bool) -> Any:
         """One kernel call for the parameters idx of a group; states the group uses and a
-        parameter lacks (amsgrad or momentum switched on later) start at zero."""
+        parameter lacks (amsgrad or momentum switched on later) start at zero.  Returns
+        the call's arrays (for a StepPlan)."""
         names, roles = self.spec.states(group), self.spec.roles
         try:
             states = [[state[i][r] for i in idx] if r in names else None for r in roles]
@@ -309,8 +319,8 @@ class Optimizer:
                                                  for n in names if n not in state[i]})
             states = [[state[i][r] for i in idx] if r in names else None for r in roles]
         arrays: List[Any] = [[self._params[i] for i in idx], [grads[i] for i in idx]] + states
-        self.spec.kernel(arrays, group, self._kernel_defaults, key, n_threads, "params",
-                         False, idx, validate_only)
+        return self.spec.kernel(arrays, group, self._kernel_defaults, key, n_threads,
+                                "params", False, idx, validate_only, None, not validate_only)
 
     # -- state dicts
     def state_dict(self) -> Dict[str, Any]:

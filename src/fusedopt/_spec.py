@@ -24,7 +24,7 @@ from . import _core
 #: The update rules a ``convention=`` argument can reproduce.
 CONVENTIONS: Tuple[str, ...] = tuple(_core.CONVENTIONS)
 
-Kernel = Callable[..., None]
+Kernel = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,12 @@ class Hyper:
 class Spec:
     """An optimizer as data.
 
-    ``kernel(arrays, hyper, defaults, step, n_threads, pname, single, index, dry)`` is its
-    binding entry: ``arrays`` is ``[params, grads, *states]`` (one list per role, None for
-    a state the group does not use), ``hyper`` a param group (or keyword arguments),
-    ``defaults`` the values of the hyper-parameters it lacks.  ``states(group)`` names the
+    ``kernel(arrays, hyper, defaults, step, n_threads, pname, single, index, dry, plan,
+    keep)`` is its binding entry: ``arrays`` is ``[params, grads, *states]`` (one list per
+    role, None for a state the group does not use), ``hyper`` a param group (or keyword
+    arguments), ``defaults`` the values of the hyper-parameters it lacks; ``plan`` a
+    ready ``_core.StepPlan`` that holds the arrays instead, ``keep=True`` returns the
+    call's arrays for one.  ``states(group)`` names the
     state arrays a group uses, each shaped and typed like its parameter and zero at
     first, in the kernel's order (``roles`` lists them all).  ``kernel_step(state)`` is
     the ``step`` argument of the next call for a parameter with this state (None: no
