@@ -287,8 +287,8 @@ cdef class TensorLists:
     """The arrays of one multi-tensor call, acquired, validated and released together.
 
     Role r of tensor k is ``lists[r][k]`` (a list per role; None for a role the call does
-    not use); in a `single` call (one tensor, the functional steps) ``lists[r]`` is the
-    array itself (UNUSED for a role the call does not use).  Role 0 is the reference: every array of a tensor must have its dtype and
+    not use, or ``used[r]`` false); in a `single` call (one tensor, the functional steps)
+    ``lists[r]`` is the array itself.  Role 0 is the reference: every array of a tensor must have its dtype and
     shape, and all tensors one dtype.  Arrays of writable roles must be writeable and share
     memory with no other array of the call.  Errors name ``names[r]`` (``names[r][k]`` in
     a list call).  ``role(r)`` is the C list of role r's data pointers (NULL if unused).
@@ -333,7 +333,7 @@ cdef class TensorLists:
         memset(self.ptrs, 0, sizeof(void *) * m)
 
     cdef int fill(self, list lists, tuple writable, bint single, list index,
-                  bint one_dtype=True) except -1:
+                  bint one_dtype=True, tuple used=None) except -1:
         cdef Py_ssize_t n = self.n, k, r, ki, nsp = 0
         cdef int code
         cdef view *ref
@@ -343,8 +343,8 @@ cdef class TensorLists:
         if single and n != 1:
             raise ValueError("internal: a single call has one tensor")
         for r in range(self.nroles):
-            if single:
-                break
+            if single or (used is not None and not used[r]):
+                continue
             if lists[r] is not None and type(lists[r]) is not list:
                 raise TypeError(f"{self.names[r]} must be a list of arrays, got "
                                 f"{type(lists[r]).__name__}")
@@ -355,7 +355,7 @@ cdef class TensorLists:
             ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
             ref = self.views + k
             for r in range(self.nroles):
-                if lists[r] is (_UNUSED if single else None):
+                if (lists[r] is None and not single) or (used is not None and not used[r]):
                     continue
                 vb = self.views + r * n + k
                 code = acquire(vb, lists[r] if single else (<list>lists[r])[k], self.names[r],
@@ -629,7 +629,6 @@ cdef bint flag(object x, str name, bint truthy=False) except -1:
 
 cdef object _MISSING = object()
 cdef object _REQUIRED = object()
-cdef object _UNUSED = object()
 cdef double INF = float("inf")
 
 
@@ -833,6 +832,43 @@ cdef int adam_resolve(fo_adam_args *a, int dtype, int conv, long long step, doub
     return 0
 
 
+cdef int betas_pair(object betas, bint truthy, double *b1, double *b2) except -1:
+    """A pair (b1, b2) with 0 <= b < 1, worded as torch.optim's errors; `truthy`: any
+    pair (a tensor, an array), as torch.optim takes it."""
+    if truthy and type(betas) is not tuple and not isinstance(betas, (str, bytes)):
+        try:
+            betas = tuple(betas)
+        except TypeError:
+            pass
+    if type(betas) is not tuple and (isinstance(betas, _ndarray) or
+                                     not isinstance(betas, (tuple, list))) \
+            or len(betas) != 2:
+        raise TypeError(f"betas must be a pair of floats, got {betas!r}")
+    b1[0] = real(betas[0], "beta parameter at index 0", 0.0, False, 1.0, True,
+                 "beta parameter at index 0")
+    b2[0] = real(betas[1], "beta parameter at index 1", 0.0, False, 1.0, True,
+                 "beta parameter at index 1")
+    return 0
+
+
+cdef TensorLists step_arrays(list arrays, tuple names, tuple writable, tuple used,
+                             bint single, list index, StepPlan plan):
+    """The arrays of one optimizer step, acquired and validated (TensorLists.fill), or
+    those a ready plan holds: ``arrays`` is ``[params, grads, *states]`` as the kernel
+    entries take it, ``used[r]`` whether state role r is stepped by this call."""
+    cdef TensorLists tl
+    cdef Py_ssize_t r, nroles = len(names)
+    if plan is not None:
+        tl = plan.tl
+        for r in range(2, nroles):
+            if used[r] != (tl.role(r) != NULL):
+                raise ValueError("internal: the plan's states differ from the group's")
+        return tl
+    tl = TensorLists(1 if single else len(<list>arrays[0]), names)
+    tl.fill(arrays, writable, single, index, True, used)
+    return tl
+
+
 ctypedef struct adam_h:
     # an Adam call's hyper-parameters, validated
     double lr, b1, b2, eps, wd, eps_root
@@ -849,19 +885,7 @@ cdef int adam_set(adam_h *h, object lr, object betas, object eps, object wd, obj
     if lr is not _MISSING:
         h.lr = real(lr, "lr", 0.0, False, INF, False, "learning rate")
     if betas is not _MISSING:
-        if truthy and type(betas) is not tuple and not isinstance(betas, (str, bytes)):
-            try:                    # torch.optim takes any pair (a tensor, an array)
-                betas = tuple(betas)
-            except TypeError:
-                pass
-        if type(betas) is not tuple and (isinstance(betas, _ndarray) or
-                                         not isinstance(betas, (tuple, list))) \
-                or len(betas) != 2:
-            raise TypeError(f"betas must be a pair of floats, got {betas!r}")
-        h.b1 = real(betas[0], "beta parameter at index 0", 0.0, False, 1.0, True,
-                    "beta parameter at index 0")
-        h.b2 = real(betas[1], "beta parameter at index 1", 0.0, False, 1.0, True,
-                    "beta parameter at index 1")
+        betas_pair(betas, truthy, &h.b1, &h.b2)
     if eps is not _MISSING:
         h.eps = real(eps, "epsilon", 0.0)
     if wd is not _MISSING:
@@ -896,34 +920,23 @@ cdef TensorLists adam_run(adam_h *h, list arrays, object step, object n_threads,
                           bint single, list index, bint dry, StepPlan plan):
     cdef long long t = integer(step, "step", 1)
     cdef int nt = nthreads_arg(n_threads)
-    cdef TensorLists tl
-    if plan is not None:
-        tl = plan.tl
-        if h.amsgrad != (tl.role(4) != NULL):
-            raise ValueError("internal: the plan's states differ from the group's")
-    else:
+    if plan is None:
         for k, role in ((2, "exp_avg"), (3, "exp_avg_sq")):
             if arrays[k] is (_REQUIRED if single else None):
                 raise TypeError(f"{role} is required (an array like param, initially zeros)")
         if h.amsgrad and arrays[4] is None:
             raise ValueError("amsgrad=True needs max_exp_avg_sq (an array like param, "
                              "initially zeros)")
-        names = ADAM_NAMES.get(pname) or (pname,) + ADAM_NAMES["param"][1:]
-        tl = TensorLists(1 if single else len(<list>arrays[0]), names)
-        tl.fill([arrays[0], arrays[1], arrays[2], arrays[3],
-                 arrays[4] if h.amsgrad else (_UNUSED if single else None)],
-                ADAM_WRITABLE, single, index)
+    cdef TensorLists tl = step_arrays(
+        arrays, (pname, "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+        (True, False, True, True, True), (True, True, True, True, h.amsgrad), single, index,
+        plan)
     cdef fo_adam_args a
     adam_resolve(&a, tl.dtype if tl.dtype >= 0 else FO_F32, h.conv, t, h.lr, h.b1, h.b2,
                  h.eps, h.wd, h.decoupled, h.amsgrad, h.maximize, h.eps_root)
     if not dry:
         run_step(FO_OPT_adam, &a, tl, 3, nt)
     return tl
-
-
-cdef tuple ADAM_WRITABLE = (True, False, True, True, True)
-cdef dict ADAM_NAMES = {p: (p, "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-              for p in ("param", "params")}
 
 
 def adam(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
@@ -1033,7 +1046,6 @@ cdef TensorLists sgd_run(sgd_h *h, list arrays, object step, object n_threads, s
     cdef bint nesterov = h.nesterov, maximize = h.maximize
     cdef str cname = CONVENTIONS[conv]
     cdef TensorLists tl
-    bufs = arrays[2] if plan is None else None
     if nesterov and (mu <= 0.0 or d != 0.0):
         raise ValueError("Nesterov momentum requires a momentum and zero dampening")
     if maximize and conv != C_TORCH:
@@ -1064,25 +1076,14 @@ cdef TensorLists sgd_run(sgd_h *h, list arrays, object step, object n_threads, s
                 raise ValueError("torch-convention momentum needs step (1 on the first step, "
                                  "when the buffer is set to the gradient)")
             a.first_step = t == 1
-        if bufs is None and plan is None:
+        if plan is None and arrays[2] is None:
             raise ValueError("momentum != 0 needs momentum_buffer (an array like param; "
                              "zeros before the first step)")
-    if plan is not None:
-        tl = plan.tl
-        if use_buf != (tl.role(2) != NULL):
-            raise ValueError("internal: the plan's states differ from the group's")
-    else:
-        names = SGD_NAMES.get(pname) or (pname,) + SGD_NAMES["param"][1:]
-        tl = TensorLists(1 if single else len(<list>arrays[0]), names)
-        tl.fill([arrays[0], arrays[1], bufs if use_buf else (_UNUSED if single else None)],
-                SGD_WRITABLE, single, index)
+    tl = step_arrays(arrays, (pname, "grad", "momentum_buffer"), (True, False, True),
+                     (True, True, use_buf), single, index, plan)
     if not dry:
         run_step(FO_OPT_sgd, &a, tl, 1, nt)
     return tl
-
-
-cdef tuple SGD_WRITABLE = (True, False, True)
-cdef dict SGD_NAMES = {p: (p, "grad", "momentum_buffer") for p in ("param", "params")}
 
 
 def sgd(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
