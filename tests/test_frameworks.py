@@ -310,6 +310,15 @@ OPT_CASES = (
         OptCase("optax", "sgd", "plain", dict(lr=0.01)),
         OptCase("optax", "sgd", "momentum0.9", dict(lr=0.01, momentum=0.9)),
         OptCase("optax", "sgd", "nesterov", dict(lr=0.01, momentum=0.9, nesterov=True)),
+        # optax.lion (fusedopt's torch convention is the same rule) and keras.optimizers.Lion
+        OptCase("optax", "lion", "default", dict(lr=1e-3, weight_decay=1e-3)),
+        OptCase("optax", "lion", "wd0", dict(lr=1e-3)),
+        OptCase("optax", "lion", "betas0.95-0.98-wd0.1", dict(lr=3e-4, betas=(0.95, 0.98),
+                                                             weight_decay=0.1)),
+        OptCase("keras", "lion", "default", dict(lr=1e-3), ("float32",)),
+        OptCase("keras", "lion", "wd0.01", dict(lr=1e-3, weight_decay=0.01), ("float32",)),
+        OptCase("keras", "lion", "f32exact-hp-wd", dict(lr=2.0**-10, betas=(0.875, 0.9921875),
+                                                        weight_decay=2.0**-6)),
         # sklearn.neural_network._stochastic_optimizers (constant learning rate)
         OptCase("sklearn", "adam", "adam", {}),
         OptCase("sklearn", "sgd", "momentum0.9", dict(lr=0.01, momentum=0.9, nesterov=False)),
@@ -322,11 +331,15 @@ _ADAM_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
 _SGD_DEFAULTS = dict(momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False)
 
 
+_LION_DEFAULTS = dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)
+
+
 def _full_hp(case):
     """Hyper-parameters with fusedopt's documented defaults filled in: the framework is
     always constructed with every value spelled out, while fusedopt is called with only
     ``case.hp`` (so its defaults are exercised too)."""
-    return dict(_ADAM_DEFAULTS if case.kind == "adam" else _SGD_DEFAULTS, **case.hp)
+    defaults = {"adam": _ADAM_DEFAULTS, "sgd": _SGD_DEFAULTS, "lion": _LION_DEFAULTS}
+    return dict(defaults[case.kind], **case.hp)
 
 
 # ----------------------------------------------------------------------------- fusedopt
@@ -344,6 +357,13 @@ def run_fusedopt(fo, case, p0, grads):
             g_in = g.copy()
             fo.adam_step(p, g_in, m, v, step=t, max_exp_avg_sq=vmax, convention=conv, **case.hp)
             assert np.array_equal(g_in, g), "adam_step modified the gradient"
+            traj.append(p.copy())
+    elif case.kind == "lion":
+        m = np.zeros_like(p)
+        for g in grads:
+            g_in = g.copy()
+            fo.lion_step(p, g_in, m, convention=conv, **case.hp)
+            assert np.array_equal(g_in, g), "lion_step modified the gradient"
             traj.append(p.copy())
     else:
         buf = np.zeros_like(p) if case.hp.get("momentum") else None
@@ -445,6 +465,9 @@ def run_keras(keras, case, p0, grads):
         kw = dict(learning_rate=hp["lr"], beta_1=hp["betas"][0], beta_2=hp["betas"][1],
                   epsilon=hp["eps"], amsgrad=hp["amsgrad"])
         opt = cls(weight_decay=wd, **kw)
+    elif case.kind == "lion":
+        opt = keras.optimizers.Lion(learning_rate=hp["lr"], beta_1=hp["betas"][0],
+                                    beta_2=hp["betas"][1], weight_decay=wd)
     else:
         opt = keras.optimizers.SGD(learning_rate=hp["lr"], momentum=hp["momentum"],
                                    nesterov=hp["nesterov"], weight_decay=wd)
@@ -474,6 +497,9 @@ def run_optax(jax, optax, case, p0, grads):
             tx = optax.adamw(lr, weight_decay=hp["weight_decay"], **common)
         else:
             tx = optax.adam(lr, **common)
+    elif case.kind == "lion":
+        tx = optax.lion(lr, b1=hp["betas"][0], b2=hp["betas"][1],
+                        weight_decay=hp["weight_decay"])
     else:
         tx = optax.sgd(lr, momentum=hp["momentum"] or None, nesterov=hp["nesterov"])
     traj = []

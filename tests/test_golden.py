@@ -123,6 +123,15 @@ SGD_CASES: Dict[str, Dict[str, Any]] = {
     "sklearn-nesterov": dict(convention="sklearn", momentum=0.9, nesterov=True),
 }
 
+LION_CASES: Dict[str, Dict[str, Any]] = {
+    "torch": dict(convention="torch"),
+    "torch-wd": dict(convention="torch", weight_decay=0.1),
+    "torch-betas": dict(convention="torch", betas=(0.5, 0.9)),
+    "optax-wd": dict(convention="optax", weight_decay=1e-3),
+    "keras": dict(convention="keras"),
+    "keras-wd": dict(convention="keras", weight_decay=0.1),
+}
+
 FUNC_N = 1037            # not a multiple of any vector width; one block
 CLASS_SIZES = (1, 17, 1000, 40000)   # the last spans 3 blocks (threads split it)
 
@@ -152,6 +161,15 @@ def _sgd_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]
         fusedopt.sgd_step(p, grads(t), buf, lr=_lr_at(0.01, t), step=t, n_threads=n_threads,
                           **kw)
     return [p] + ([buf] if buf is not None else [])
+
+
+def _lion_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
+    p = _arange_like(5, (FUNC_N,), dtype)
+    m = np.zeros_like(p)
+    grads = _Grads(6, p.shape, dtype)
+    for t in range(1, STEPS + 1):
+        fusedopt.lion_step(p, grads(t), m, lr=_lr_at(1e-3, t), n_threads=n_threads, **kw)
+    return [p, m]
 
 
 def _class_kwargs(kw: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
@@ -204,6 +222,10 @@ def _sgd_class(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
     return _run_class(lambda groups: fusedopt.SGD(groups, lr=1e-2, **kw), dtype, 30, n_threads)
 
 
+def _lion_class(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
+    return _run_class(lambda groups: fusedopt.Lion(groups, lr=1e-3, **kw), dtype, 70, n_threads)
+
+
 def _torch_adapter(kind: str, dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
     torch = pytest.importorskip("torch")
     import fusedopt.torch as ft
@@ -214,6 +236,8 @@ def _torch_adapter(kind: str, dtype: Any, kw: Dict[str, Any], n_threads: int) ->
         cls = ft.AdamW if kw.pop("decoupled_weight_decay", False) else ft.Adam
         kw.pop("lr", None)
         kw.setdefault("weight_decay", 0.0)
+    elif kind == "Lion":
+        cls = ft.Lion
     else:
         cls = ft.SGD
     params = [torch.nn.Parameter(torch.from_numpy(_arange_like(50 + k, (n,), dtype)))
@@ -248,6 +272,9 @@ def _optimizer_cases() -> Iterator[Tuple[str, Callable[[int], List[Any]]]]:
         for name, kw in SGD_CASES.items():
             yield f"sgd/fn/{dn}/{name}", lambda nt, dt=dt, kw=kw: _sgd_functional(dt, kw, nt)
             yield f"sgd/class/{dn}/{name}", lambda nt, dt=dt, kw=kw: _sgd_class(dt, kw, nt)
+        for name, kw in LION_CASES.items():
+            yield f"lion/fn/{dn}/{name}", lambda nt, dt=dt, kw=kw: _lion_functional(dt, kw, nt)
+            yield f"lion/class/{dn}/{name}", lambda nt, dt=dt, kw=kw: _lion_class(dt, kw, nt)
 
 
 def _torch_cases() -> Iterator[Tuple[str, Callable[[int], List[Any]]]]:
@@ -260,6 +287,10 @@ def _torch_cases() -> Iterator[Tuple[str, Callable[[int], List[Any]]]]:
             if kw["convention"] == "torch":
                 yield (f"torch/sgd/{dn}/{name}",
                        lambda nt, dt=dt, kw=kw: _torch_adapter("SGD", dt, kw, nt))
+        for name, kw in LION_CASES.items():
+            if kw["convention"] == "torch":
+                yield (f"torch/lion/{dn}/{name}",
+                       lambda nt, dt=dt, kw=kw: _torch_adapter("Lion", dt, kw, nt))
 
 
 # ----------------------------------------------------------------------------- losses
@@ -383,7 +414,7 @@ def test_golden(group: str, n_threads: int, cpu_path: str) -> None:
     if group == "torch":
         pytest.importorskip("torch")
     want = {k: v for k, v in _load().items() if k.split("/")[0] == group or
-            (group == "optimizers" and k.split("/")[0] in ("adam", "sgd")) or
+            (group == "optimizers" and k.split("/")[0] in ("adam", "sgd", "lion")) or
             (group == "losses" and k.split("/")[0] in ("bce", "l1", "l2")) or
             (group == "misc" and k.split("/")[0] in ("math", "unscale"))}
     got = _compute(group, n_threads)

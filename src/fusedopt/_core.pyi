@@ -110,6 +110,24 @@ def sgd_step(
     nesterov: bool = ..., weight_decay: float = ..., maximize: bool = ...,
     convention: str = ..., n_threads: int | None = None,
 ) -> None: ...
+def lion(
+    arrays: list[list[_FloatArray] | None] | None,
+    hyper: dict[str, Any],
+    defaults: dict[str, Any],
+    step: int | None,
+    n_threads: int | None = None,
+    pname: str = "param",
+    single: bool = False,
+    index: list[int] | None = None,
+    dry: bool = False,
+    plan: StepPlan | None = None,
+    keep: bool = False,
+) -> TensorLists | None: ...
+def lion_step(
+    param: _FloatArray, grad: _FloatArray, exp_avg: _FloatArray, *, lr: float = ...,
+    betas: tuple[float, float] = ..., weight_decay: float = ..., convention: str = ...,
+    n_threads: int | None = None,
+) -> None: ...
 def unscale_check(
     grads: list[_FloatArray],
     scale: float | None,

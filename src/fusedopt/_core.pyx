@@ -1122,6 +1122,101 @@ def sgd_step(param, grad, momentum_buffer=None, *, step=None, lr=_REQUIRED,
             None)
 
 
+# ----------------------------------------------------------------------------- Lion
+
+cdef extern from "fusedopt.h" nogil:
+    ctypedef struct fo_lion_args:
+        int decay
+        double lr, beta1, beta2, one_minus_beta1, one_minus_beta2, wd
+
+    enum:
+        FO_OPT_lion
+
+
+ctypedef struct lion_h:
+    double lr, b1, b2, wd
+    int conv
+
+
+cdef int lion_set(lion_h *h, object lr, object betas, object wd, object convention,
+                  bint truthy) except -1:
+    """As adam_set, for Lion."""
+    if lr is not _MISSING:
+        h.lr = real(lr, "lr", 0.0, False, INF, False, "learning rate")
+    if betas is not _MISSING:
+        betas_pair(betas, truthy, &h.b1, &h.b2)
+    if wd is not _MISSING:
+        h.wd = real(wd, "weight_decay", 0.0)
+    if convention is not _MISSING:
+        h.conv = convention_code(convention)
+    return 0
+
+
+cdef int lion_from(lion_h *h, dict hyper, dict defaults) except -1:
+    lion_set(h, hp(hyper, defaults, "lr"), hp(hyper, defaults, "betas"),
+             hp(hyper, defaults, "weight_decay"), hp(hyper, defaults, "convention"),
+             PyDict_GetItem(defaults, "torch_values") != NULL)
+    return 0
+
+
+cdef TensorLists lion_run(lion_h *h, list arrays, object n_threads, str pname, bint single,
+                          list index, bint dry, StepPlan plan):
+    """optax.lion's rule (the torch convention too: torch has no Lion) or Keras' (weight
+    decay p -= (p*wd)*lr first; lr a float32 variable; 1 - beta in the variable's dtype)."""
+    cdef int nt = nthreads_arg(n_threads)
+    if h.conv != C_TORCH and h.conv != C_OPTAX and h.conv != C_KERAS:
+        raise ValueError(f"convention {CONVENTIONS[h.conv]!r} has no Lion; use 'torch', "
+                         "'optax' or 'keras'")
+    if plan is None and arrays[2] is (_REQUIRED if single else None):
+        raise TypeError("exp_avg is required (an array like param, initially zeros)")
+    cdef TensorLists tl = step_arrays(arrays, (pname, "grad", "exp_avg"), (True, False, True),
+                                      (True, True, True), single, index, plan)
+    cdef int dtype = tl.dtype if tl.dtype >= 0 else FO_F32
+    cdef fo_lion_args a
+    memset(&a, 0, sizeof(fo_lion_args))
+    a.lr, a.beta1, a.beta2, a.wd = h.lr, h.b1, h.b2, h.wd
+    a.one_minus_beta1, a.one_minus_beta2 = 1.0 - h.b1, 1.0 - h.b2     # rounded once
+    if h.conv == C_KERAS:
+        a.lr = f32(h.lr)
+        a.beta1, a.beta2 = round_to(h.b1, dtype), round_to(h.b2, dtype)
+        a.one_minus_beta1 = round_to(1.0 - a.beta1, dtype)   # in the variable's dtype
+        a.one_minus_beta2 = round_to(1.0 - a.beta2, dtype)
+        a.decay = FO_DECAY_SUB if h.wd != 0.0 else FO_DECAY_NONE
+    else:
+        a.decay = FO_DECAY_OPTAX if h.wd != 0.0 else FO_DECAY_NONE
+    if not dry:
+        run_step(FO_OPT_lion, &a, tl, 1, nt)
+    return tl
+
+
+def lion(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
+         bint single=False, list index=None, bint dry=False, StepPlan plan=None,
+         bint keep=False):
+    """One Lion step over lists of tensors, in one C call: ``arrays`` is ``[params, grads,
+    exp_avgs]``; ``step`` is not used (Lion has no bias correction).  Hyper-parameters
+    and errors as :func:`adam`."""
+    if plan is None and (len(arrays) != 3 or type(arrays[0]) is not list):
+        raise TypeError("arrays must be [params, grads, exp_avgs], lists of arrays")
+    cdef lion_h h
+    lion_from(&h, hyper, defaults)
+    tl = lion_run(&h, arrays, n_threads, pname, single, index, dry, plan)
+    return tl if keep else None
+
+
+cdef lion_h LION_DEFAULTS
+cdef bint lion_defaults_set = False
+
+
+def lion_step(param, grad, exp_avg=_REQUIRED, *, lr=_MISSING, betas=_MISSING,
+              weight_decay=_MISSING, convention=_MISSING, n_threads=None):
+    """The functional Lion step (``fusedopt.lion_step``, documented there)."""
+    if not lion_defaults_set:
+        raise RuntimeError("internal: lion_step's defaults are not set")
+    cdef lion_h h = LION_DEFAULTS
+    lion_set(&h, lr, betas, weight_decay, convention, False)
+    lion_run(&h, [param, grad, exp_avg], n_threads, "param", True, None, False, None)
+
+
 # ----------------------------------------------------------------------------- functional steps
 
 cdef int state_type(object a, str name) except -1:
@@ -1139,13 +1234,16 @@ REQUIRED = _REQUIRED
 
 def set_defaults(str name, dict defaults):
     """Gives a functional step its description's defaults (validated once, here)."""
-    global adam_defaults_set, sgd_defaults_set
+    global adam_defaults_set, sgd_defaults_set, lion_defaults_set
     if name == "adam_step":
         adam_from(&ADAM_DEFAULTS, defaults, defaults)
         adam_defaults_set = True
     elif name == "sgd_step":
         sgd_from(&SGD_DEFAULTS, defaults, defaults)
         sgd_defaults_set = True
+    elif name == "lion_step":
+        lion_from(&LION_DEFAULTS, defaults, defaults)
+        lion_defaults_set = True
     else:
         raise ValueError(f"internal: no functional step {name!r}")
 

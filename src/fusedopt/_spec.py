@@ -390,3 +390,93 @@ SGD = register(Spec(
     torch_step_state=False, sparse_alternative="torch.optim.SGD",
     lazy_states=("momentum_buffer",),
     functional="sgd_step", doc=_SGD_DOC, functional_doc=_SGD_FUNCTIONAL_DOC, torch_doc=_SGD_TORCH_DOC))
+
+
+# ----------------------------------------------------------------------------- Lion
+
+_LION_DOC = """Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms") over a
+    list of NumPy arrays, updated in place (one C call per step).
+
+    torch.optim has no Lion: the default convention ("torch") is optax.lion's rule with
+    torch-style arguments (``lr=1e-4, betas=(0.9, 0.99), weight_decay=0``; optax's default
+    weight decay is 1e-3: pass it to reproduce ``optax.lion(lr)``); ``convention="keras"``
+    is ``keras.optimizers.Lion``.  State per parameter: ``step`` and ``exp_avg``, in its
+    dtype (see :func:`lion_step`).
+
+    >>> import numpy as np, fusedopt
+    >>> w = np.zeros(3, dtype=np.float32)
+    >>> opt = fusedopt.Lion([w], lr=0.1)
+    >>> opt.step([np.array([2.0, -0.5, 0.0], dtype=np.float32)])
+    True
+    >>> w
+    array([-0.1,  0.1,  0. ], dtype=float32)
+    """
+
+_LION_FUNCTIONAL_DOC = """One Lion update of ``param`` and ``exp_avg`` in place.
+
+    Per element, with ``convention="torch"`` or ``"optax"`` (``optax.lion``:
+    ``scale_by_lion``, ``add_decayed_weights``, ``scale_by_learning_rate``)::
+
+        c = (1 - b1)*g + b1*m;  u = sign(c) + wd*p;  p += (-lr)*u;  m = (1 - b2)*g + b2*m
+
+    ``sign(0) = 0`` and ``sign(NaN) = NaN`` (``jnp.sign``).  ``convention="keras"``
+    (``keras.optimizers.Lion``, its weight decay applied first as for every Keras
+    optimizer)::
+
+        p = p - (p*wd)*lr;  p = p - lr*sign(m*b1 + g*(1 - b1));  m = m*b2 + g*(1 - b2)
+
+    with ``lr`` a float32 variable and ``1 - b`` computed in the parameter's dtype.
+    Lion has no bias correction: there is no ``step`` argument.
+
+    Args:
+        param, grad, exp_avg: float32 or float64 arrays of one dtype and shape,
+            C-contiguous, distinct; ``param`` and ``exp_avg`` writeable (``exp_avg``
+            starts at 0).
+        lr, betas, weight_decay: lr, wd >= 0; 0 <= beta < 1.
+        convention: "torch", "optax" or "keras".
+        n_threads: threads for this call.
+
+    Raises:
+        TypeError / ValueError naming the argument; no array is modified then.
+
+    >>> import numpy as np, fusedopt
+    >>> p = np.array([1.0, 2.0]); m = np.zeros(2)
+    >>> fusedopt.lion_step(p, np.array([0.5, -1.0]), m, lr=0.1)
+    >>> p
+    array([0.9, 2.1])
+    """
+
+_LION_TORCH_DOC = """Lion for torch parameters, running fusedopt's Lion kernel.  torch.optim has no
+    Lion: the rule is optax.lion's with torch-style arguments.
+
+    Args:
+        params: iterable of parameters (or named parameters) or of dicts (param groups).
+        lr, betas, weight_decay: ``lr=1e-4, betas=(0.9, 0.99), weight_decay=0`` by
+            default (``p -= lr*(sign(c) + weight_decay*p)``).
+        convention: "torch" (default: optax's rule), "optax" or "keras" (see
+            :func:`fusedopt.lion_step`).
+
+    The state per parameter: ``step`` (float32 scalar tensor) and ``exp_avg``.
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.zeros(3))
+    >>> opt = fusedopt.torch.Lion([w], lr=0.1)
+    >>> w.grad = torch.tensor([2.0, -0.5, 0.0])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([-0.1000,  0.1000,  0.0000])
+    """
+
+LION = register(Spec(
+    name="Lion",
+    hypers=(
+        Hyper("lr", 1e-4, "learning rate (>= 0)"),
+        Hyper("betas", (0.9, 0.99), "b1 interpolates the update's sign, b2 the momentum "
+              "(0 <= beta < 1)"),
+        Hyper("weight_decay", 0.0, "decoupled weight decay (>= 0): lr*wd*p"),
+        Hyper("convention", "torch", "whose update rule: 'torch' (optax's), 'optax' or "
+              "'keras'"),
+    ),
+    roles=("exp_avg",), states=lambda group: ("exp_avg",), kernel=_core.lion,
+    kernel_step=_adam_step, torch_positional=3, functional="lion_step",
+    doc=_LION_DOC, functional_doc=_LION_FUNCTIONAL_DOC, torch_doc=_LION_TORCH_DOC))

@@ -279,3 +279,41 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np.n
         else:
             buf[...] = T(mu) * buf - T(lr) * g              # sklearn SGDOptimizer
             param[...] = p + (T(mu) * buf - T(lr) * g if nesterov else buf)
+
+
+# ----------------------------------------------------------------------------- Lion
+
+def _sign(x: np.ndarray) -> np.ndarray:
+    """jnp.sign: -1, 0 or 1, NaN for NaN, and 0 with its sign for a signed zero."""
+    one = x.dtype.type(1)
+    return np.where(x > 0, one, np.where(x < 0, -one, x))
+
+
+def lion_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, *,
+              lr: float = 1e-4, betas: Tuple[float, float] = (0.9, 0.99),
+              weight_decay: float = 0.0, convention: str = "torch",
+              n_threads: Optional[int] = None) -> None:
+    """One Lion step, in place, in the parameter's dtype (see fusedopt.lion_step).
+
+    "torch" and "optax" follow optax.lion (``scale_by_lion``: ``(1. - b1) * g + b1 * m``,
+    ``jnp.sign``, ``update_moment``; ``add_decayed_weights``: ``u + wd * p``;
+    ``scale_by_learning_rate``: ``-lr * u``; ``apply_updates``: ``p + u``); "keras"
+    follows keras.optimizers.Lion (``update_step``, after the base optimizer's
+    ``_apply_weight_decay``: ``p - p * wd * lr``)."""
+    _spec.LION.validate(dict(lr=lr, betas=betas, weight_decay=weight_decay,
+                             convention=convention))
+    T = param.dtype.type
+    b1, b2 = betas
+    p, g, m = param.copy(), grad, exp_avg.copy()
+    if convention == "keras":
+        lrT, b1T, b2T = T(np.float32(lr)), T(b1), T(b2)   # the learning rate: a float32 variable
+        if weight_decay != 0:
+            p = p - (p * T(weight_decay)) * lrT
+        param[...] = p - lrT * _sign(m * b1T + g * (T(1) - b1T))
+        exp_avg[...] = m * b2T + g * (T(1) - b2T)
+    else:
+        u = _sign(T(1.0 - b1) * g + T(b1) * m)
+        if weight_decay != 0:
+            u = u + T(weight_decay) * p
+        param[...] = p + T(-lr) * u
+        exp_avg[...] = T(1.0 - b2) * g + T(b2) * m
