@@ -493,8 +493,10 @@ if TYPE_CHECKING:   # what static type checkers see of the objects made above
     class Adam(Optimizer): ...
     class AdamW(Optimizer): ...
     class SGD(Optimizer): ...
+    class Lion(Optimizer): ...
 
-    adam_step, sgd_step = _core.adam_step, _core.sgd_step
+    adam_step, sgd_step, lion_step = _core.adam_step, _core.sgd_step, _core.lion_step
 else:
-    Adam, AdamW, SGD = FRONT_END["Adam"], FRONT_END["AdamW"], FRONT_END["SGD"]
-    adam_step, sgd_step = FRONT_END["adam_step"], FRONT_END["sgd_step"]
+    Adam, AdamW, SGD, Lion = (FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion"))
+    adam_step, sgd_step, lion_step = (FRONT_END[k] for k in ("adam_step", "sgd_step",
+                                                             "lion_step"))

@@ -22,6 +22,8 @@ KERNELS: Dict[str, Dict[str, Any]] = {
                    what="fusedopt.adam_step (functional), float64"),
     "sgd": dict(label="SGD momentum f32", dtype="float32", pattern="sgd", bpe=20,
                 unit="GB/s", what="fusedopt.sgd_step, momentum 0.9"),
+    "lion": dict(label="Lion f32", dtype="float32", pattern="sgd", bpe=20, unit="GB/s",
+                 what="fusedopt.lion_step, weight decay 0.01 (torch convention: optax's rule)"),
     "ce": dict(label="sigmoid CE loss+grad f32", dtype="float32", pattern="loss", bpe=12,
                unit="Melem/s", what="fusedopt.sigmoid_cross_entropy_and_grad, float32 "
                "labels, reduction mean, out= preallocated"),
@@ -74,6 +76,12 @@ class _Flat:
 
     arrays: float
     peer_arrays: Dict[str, float]
+    #: what the torch peer runs, the fused op to verify it ran (None: not an optimizer
+    #: of torch's), its column's label, and why DeepSpeed has no peer (None: it has one)
+    torch_impl: str = ""
+    torch_op: Optional[str] = None
+    torch_label = "torch fused"
+    deepspeed_skip: Optional[str] = None
 
     def __init__(self, n: int, dtype: Any) -> None:
         self.n, self.dtype = n, np.dtype(dtype)
@@ -97,6 +105,7 @@ class AdamCase(_Step):
     """``fusedopt.adam_step`` on one array of n elements."""
 
     arrays, peer_arrays = 4, {"numpy": 1, "torch": 2, "deepspeed": 2}
+    torch_impl, torch_op = "torch.optim.Adam(fused=True)", "aten::_fused_adam_"
 
     def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
         super().__init__(n, dtype, rng)
@@ -137,6 +146,9 @@ class AdamCase(_Step):
 
 class MultiCase:
     """One class-API step over 1000 separately allocated tensors of 1000 elements."""
+
+    torch_impl, torch_op = "torch.optim.Adam(fused=True)", "aten::_fused_adam_"
+    torch_label, deepspeed_skip = "torch fused", None
 
     def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
         self.n, self.dtype = MULTI_TENSORS * MULTI_SIZE, np.dtype(dtype)
@@ -182,6 +194,8 @@ class SGDCase(_Step):
     """``fusedopt.sgd_step`` with momentum 0.9 on one array of n elements."""
 
     arrays, peer_arrays = 3, {"numpy": 1, "torch": 1, "deepspeed": 0}
+    torch_impl, torch_op, deepspeed_skip = ("torch.optim.SGD(fused=True)", "aten::_fused_sgd_",
+                                            "no CPU SGD")
 
     def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
         super().__init__(n, dtype, rng)
@@ -221,10 +235,71 @@ class SGDCase(_Step):
         raise Unsupported("no CPU SGD")
 
 
+class LionCase(_Step):
+    """``fusedopt.lion_step`` with weight decay on one array of n elements.  torch has no
+    Lion: its peer is the update in torch's in-place tensor ops (as the lion-pytorch
+    package writes it)."""
+
+    arrays, peer_arrays = 3, {"numpy": 1, "torch": 1, "deepspeed": 0}
+    torch_impl, torch_op, deepspeed_skip = "torch in-place tensor ops", None, "no Lion"
+    torch_label = "torch ops"
+    B1, B2, WD = 0.9, 0.99, 0.01
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        super().__init__(n, dtype, rng)
+        self.m = aligned_zeros(n, dtype)
+
+    def stream_args(self) -> Quad:
+        return self.p, self.g, self.m, self.m
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        step = fusedopt.lion_step
+        p, g, m, b, wd = self.p, self.g, self.m, (self.B1, self.B2), self.WD
+        return lambda: step(p, g, m, lr=LR, betas=b, weight_decay=wd, n_threads=k)
+
+    def numpy(self) -> Peer:
+        p, g, m = self.p, self.g, self.m
+        tmp = aligned_empty(self.n, self.dtype)
+        dt = self.dtype.type
+        b1, c1, b2, c2 = dt(self.B1), dt(1 - self.B1), dt(self.B2), dt(1 - self.B2)
+        decay, neg_lr = dt(1 - LR * self.WD), dt(-LR)
+        mul, add = np.multiply, np.add
+
+        def run() -> None:
+            mul(p, decay, out=p)               # p *= 1 - lr*wd
+            mul(m, b1, out=tmp)                # c = b1*m + (1 - b1)*g
+            add(tmp, mul(g, c1), out=tmp)
+            np.sign(tmp, out=tmp)
+            mul(tmp, neg_lr, out=tmp)          # p -= lr*sign(c)
+            add(p, tmp, out=p)
+            mul(m, b2, out=m)                  # m = b2*m + (1 - b2)*g
+            add(m, mul(g, c2, out=tmp), out=m)
+        return run, None
+
+    def torch(self, env: Env) -> Peer:
+        torch = env.torch
+        p, g, m = (torch.from_numpy(a) for a in (self.p, self.g, self.m))
+        b1, b2, lr, wd = self.B1, self.B2, LR, self.WD
+
+        def run() -> None:
+            with torch.no_grad():
+                p.mul_(1 - lr * wd)
+                update = m.mul(b1).add_(g, alpha=1 - b1).sign_()
+                p.add_(update, alpha=-lr)
+                m.mul_(b2).add_(g, alpha=1 - b2)
+        return run, None
+
+    def deepspeed(self, env: Env) -> Peer:
+        raise Unsupported("no Lion")
+
+
 class CECase(_Flat):
     """``fusedopt.sigmoid_cross_entropy_and_grad`` (mean) on n logits, float32 labels."""
 
     arrays, peer_arrays = 3, {"numpy": 3.25, "torch": 5, "deepspeed": 0}
+    torch_impl, torch_op = "autograd F.binary_cross_entropy_with_logits fwd+bwd", None
+    torch_label, deepspeed_skip = "torch autograd", "no loss kernel"
 
     def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
         super().__init__(n, dtype)
@@ -287,5 +362,5 @@ class CECase(_Flat):
         raise Unsupported("no loss kernel")
 
 
-CASES: Dict[str, Any] = {"adam": AdamCase, "adam64": AdamCase, "sgd": SGDCase, "ce": CECase,
-                         "multi": MultiCase}
+CASES: Dict[str, Any] = {"adam": AdamCase, "adam64": AdamCase, "sgd": SGDCase,
+                         "lion": LionCase, "ce": CECase, "multi": MultiCase}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ._cases import KERNEL_ORDER, KERNELS, MULTI_SIZE, MULTI_TENSORS
+from ._cases import CASES, KERNEL_ORDER, KERNELS, MULTI_SIZE, MULTI_TENSORS
 from ._machine import cpu_name, usable_cpus
 from ._peers import PEER_LABEL
 
@@ -75,7 +75,7 @@ def _kernel_table(kernel: str, krows: List[Row], peers: Sequence[str]) -> List[s
     spec = KERNELS[kernel]
     unit = spec["unit"]
     shown = [p for p in peers if any(p in r.get("peers", {}) for r in krows)]
-    torch_label = "torch fused" if kernel != "ce" else "torch autograd"
+    torch_label = CASES[kernel].torch_label
     head = ["n", "thr", "busy", "fusedopt", "iqr", unit, f"ceil {unit}", "%ceil"] + \
         [(torch_label if p == "torch" else PEER_LABEL[p]) for p in shown]
     body = []

@@ -206,8 +206,8 @@ class Runner:
             skipped[peer] = env.torch_reason
             return None
         if peer == "deepspeed":
-            if kernel in ("sgd", "ce"):
-                skipped[peer] = "no CPU SGD" if kernel == "sgd" else "no loss kernel"
+            if CASES[kernel].deepspeed_skip:
+                skipped[peer] = CASES[kernel].deepspeed_skip
                 return None
             if dtype != np.float32:
                 skipped[peer] = "float32 only"
@@ -223,13 +223,9 @@ class Runner:
         info: Dict[str, Any] = {}
         ctx: ContextManager[Any]
         if peer == "torch":
-            if kernel in ("adam", "adam64", "multi", "sgd"):
-                op = "aten::_fused_sgd_" if kernel == "sgd" else "aten::_fused_adam_"
-                info["impl"] = (f"torch.optim.{'SGD' if kernel == 'sgd' else 'Adam'}"
-                                "(fused=True)")
-                info["fused_verified"] = env.verify_fused(op)
-            else:
-                info["impl"] = "autograd F.binary_cross_entropy_with_logits fwd+bwd"
+            info["impl"] = CASES[kernel].torch_impl
+            if CASES[kernel].torch_op:
+                info["fused_verified"] = env.verify_fused(CASES[kernel].torch_op)
             ctx = env.torch_threads(k)
         elif peer == "deepspeed":
             info["impl"] = "DeepSpeedCPUAdam"
