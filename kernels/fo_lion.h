@@ -37,10 +37,17 @@ FO_INLINE void FO_NAME(lion_loop)(const fo_lion_args *a, FO_T *restrict p,
     k.lr = (FO_T)a->lr; k.neg_lr = (FO_T)(-a->lr); k.wd = (FO_T)a->wd;
     k.b1 = (FO_T)a->beta1; k.b2 = (FO_T)a->beta2;
     k.omb1 = (FO_T)a->one_minus_beta1; k.omb2 = (FO_T)a->one_minus_beta2;
-    for (fo_index i = 0; i < n; i++) {
-        const FO_T gi = g[i], mi = m[i];
-        p[i] = FO_NAME(lion_update)(&k, p[i], FO_NAME(lion_sign)(k.omb1 * gi + k.b1 * mi), decay);
-        m[i] = k.omb2 * gi + k.b2 * mi;
+    for (fo_index i0 = 0; i0 < n; i0 += FO_LINE_ELEMS) {
+        FO_PREFETCH_AT(p + i0, 2048, 1);
+        FO_PREFETCH_AT(g + i0, 2048, 0);
+        FO_PREFETCH_AT(m + i0, 2048, 1);
+        const fo_index i1 = n - i0 < FO_LINE_ELEMS ? n : i0 + FO_LINE_ELEMS;
+        for (fo_index i = i0; i < i1; i++) {
+            const FO_T gi = g[i], mi = m[i];
+            p[i] = FO_NAME(lion_update)(&k, p[i], FO_NAME(lion_sign)(k.omb1 * gi + k.b1 * mi),
+                                        decay);
+            m[i] = k.omb2 * gi + k.b2 * mi;
+        }
     }
 }
 
