@@ -71,16 +71,22 @@ FO_INLINE void FO_NAME(sgd_loop)(const fo_sgd_args *a, FO_T *restrict p,
     k.lr = (FO_T)a->lr; k.neg_lr = (FO_T)(-a->lr); k.mu = (FO_T)a->momentum;
     k.omd = (FO_T)a->one_minus_dampening; k.wd = (FO_T)a->wd;
     k.sgn = a->maximize ? (FO_T)-1 : (FO_T)1;
-    for (fo_index i = 0; i < n; i++) {
-        FO_T gi = g[i] * k.sgn, pi = p[i];
-        if (decay == FO_DECAY_L2) gi = gi + k.wd * pi;
-        else if (decay == FO_DECAY_SUB) pi = pi - (pi * k.wd) * k.lr;
-        if (form == FO_SGD_PLAIN) p[i] = pi + k.neg_lr * gi;
-        else if (form == FO_SGD_TORCH) p[i] = FO_NAME(sgd_torch)(&k, pi, gi, buf + i, nesterov, first);
-        else if (form == FO_SGD_TF1) p[i] = FO_NAME(sgd_tf1)(&k, pi, gi, buf + i, nesterov);
-        else if (form == FO_SGD_KERAS) p[i] = FO_NAME(sgd_keras)(&k, pi, gi, buf + i, nesterov);
-        else if (form == FO_SGD_OPTAX) p[i] = FO_NAME(sgd_optax)(&k, pi, gi, buf + i, nesterov);
-        else p[i] = FO_NAME(sgd_sklearn)(&k, pi, gi, buf + i, nesterov);
+    for (fo_index i0 = 0; i0 < n; i0 += FO_LINE_ELEMS) {
+        FO_PREFETCH_AT(p + i0, 2048, 1);
+        FO_PREFETCH_AT(g + i0, 2048, 0);
+        if (form != FO_SGD_PLAIN) FO_PREFETCH_AT(buf + i0, 2048, 1);
+        const fo_index i1 = n - i0 < FO_LINE_ELEMS ? n : i0 + FO_LINE_ELEMS;
+        for (fo_index i = i0; i < i1; i++) {
+            FO_T gi = g[i] * k.sgn, pi = p[i];
+            if (decay == FO_DECAY_L2) gi = gi + k.wd * pi;
+            else if (decay == FO_DECAY_SUB) pi = pi - (pi * k.wd) * k.lr;
+            if (form == FO_SGD_PLAIN) p[i] = pi + k.neg_lr * gi;
+            else if (form == FO_SGD_TORCH) p[i] = FO_NAME(sgd_torch)(&k, pi, gi, buf + i, nesterov, first);
+            else if (form == FO_SGD_TF1) p[i] = FO_NAME(sgd_tf1)(&k, pi, gi, buf + i, nesterov);
+            else if (form == FO_SGD_KERAS) p[i] = FO_NAME(sgd_keras)(&k, pi, gi, buf + i, nesterov);
+            else if (form == FO_SGD_OPTAX) p[i] = FO_NAME(sgd_optax)(&k, pi, gi, buf + i, nesterov);
+            else p[i] = FO_NAME(sgd_sklearn)(&k, pi, gi, buf + i, nesterov);
+        }
     }
 }
 
