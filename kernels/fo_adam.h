@@ -100,12 +100,12 @@ FO_INLINE void FO_NAME(adam_loop)(const fo_adam_args *a, FO_T *restrict p,
 {
     const FO_NAME(adam_k) k = FO_NAME(adam_consts)(a);
     for (fo_index i0 = 0; i0 < n; i0 += FO_LINE_ELEMS) {
-        FO_PREFETCH_AT(p + i0, 2048, 1);
-        FO_PREFETCH_AT(g + i0, 2048, 0);
-        FO_PREFETCH_AT(m + i0, 2048, 1);
-        FO_PREFETCH_AT(v + i0, 2048, 1);
-        if (ams != FO_AMS_NONE) FO_PREFETCH_AT(vmax + i0, 2048, 1);
-        const fo_index i1 = n - i0 < FO_LINE_ELEMS ? n : i0 + FO_LINE_ELEMS;
+        FO_AHEAD_W(p, i0);
+        FO_AHEAD_R(g, i0);
+        FO_AHEAD_W(m, i0);
+        FO_AHEAD_W(v, i0);
+        if (ams != FO_AMS_NONE) FO_AHEAD_W(vmax, i0);
+        const fo_index i1 = FO_LINE_END(i0, n);
         for (fo_index i = i0; i < i1; i++) {
             FO_T gi = g[i] * k.sgn, pi = p[i], mi = m[i], vi = v[i];
             if (decay == FO_DECAY_L2) gi = gi + k.wd * pi;

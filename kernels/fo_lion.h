@@ -38,10 +38,10 @@ FO_INLINE void FO_NAME(lion_loop)(const fo_lion_args *a, FO_T *restrict p,
     k.b1 = (FO_T)a->beta1; k.b2 = (FO_T)a->beta2;
     k.omb1 = (FO_T)a->one_minus_beta1; k.omb2 = (FO_T)a->one_minus_beta2;
     for (fo_index i0 = 0; i0 < n; i0 += FO_LINE_ELEMS) {
-        FO_PREFETCH_AT(p + i0, 2048, 1);
-        FO_PREFETCH_AT(g + i0, 2048, 0);
-        FO_PREFETCH_AT(m + i0, 2048, 1);
-        const fo_index i1 = n - i0 < FO_LINE_ELEMS ? n : i0 + FO_LINE_ELEMS;
+        FO_AHEAD_W(p, i0);
+        FO_AHEAD_R(g, i0);
+        FO_AHEAD_W(m, i0);
+        const fo_index i1 = FO_LINE_END(i0, n);
         for (fo_index i = i0; i < i1; i++) {
             const FO_T gi = g[i], mi = m[i];
             p[i] = FO_NAME(lion_update)(&k, p[i], FO_NAME(lion_sign)(k.omb1 * gi + k.b1 * mi),

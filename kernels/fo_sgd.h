@@ -72,10 +72,10 @@ FO_INLINE void FO_NAME(sgd_loop)(const fo_sgd_args *a, FO_T *restrict p,
     k.omd = (FO_T)a->one_minus_dampening; k.wd = (FO_T)a->wd;
     k.sgn = a->maximize ? (FO_T)-1 : (FO_T)1;
     for (fo_index i0 = 0; i0 < n; i0 += FO_LINE_ELEMS) {
-        FO_PREFETCH_AT(p + i0, 2048, 1);
-        FO_PREFETCH_AT(g + i0, 2048, 0);
-        if (form != FO_SGD_PLAIN) FO_PREFETCH_AT(buf + i0, 2048, 1);
-        const fo_index i1 = n - i0 < FO_LINE_ELEMS ? n : i0 + FO_LINE_ELEMS;
+        FO_AHEAD_W(p, i0);
+        FO_AHEAD_R(g, i0);
+        if (form != FO_SGD_PLAIN) FO_AHEAD_W(buf, i0);
+        const fo_index i1 = FO_LINE_END(i0, n);
         for (fo_index i = i0; i < i1; i++) {
             FO_T gi = g[i] * k.sgn, pi = p[i];
             if (decay == FO_DECAY_L2) gi = gi + k.wd * pi;
