@@ -205,3 +205,73 @@ def test_small_and_large_steps_agree_with_the_reference(n):
     fusedopt.adam_step(p, g, m, v, step=1, lr=0.1)
     R.adam_step(q, g, mm, vv, step=1, lr=0.1)
     np.testing.assert_allclose(p, q, rtol=4e-16, atol=0)
+
+
+def _unchanged(opt, params):
+    """A snapshot check: nothing of opt or params changed."""
+    before = [p.copy() for p in params]
+    states = {i: {k: np.copy(v) for k, v in s.items()} for i, s in opt.state.items()}
+
+    def check():
+        for x, y in zip(params, before):
+            np.testing.assert_array_equal(x, y)
+        for i, s in states.items():
+            for k, v in s.items():
+                np.testing.assert_array_equal(np.asarray(opt.state[i][k]), v)
+    return check
+
+
+@pytest.mark.parametrize("change,exc,pattern", [
+    (lambda opt, a: opt.state[3]["exp_avg"].resize(8, refcheck=False), ValueError,
+     r"exp_avg\[3\] must have the shape of params\[3\]"),
+    (lambda opt, a: opt.state[3]["exp_avg_sq"].setflags(write=False), ValueError,
+     r"exp_avg_sq\[3\] is read-only"),
+    (lambda opt, a: setattr(opt.state[0]["exp_avg"], "shape", (7, 1)), ValueError,
+     r"exp_avg\[0\] must have the shape of params\[0\]"),
+    (lambda opt, a: setattr(a[0], "dtype", np.int32), TypeError,
+     r"params\[0\] must be float32 or float64"),
+    (lambda opt, a: setattr(a[0], "dtype", np.dtype(">f4")), TypeError,
+     r"params\[0\] must be float32 or float64"),
+    (lambda opt, a: setattr(a[1], "shape", (5, 3)), ValueError,
+     r"must have the shape of params\[1\]"),
+])
+def test_held_array_changed_in_place_is_refused(change, exc, pattern):
+    """What the general path refuses, the held path refuses: an array resized, made
+    read-only, reshaped or given another dtype in place between steps."""
+    fast, _, a, _, grads = _twin()
+    change(fast, a)
+    g = list(grads[2])
+    if a[1].shape == (5, 3):
+        g[1] = g[1].reshape(5, 3)      # (the gradient follows its parameter)
+    check = _unchanged(fast, [x for x in a if x.dtype.kind == "f"])
+    with pytest.raises(exc, match=pattern):
+        fast.step(g)
+    check()
+
+
+def test_replaced_param_group_is_used():
+    fast, slow, a, b, grads = _twin()
+    for opt in (fast, slow):
+        opt.param_groups[0] = dict(opt.param_groups[0], lr=0.5)
+    _same(fast, slow, a, b, grads)
+    assert fast.param_groups[0]["lr"] == 0.5
+
+
+def test_gradients_are_not_held_after_a_refused_or_skipped_step():
+    fast, _, _, _, grads = _twin()
+    fast.check_finite = True
+    g = [x.copy() for x in grads[2]]
+    g[4][0] = np.inf                               # skipped: not all finite
+    refs = [weakref.ref(x) for x in g]
+    assert fast.step(g) is False
+    del g
+    gc.collect()
+    assert all(r() is None for r in refs)
+    g = [x.copy() for x in grads[2]]
+    g[4] = g[4].astype(np.float64)                 # refused
+    refs = [weakref.ref(x) for x in g]
+    with pytest.raises(TypeError):
+        fast.step(g)
+    del g
+    gc.collect()
+    assert all(r() is None for r in refs)

@@ -3,7 +3,8 @@
 
 Every function here validates all of its arguments (type, dtype, shape, C-contiguity,
 writability, aliasing, hyper-parameters) before any array is touched, resolves the
-convention's scalars once per call, then runs the C kernel with the GIL released.
+convention's scalars once per call, then runs the C kernel (with the GIL released, but
+for steps small enough that releasing it would cost more than the update).
 Not a public module: use the functions of the ``fusedopt`` package.
 """
 from cpython.ref cimport Py_INCREF, Py_DECREF
@@ -402,15 +403,25 @@ cdef inline bint same_shape(view *a, view *b) noexcept:
     return True
 
 
-cdef inline bint still_valid(view *v, bint written) noexcept:
-    """The held array still has the data, size and layout it had when acquired (an array
-    resized without refcheck, made read-only, ... is not), reading its shape anew."""
+cdef inline Py_ssize_t nitems_of(int ndim, cnp.npy_intp *shape) noexcept:
+    cdef Py_ssize_t size = 1
+    cdef int i
+    for i in range(ndim):
+        size *= shape[i]
+    return size
+
+
+cdef inline bint still_valid(view *v, int dtype, bint written) noexcept:
+    """The held array still has the data, size, dtype and layout it had when acquired
+    (an array resized without refcheck, made read-only, given another dtype in place, ...
+    has not), reading its shape anew."""
     cdef cnp.ndarray a = <cnp.ndarray>v.obj
     cdef int flags = cnp.PyArray_FLAGS(a)
     v.ndim = cnp.PyArray_NDIM(a)
     v.shape = cnp.PyArray_DIMS(a)
     return <char *>cnp.PyArray_DATA(a) == v.buf and \
-        cnp.PyArray_SIZE(a) * v.itemsize == v.len and \
+        _dtype_code(cnp.PyArray_TYPE(a)) == dtype and cnp.PyArray_ISNOTSWAPPED(a) and \
+        nitems_of(v.ndim, v.shape) * v.itemsize == v.len and \
         (flags & cnp.NPY_ARRAY_C_CONTIGUOUS) != 0 and \
         (not written or (flags & cnp.NPY_ARRAY_WRITEABLE) != 0)
 
@@ -425,11 +436,11 @@ cdef class StepPlan:
     ``{index: state dict}``, ``keys[r]`` the state name of role r (None for the
     parameters and gradients).  ``ready(state, grads)`` checks that nothing the plan
     holds has changed (the same state dicts holding the same state arrays and one step
-    count; each parameter's data, size, contiguity and writability) and acquires the
+    count; each array's data, dtype, size, shape, contiguity and writability) and
+    acquires the
     gradients, validated as in TensorLists.fill (dtype, the parameter's shape, overlap
     with every written array); False: the plan is stale (or a gradient is None) and the
-    caller takes the general path.  (A parameter reshaped in place keeps its states:
-    the update is elementwise.)
+    caller takes the general path, which reports what changed.
     ``commit()`` writes the next step count into every state dict."""
     cdef TensorLists tl
     cdef tuple keys
@@ -499,13 +510,14 @@ cdef class StepPlan:
                 if r == 1 or not t.have[r * n + k]:
                     continue
                 vb = t.views + r * n + k
-                if r >= 2:
-                    # a state: still the array in the state dict (the optimizer's own,
-                    # created like its parameter; only the dict is the user's to change)
-                    if PyDict_GetItemWithError(<dict>d, <object>keys[r]) != vb.obj:
-                        return False
-                elif not still_valid(vb, written[r]):
-                    return False                # the parameter: the user's array
+                if r >= 2 and PyDict_GetItemWithError(<dict>d, <object>keys[r]) != vb.obj:
+                    return False                # (a state: still the one in its dict)
+                if not still_valid(vb, t.dtype, written[r]):
+                    return False
+                if r >= 2 and (vb.ndim != t.views[k].ndim or
+                               (vb.ndim > 1 and not same_shape(t.views + k, vb))):
+                    return False                # (as the general path: like its parameter;
+                                                # 1-D and of equal size: the same shape)
             g = grads[ki]                       # this step's gradient
             if g is None:
                 return False
@@ -542,6 +554,10 @@ cdef class StepPlan:
                 release(t.views + t.n + k)
                 t.have[t.n + k] = 0
                 t.ptrs[t.n + k] = NULL
+
+    def release(self):
+        """Lets go of this step's gradients (after a step that did not run)."""
+        self.release_grads()
 
     def commit(self):
         """The step has run: every state dict's step count is the next one."""
@@ -864,6 +880,8 @@ cdef TensorLists step_arrays(list arrays, tuple names, tuple writable, tuple use
             if used[r] != (tl.role(r) != NULL):
                 raise ValueError("internal: the plan's states differ from the group's")
         return tl
+    if not single and (type(arrays[0]) is not list or type(arrays[1]) is not list):
+        raise TypeError(f"{names[0]} and grads must be lists of arrays")
     tl = TensorLists(1 if single else len(<list>arrays[0]), names)
     tl.fill(arrays, writable, single, index, True, used)
     return tl

@@ -225,7 +225,8 @@ class Optimizer:
         :attr:`skipped_steps` and returns False; by default non-finite values propagate
         through IEEE arithmetic as in every framework.  Everything is validated before
         any array is modified.  Thread-safe: concurrent calls on one optimizer run one
-        after the other (the kernels themselves release the GIL)."""
+        after the other (the kernels release the GIL, but on steps of a few thousand
+        elements, where that would cost more than the update)."""
         with self._lock:
             return self._step(grads, inv_scale, n_threads)
 
@@ -237,10 +238,15 @@ class Optimizer:
                              "parameters")
         plans = self._plan
         if plans is not None:
-            if self._plan_state is self.state and all(
-                    self.spec.states(group) == names and plan.ready(self.state, grads)
-                    for group, _, names, plan in plans):
-                return self._step_planned(plans, grads, inv_scale, n_threads)
+            groups = self.param_groups
+            try:
+                if self._plan_state is self.state and all(
+                        any(g is group for g in groups) and self.spec.states(group) == names
+                        and plan.ready(self.state, grads) for group, _, names, plan in plans):
+                    return self._step_planned(plans, grads, inv_scale, n_threads)
+            finally:
+                for _, _, _, plan in plans:
+                    plan.release()              # (the caller's gradients are its own)
             self._plan = None
         kernel_step = self.spec.kernel_step
         batches = []
