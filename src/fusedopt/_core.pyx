@@ -9,7 +9,8 @@ Not a public module: use the functions of the ``fusedopt`` package.
 """
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError, PyDict_Copy, PyDict_Update
+from cpython.dict cimport (PyDict_GetItem, PyDict_GetItemWithError, PyDict_Copy, PyDict_Update,
+                           PyDict_Next)
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject
 cimport cython
@@ -426,6 +427,23 @@ cdef inline bint still_valid(view *v, int dtype, bint written) noexcept:
         (not written or (flags & cnp.NPY_ARRAY_WRITEABLE) != 0)
 
 
+cdef extern from "Python.h":
+    int FO_DICT_NEXT "PyDict_Next"(PyObject *d, Py_ssize_t *pos, PyObject **key,
+                                   PyObject **value) noexcept
+
+
+cdef inline bint entry_at(PyObject *d, Py_ssize_t at, PyObject *key,
+                          PyObject **value) noexcept:
+    """Dict d's entry at position `at` still has this key (its value in *value).  A
+    position is what PyDict_Next left when it gave the entry; if the dict changed in any
+    way the position may give another entry, whose key then differs (keys are unique),
+    never a wrong value for this key: the worst case is a plan taken as stale."""
+    cdef PyObject *k
+    if at < 0 or not FO_DICT_NEXT(d, &at, &k, value):
+        return False
+    return k == key
+
+
 cdef class StepPlan:
     """The arrays of a class's batch (parameters and their states), acquired and checked
     once and held across steps, so that a step acquires only the gradients (a list of
@@ -451,6 +469,15 @@ cdef class StepPlan:
     cdef Py_ssize_t *cindex
     cdef span *written          # the written arrays' spans, by address (none empty)
     cdef Py_ssize_t nwritten
+    # Where each checked dict entry is (a PyDict_Next position: re-read there, with no
+    # hashing; any change to a dict moves or replaces it) and its key, held: tensor k's
+    # entry in the state at opos[k] with key okey[k]; the entry of role r of its state
+    # dict (r = 1: "step") at spos[k*nroles + r] with key skey[...] (-1: none).
+    cdef Py_ssize_t *opos
+    cdef Py_ssize_t *spos
+    cdef PyObject **okey
+    cdef PyObject **skey
+    cdef list held_keys
 
     def __cinit__(self, TensorLists tl not None, dict state, list index, tuple keys):
         cdef Py_ssize_t n = len(index), i
@@ -460,10 +487,17 @@ cdef class StepPlan:
         self.dicts = [state[i] for i in index]
         self._step = self.dicts[0]["step"] if n else 0
         self.maxindex = max(index) if n else -1
-        self.written = <span *>PyMem_Malloc(sizeof(span) * max(1, n * self.tl.nroles))
+        cdef Py_ssize_t m = max(1, n * tl.nroles)
+        self.written = <span *>PyMem_Malloc(sizeof(span) * m)
         self.cindex = <Py_ssize_t *>PyMem_Malloc(sizeof(Py_ssize_t) * max(1, n))
-        if self.written == NULL or self.cindex == NULL:
+        self.opos = <Py_ssize_t *>PyMem_Malloc(sizeof(Py_ssize_t) * max(1, n))
+        self.okey = <PyObject **>PyMem_Malloc(sizeof(PyObject *) * max(1, n))
+        self.spos = <Py_ssize_t *>PyMem_Malloc(sizeof(Py_ssize_t) * m)
+        self.skey = <PyObject **>PyMem_Malloc(sizeof(PyObject *) * m)
+        if self.written == NULL or self.cindex == NULL or self.opos == NULL or \
+                self.okey == NULL or self.spos == NULL or self.skey == NULL:
             raise MemoryError()
+        self.locate(state)
         for i in range(n):
             self.cindex[i] = index[i]
         self.nwritten = 0
@@ -473,9 +507,42 @@ cdef class StepPlan:
                 self.nwritten += 1
         self.release_grads()
 
+    cdef int locate(self, dict state) except -1:
+        """Records where the checked entries are (opos, spos)."""
+        cdef Py_ssize_t n = self.tl.n, nroles = self.tl.nroles, k, r, pos = 0
+        cdef PyObject *key
+        cdef PyObject *val
+        self.held_keys = []
+        for k in range(n):
+            self.opos[k] = -1
+            for r in range(nroles):
+                self.spos[k * nroles + r] = -1
+        where = {i: k for k, i in enumerate(self.index)}
+        while PyDict_Next(state, &pos, &key, &val):
+            k = where.get(<object>key, -1)
+            if k >= 0 and val == <PyObject *>self.dicts[k]:
+                self.opos[k], self.okey[k] = pos - 1, key
+                self.held_keys.append(<object>key)
+        roles = {"step": 1}
+        for r in range(2, nroles):
+            if self.keys[r] is not None:
+                roles[self.keys[r]] = r
+        for k in range(n):
+            pos = 0
+            while PyDict_Next(<dict>self.dicts[k], &pos, &key, &val):
+                r = roles.get(<object>key, -1)
+                if r >= 0:
+                    self.spos[k * nroles + r], self.skey[k * nroles + r] = pos - 1, key
+                    self.held_keys.append(<object>key)
+        return 0
+
     def __dealloc__(self):
         PyMem_Free(self.written)
         PyMem_Free(self.cindex)
+        PyMem_Free(self.opos)
+        PyMem_Free(self.okey)
+        PyMem_Free(self.spos)
+        PyMem_Free(self.skey)
 
     @property
     def step(self):
@@ -488,7 +555,6 @@ cdef class StepPlan:
         cdef PyObject *d
         cdef PyObject *got
         cdef PyObject *step = <PyObject *>self._step
-        cdef PyObject *keys[TL_SMALL]
         cdef bint written[TL_SMALL]
         cdef view *vb
         cdef int code
@@ -496,21 +562,22 @@ cdef class StepPlan:
         if len(grads) <= self.maxindex or nroles > TL_SMALL:
             return False
         for r in range(nroles):
-            keys[r] = <PyObject *>self.keys[r] if r >= 2 else NULL   # (borrowed: held)
             written[r] = t.writable[r]
         for k in range(n):
             ki = self.cindex[k]
-            d = PyDict_GetItemWithError(state, self.index[k])
-            if d == NULL or d != <PyObject *>self.dicts[k]:
-                return False
-            got = PyDict_GetItemWithError(<dict>d, "step")    # (commit shares one object)
-            if got == NULL or (got != step and not <object>got == <object>step):
-                return False
+            if not entry_at(<PyObject *>state, self.opos[k], self.okey[k], &d) or \
+                    d != <PyObject *>self.dicts[k]:
+                return False                    # (state[i]: still its state dict)
+            if not entry_at(d, self.spos[k * nroles + 1], self.skey[k * nroles + 1], &got) \
+                    or (got != step and not <object>got == <object>step):
+                return False                    # (its step: commit shares one object)
             for r in range(nroles):
                 if r == 1 or not t.have[r * n + k]:
                     continue
                 vb = t.views + r * n + k
-                if r >= 2 and PyDict_GetItemWithError(<dict>d, <object>keys[r]) != vb.obj:
+                if r >= 2 and (not entry_at(d, self.spos[k * nroles + r],
+                                            self.skey[k * nroles + r], &got) or
+                               got != vb.obj):
                     return False                # (a state: still the one in its dict)
                 if not still_valid(vb, t.dtype, written[r]):
                     return False
