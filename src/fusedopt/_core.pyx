@@ -9,8 +9,7 @@ Not a public module: use the functions of the ``fusedopt`` package.
 """
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from cpython.dict cimport (PyDict_GetItem, PyDict_GetItemWithError, PyDict_Copy, PyDict_Update,
-                           PyDict_Next)
+from cpython.dict cimport PyDict_GetItem, PyDict_Copy, PyDict_Update, PyDict_Next
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject
 cimport cython
@@ -149,6 +148,16 @@ cdef inline fo_index nitems(view *v):
     return v.len // v.itemsize
 
 
+cdef inline bint same_shape(view *a, view *b) noexcept:
+    cdef int i
+    if a.ndim != b.ndim:
+        return False
+    for i in range(a.ndim):
+        if a.shape[i] != b.shape[i]:
+            return False
+    return True
+
+
 cdef int check_like(view *ref, view *v, int refcode, int code, str refname,
                     str name, Py_ssize_t k=-1) except -1:
     """v must have ref's dtype and exactly ref's shape (no broadcasting)."""
@@ -156,14 +165,8 @@ cdef int check_like(view *ref, view *v, int refcode, int code, str refname,
         refname, name = nm(refname, k), nm(name, k)
         raise TypeError(f"{name} must have the dtype of {refname} ({_dtype_name(refcode)}), "
                         f"got {_dtype_name(code)}")
-    cdef bint same = v.ndim == ref.ndim
     cdef int i
-    if same:
-        for i in range(v.ndim):
-            if v.shape[i] != ref.shape[i]:
-                same = False
-                break
-    if not same:
+    if not same_shape(ref, v):
         refname, name = nm(refname, k), nm(name, k)
         raise ValueError(f"{name} must have the shape of {refname} "
                          f"{tuple([ref.shape[i] for i in range(ref.ndim)])}, got "
@@ -392,16 +395,6 @@ cdef class TensorLists:
         if not self.small:
             PyMem_Free(self.views); PyMem_Free(self.have); PyMem_Free(self.ptrs)
             PyMem_Free(self.ns); PyMem_Free(self.spans)
-
-
-cdef inline bint same_shape(view *a, view *b) noexcept:
-    cdef int i
-    if a.ndim != b.ndim:
-        return False
-    for i in range(a.ndim):
-        if a.shape[i] != b.shape[i]:
-            return False
-    return True
 
 
 cdef inline Py_ssize_t nitems_of(int ndim, cnp.npy_intp *shape) noexcept:
@@ -726,6 +719,14 @@ cdef dict call_hyper(dict hyper, dict defaults):
     return merged
 
 
+cdef inline double learning_rate(object x) except? -1.0:
+    return real(x, "lr", 0.0, False, INF, False, "learning rate")
+
+
+cdef inline double weight_decay(object x) except? -1.0:
+    return real(x, "weight_decay", 0.0)
+
+
 cdef inline object hp(dict hyper, dict defaults, str name):
     """A hyper-parameter of a call: the caller's value, else the description's default."""
     cdef PyObject *v = PyDict_GetItem(hyper, name)
@@ -968,13 +969,13 @@ cdef int adam_set(adam_h *h, object lr, object betas, object eps, object wd, obj
     torch.optim's); an argument that is _MISSING keeps h's value.  `truthy`: the torch
     drop-ins read flags and betas as torch.optim does (any truthy value, any pair)."""
     if lr is not _MISSING:
-        h.lr = real(lr, "lr", 0.0, False, INF, False, "learning rate")
+        h.lr = learning_rate(lr)
     if betas is not _MISSING:
         betas_pair(betas, truthy, &h.b1, &h.b2)
     if eps is not _MISSING:
         h.eps = real(eps, "epsilon", 0.0)
     if wd is not _MISSING:
-        h.wd = real(wd, "weight_decay", 0.0)
+        h.wd = weight_decay(wd)
     if eps_root is not _MISSING:
         h.eps_root = real(eps_root, "eps_root", 0.0)
     if convention is not _MISSING:
@@ -1100,13 +1101,13 @@ cdef int sgd_set(sgd_h *h, object lr, object momentum, object dampening, object 
     if convention is not _MISSING:
         h.conv = convention_code(convention)
     if lr is not _MISSING:
-        h.lr = real(lr, "lr", 0.0, False, INF, False, "learning rate")
+        h.lr = learning_rate(lr)
     if momentum is not _MISSING:
         h.momentum = real(momentum, "momentum", 0.0)
     if dampening is not _MISSING:
         h.dampening = real(dampening, "dampening", 0.0, False, 1.0)
     if wd is not _MISSING:
-        h.wd = real(wd, "weight_decay", 0.0)
+        h.wd = weight_decay(wd)
     if nesterov is not _MISSING:
         h.nesterov = flag(nesterov, "nesterov", truthy)
     if maximize is not _MISSING:
@@ -1227,11 +1228,11 @@ cdef int lion_set(lion_h *h, object lr, object betas, object wd, object conventi
                   bint truthy) except -1:
     """As adam_set, for Lion."""
     if lr is not _MISSING:
-        h.lr = real(lr, "lr", 0.0, False, INF, False, "learning rate")
+        h.lr = learning_rate(lr)
     if betas is not _MISSING:
         betas_pair(betas, truthy, &h.b1, &h.b2)
     if wd is not _MISSING:
-        h.wd = real(wd, "weight_decay", 0.0)
+        h.wd = weight_decay(wd)
     if convention is not _MISSING:
         h.conv = convention_code(convention)
     return 0

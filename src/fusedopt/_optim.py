@@ -238,12 +238,20 @@ class Optimizer:
                              "parameters")
         plans = self._plan
         if plans is not None:
-            groups = self.param_groups
+            groups, kernel_step = self.param_groups, self.spec.kernel_step
             try:
                 if self._plan_state is self.state and all(
                         any(g is group for g in groups) and self.spec.states(group) == names
                         and plan.ready(self.state, grads) for group, _, names, plan in plans):
-                    return self._step_planned(plans, grads, inv_scale, n_threads)
+                    held = self._execute(
+                        [(group, kernel_step(self.state[idx[0]]), idx, plan)
+                         for group, idx, _, plan in plans], grads, self.state, inv_scale,
+                        n_threads)
+                    if held is None:
+                        return False
+                    for _, _, _, plan in plans:
+                        plan.commit()
+                    return True
             finally:
                 for _, _, _, plan in plans:
                     plan.release()              # (the caller's gradients are its own)
@@ -259,24 +267,15 @@ class Optimizer:
                 by_key.setdefault((p.dtype.char, kernel_step(self.state.get(i))),
                                   []).append(i)
             for (_, key), idx in by_key.items():
-                batches.append((group, key, idx))
-        new_state = {i: {"step": 0} for _, _, idx in batches for i in idx
+                batches.append((group, key, idx, None))
+        new_state = {i: {"step": 0} for _, _, idx, _ in batches for i in idx
                      if i not in self.state}
         state = {**self.state, **new_state}
-        if len(batches) > 1 or inv_scale is not None:
-            # validate every batch before the first array (or gradient) is modified
-            for group, key, idx in batches:
-                self._run(group, key, idx, grads, state, n_threads, validate_only=True)
-        if inv_scale is not None or self.check_finite:
-            index = [i for i, g in enumerate(grads) if g is not None]
-            found = _unscale_by_dtype([grads[i] for i in index], index, inv_scale, n_threads)
-            if found and self.check_finite:
-                self.skipped_steps += 1
-                return False
-        held = [self._run(group, key, idx, grads, state, n_threads, validate_only=False)
-                for group, key, idx in batches]
+        held = self._execute(batches, grads, state, inv_scale, n_threads)
+        if held is None:
+            return False
         self.state = state
-        for _, _, idx in batches:
+        for _, _, idx, _ in batches:
             for i in idx:
                 state[i]["step"] += 1
         if all(g is not None for g in grads):
@@ -284,37 +283,39 @@ class Optimizer:
             keys = (None, None) + self.spec.roles
             self._plan = [(group, idx, self.spec.states(group),
                            _core.StepPlan(tl, state, idx, keys))
-                          for (group, _, idx), tl in zip(batches, held)]
+                          for (group, _, idx, _), tl in zip(batches, held)]
             self._plan_state = state
         return True
 
-    def _step_planned(self, plans: List[Tuple[Dict[str, Any], List[int], Tuple[str, ...], Any]],
-                      grads: List[Any], inv_scale: Optional[float],
-                      n_threads: Optional[int]) -> bool:
-        """A step over the arrays the plans hold (their gradients are acquired)."""
-        kernel, defaults = self.spec.kernel, self._kernel_defaults
-        if len(plans) > 1 or inv_scale is not None:
-            for group, idx, _, plan in plans:
-                kernel(None, group, defaults, self.spec.kernel_step(self.state[idx[0]]),
-                       n_threads, "params", False, idx, True, plan)
+    def _execute(self, batches: List[Tuple[Dict[str, Any], Any, List[int], Any]],
+                 grads: List[Any], state: Dict[int, Dict[str, Any]],
+                 inv_scale: Optional[float], n_threads: Optional[int]) -> Optional[List[Any]]:
+        """Runs the kernel calls of a step, one per batch (group, kernel step, indices,
+        StepPlan or None): every batch validated before the first array (or gradient) is
+        modified, the gradients unscaled and checked, then each call.  Returns the calls'
+        arrays, or None for a step skipped by check_finite."""
+        if len(batches) > 1 or inv_scale is not None:
+            for group, key, idx, plan in batches:
+                self._run(group, key, idx, grads, state, n_threads, True, plan)
         if inv_scale is not None or self.check_finite:
-            found = _unscale_by_dtype(grads, list(range(len(grads))), inv_scale, n_threads)
+            index = [i for i, g in enumerate(grads) if g is not None]
+            found = _unscale_by_dtype([grads[i] for i in index], index, inv_scale, n_threads)
             if found and self.check_finite:
                 self.skipped_steps += 1
-                return False
-        for group, idx, _, plan in plans:
-            kernel(None, group, defaults, self.spec.kernel_step(self.state[idx[0]]),
-                   n_threads, "params", False, idx, False, plan)
-        for _, _, _, plan in plans:
-            plan.commit()
-        return True
+                return None
+        return [self._run(group, key, idx, grads, state, n_threads, False, plan)
+                for group, key, idx, plan in batches]
 
     def _run(self, group: Dict[str, Any], key: Any, idx: List[int], grads: Sequence[Any],
              state: Dict[int, Dict[str, Any]], n_threads: Optional[int],
-             validate_only: bool) -> Any:
-        """One kernel call for the parameters idx of a group; states the group uses and a
+             validate_only: bool, plan: Any = None) -> Any:
+        """One kernel call for the parameters idx of a group, over the arrays a ready
+        StepPlan holds or else the lists made here; states the group uses and a
         parameter lacks (amsgrad or momentum switched on later) start at zero.  Returns
         the call's arrays (for a StepPlan)."""
+        if plan is not None:
+            return self.spec.kernel(None, group, self._kernel_defaults, key, n_threads,
+                                    "params", False, idx, validate_only, plan)
         names, roles = self.spec.states(group), self.spec.roles
         try:
             states = [[state[i][r] for i in idx] if r in names else None for r in roles]
