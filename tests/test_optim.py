@@ -525,3 +525,45 @@ def test_documented_defaults_are_torch_for_every_convention(conv):
     R.adam_step(q, np.ones(3), np.zeros(3), np.zeros(3), step=1, lr=1e-3,
                 betas=(0.9, 0.999), eps=1e-8, convention=conv)
     np.testing.assert_array_equal(p, q)
+
+
+def _base(a):
+    while a.base is not None:
+        a = a.base
+    return a
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_state_arrays_are_packed_line_aligned(dtype):
+    """A step allocates each state's arrays of one kernel call in one buffer, each on its
+    own 64-byte line, in the call's order; loading a state_dict packs copies likewise."""
+    shapes = [(3,), (5, 7), (0,), (1000,), (2, 2, 2)]
+    params = [np.ones(s, dtype) for s in shapes]
+    opt = fusedopt.Adam(params, lr=0.1)
+    opt.step([np.full(s, 0.5, dtype) for s in shapes])
+    for name in ("exp_avg", "exp_avg_sq"):
+        arrays = [opt.state[i][name] for i in range(len(shapes))]
+        assert len({id(_base(a)) for a in arrays}) == 1
+        addresses = [a.ctypes.data for a in arrays if a.size]   # (numpy moves empty ones)
+        assert all(x % 64 == 0 for x in addresses)
+        assert addresses == sorted(addresses)
+        for a, p in zip(arrays, params):
+            assert a.shape == p.shape and a.dtype == p.dtype and a.flags.c_contiguous
+    sd = opt.state_dict()
+    other = fusedopt.Adam([p.copy() for p in params], lr=0.1)
+    other.load_state_dict(sd)
+    loaded = [other.state[i]["exp_avg"] for i in range(len(shapes))]
+    assert len({id(_base(a)) for a in loaded}) == 1
+    assert all(a.ctypes.data % 64 == 0 for a in loaded if a.size)
+    for i, a in enumerate(loaded):
+        np.testing.assert_array_equal(a, sd["state"][i]["exp_avg"])
+        assert not np.shares_memory(a, sd["state"][i]["exp_avg"])
+
+
+def test_mixed_dtypes_get_one_buffer_each():
+    params = [np.ones(4, np.float32), np.ones(4, np.float64), np.ones(9, np.float32)]
+    opt = fusedopt.Adam(params, lr=0.1)
+    opt.step([np.ones_like(p) for p in params])
+    bases = [_base(opt.state[i]["exp_avg"]) for i in range(3)]
+    assert bases[0] is bases[2] and bases[1] is not bases[0]
+    assert [opt.state[i]["exp_avg"].dtype for i in range(3)] == [p.dtype for p in params]

@@ -72,6 +72,42 @@ def _unscale_by_dtype(grads: List[Any], index: List[int], inv_scale: Optional[fl
 
 # ----------------------------------------------------------------------------- functional
 
+def _packed_like(params: Sequence[np.ndarray], fill: float = 0.0) -> List[np.ndarray]:
+    """Arrays shaped and typed like each of ``params`` (all of one dtype), filled with
+    ``fill``: views into ONE buffer, each starting on a 64-byte line.  A kernel call walks
+    a state's arrays in this order, and its prefetches past the end of one array then
+    fetch the next; with each state array allocated on its own, a step over 1000 tensors
+    of 1e3 float32 elements ran 1.37x the step over one tensor of 1e6, packed 1.16x
+    (Adam, 1 thread; the arrays stay ordinary C-contiguous ndarrays)."""
+    if not params:
+        return []
+    dtype = params[0].dtype
+    per_line = max(1, 64 // dtype.itemsize)
+    offsets, total = [], 0
+    for p in params:
+        offsets.append(total)
+        total += -(-p.size // per_line) * per_line
+    raw = np.empty(total * dtype.itemsize + 64, dtype=np.uint8)
+    start = (-raw.ctypes.data) % 64
+    buf = raw[start:start + total * dtype.itemsize].view(dtype)
+    buf.fill(fill)
+    return [buf[o:o + p.size].reshape(p.shape) for o, p in zip(offsets, params)]
+
+
+def _pack_copies(state: Dict[int, Dict[str, Any]], params: Sequence[np.ndarray]) -> None:
+    """Replaces each state array by a copy, the copies packed per state name and dtype in
+    index order (see _packed_like)."""
+    by: Dict[Tuple[str, str], List[int]] = {}
+    for i in sorted(state):
+        for name, a in state[i].items():
+            if isinstance(a, np.ndarray):
+                by.setdefault((name, params[i].dtype.str), []).append(i)
+    for (name, _), idx in by.items():
+        for i, a in zip(idx, _packed_like([params[i] for i in idx])):
+            a[...] = state[i][name]
+            state[i][name] = a
+
+
 def _functional(spec: Spec, name: str) -> Callable[..., None]:
     """The functional step of a description: the binding's entry of that name (which
     parses its arguments itself, so that a call on a small array costs under three NumPy
@@ -320,10 +356,10 @@ class Optimizer:
         try:
             states = [[state[i][r] for i in idx] if r in names else None for r in roles]
         except KeyError:
-            for i in idx:
-                if any(n not in state[i] for n in names):
-                    state[i] = dict(state[i], **{n: np.zeros_like(self._params[i])
-                                                 for n in names if n not in state[i]})
+            for n in names:
+                lacking = [i for i in idx if n not in state[i]]
+                for i, a in zip(lacking, _packed_like([self._params[i] for i in lacking])):
+                    state[i] = dict(state[i], **{n: a})
             states = [[state[i][r] for i in idx] if r in names else None for r in roles]
         arrays: List[Any] = [[self._params[i] for i in idx], [grads[i] for i in idx]] + states
         return self.spec.kernel(arrays, group, self._kernel_defaults, key, n_threads,
@@ -403,8 +439,9 @@ class Optimizer:
                 if not isinstance(a, np.ndarray) or a.shape != p.shape or a.dtype != p.dtype:
                     raise ValueError(f"state[{i}][{name!r}] must be an array of shape "
                                      f"{p.shape} and dtype {p.dtype}")
-                ns[name] = np.array(a, dtype=p.dtype, order="C", copy=True)
+                ns[name] = a
             new_state[i] = ns
+        _pack_copies(new_state, self._params)
         self.param_groups = new_groups
         self.state = new_state
         self._plan = None
