@@ -9,7 +9,8 @@ Frameworks are optional: every framework fixture uses ``pytest.importorskip`` so
 missing framework skips its tests cleanly.  Framework trajectories are computed once per
 (case, dtype) and shared by both implementations (``_FRAMEWORK_CACHE``).
 
-Tolerance policy (see ``_traj_tol``): parameters after every one of ``N_STEPS`` steps are
+Tolerance policy (see ``_traj_tol``): parameters after every one of ``N_STEPS`` steps
+(``SCHEDULED_STEPS`` with a learning-rate change for the optimizers in ``SCHEDULED``) are
 compared with ``|ours - theirs| <= atol + rtol * |theirs|``.  The parameters are O(1)
 (standard normal init) while each update is O(lr), so once both sides compute the same
 update up to a few ulps, the parameter trajectories are bit-identical except for rare
@@ -211,9 +212,10 @@ def assert_close_scaled(actual, desired, scale, k, dtype, what=""):
 @dataclasses.dataclass(frozen=True)
 class OptCase:
     framework: str  # torch | torch_fused | tf1 | keras | optax | sklearn
-    kind: str  # adam | sgd
+    kind: str  # adam | sgd | lion | adagrad
     name: str
-    hp: dict  # keyword arguments for fusedopt.{adam,sgd}_step (without state/step/convention)
+    hp: dict  # keyword arguments for fusedopt.<kind>_step (without state/step/convention;
+    #           adagrad's initial_accumulator_value fills its state_sum)
     dtypes: tuple = ("float32", "float64")
     fw: dict = dataclasses.field(default_factory=dict)  # framework-only options
 
@@ -251,6 +253,10 @@ _TORCH_CASES = [
     ("sgd", "momentum0.9-wd0.1", dict(lr=1e-3, momentum=0.9, weight_decay=0.1)),
     ("sgd", "nesterov-wd0.1", dict(lr=1e-3, momentum=0.9, nesterov=True, weight_decay=0.1)),
     ("sgd", "wd0.1-maximize", dict(lr=1e-3, weight_decay=0.1, maximize=True)),
+    ("adagrad", "default", {}),
+    ("adagrad", "lr_decay0.01", dict(lr_decay=0.01)),
+    ("adagrad", "wd0.1-maximize", dict(weight_decay=0.1, maximize=True)),
+    ("adagrad", "iav0.1-eps1e-6", dict(initial_accumulator_value=0.1, eps=1e-6)),
 ]
 
 OPT_CASES = (
@@ -319,6 +325,21 @@ OPT_CASES = (
         OptCase("keras", "lion", "wd0.01", dict(lr=1e-3, weight_decay=0.01), ("float32",)),
         OptCase("keras", "lion", "f32exact-hp-wd", dict(lr=2.0**-10, betas=(0.875, 0.9921875),
                                                         weight_decay=2.0**-6)),
+        # tf.compat.v1.train.AdagradOptimizer (no epsilon; accumulator from 0.1),
+        # keras.optimizers.Adagrad and optax.adagrad (eps 1e-7 inside the square root)
+        OptCase("tf1", "adagrad", "default", dict(initial_accumulator_value=0.1, eps=0.0)),
+        OptCase("tf1", "adagrad", "iav0.5", dict(lr=0.05, initial_accumulator_value=0.5,
+                                                 eps=0.0)),
+        OptCase("keras", "adagrad", "default", dict(lr=1e-3, initial_accumulator_value=0.1,
+                                                    eps=1e-7), ("float32",)),
+        OptCase("keras", "adagrad", "wd0.01", dict(lr=1e-2, initial_accumulator_value=0.1,
+                                                   eps=1e-7, weight_decay=0.01), ("float32",)),
+        OptCase("keras", "adagrad", "f32exact-hp-wd",
+                dict(lr=2.0**-7, initial_accumulator_value=0.125, eps=2.0**-20,
+                     weight_decay=2.0**-6)),
+        OptCase("optax", "adagrad", "default", dict(initial_accumulator_value=0.1, eps=1e-7)),
+        OptCase("optax", "adagrad", "iav0-eps0", dict(lr=0.05, initial_accumulator_value=0.0,
+                                                      eps=0.0)),
         # sklearn.neural_network._stochastic_optimizers (constant learning rate)
         OptCase("sklearn", "adam", "adam", {}),
         OptCase("sklearn", "sgd", "momentum0.9", dict(lr=0.01, momentum=0.9, nesterov=False)),
@@ -332,13 +353,30 @@ _SGD_DEFAULTS = dict(momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0
 
 
 _LION_DEFAULTS = dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)
+_ADAGRAD_DEFAULTS = dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                         eps=1e-10, maximize=False)
+#: the optimizers added after Adam and SGD run 200 steps with the learning rate halved
+#: after LR_CHANGE_AT of them (a scheduler's change, as every framework allows it)
+SCHEDULED = ("lion", "adagrad")
+SCHEDULED_STEPS, LR_CHANGE_AT = 200, 100
+
+
+def _lr_at(case, t):
+    """The learning rate of (1-based) step t."""
+    lr = _full_hp(case)["lr"]
+    return lr * 0.5 if case.kind in SCHEDULED and t > LR_CHANGE_AT else lr
+
+
+def _steps(case):
+    return SCHEDULED_STEPS if case.kind in SCHEDULED else N_STEPS
 
 
 def _full_hp(case):
     """Hyper-parameters with fusedopt's documented defaults filled in: the framework is
     always constructed with every value spelled out, while fusedopt is called with only
     ``case.hp`` (so its defaults are exercised too)."""
-    defaults = {"adam": _ADAM_DEFAULTS, "sgd": _SGD_DEFAULTS, "lion": _LION_DEFAULTS}
+    defaults = {"adam": _ADAM_DEFAULTS, "sgd": _SGD_DEFAULTS, "lion": _LION_DEFAULTS,
+                "adagrad": _ADAGRAD_DEFAULTS}
     return dict(defaults[case.kind], **case.hp)
 
 
@@ -360,10 +398,19 @@ def run_fusedopt(fo, case, p0, grads):
             traj.append(p.copy())
     elif case.kind == "lion":
         m = np.zeros_like(p)
-        for g in grads:
+        for t, g in enumerate(grads, start=1):
             g_in = g.copy()
-            fo.lion_step(p, g_in, m, convention=conv, **case.hp)
+            fo.lion_step(p, g_in, m, convention=conv, **dict(case.hp, lr=_lr_at(case, t)))
             assert np.array_equal(g_in, g), "lion_step modified the gradient"
+            traj.append(p.copy())
+    elif case.kind == "adagrad":
+        hp = dict(case.hp)
+        s = np.full_like(p, hp.pop("initial_accumulator_value", 0.0))
+        for t, g in enumerate(grads, start=1):
+            g_in = g.copy()
+            fo.adagrad_step(p, g_in, s, step=t, convention=conv,
+                            **dict(hp, lr=_lr_at(case, t)))
+            assert np.array_equal(g_in, g), "adagrad_step modified the gradient"
             traj.append(p.copy())
     else:
         buf = np.zeros_like(p) if case.hp.get("momentum") else None
@@ -389,12 +436,18 @@ def run_torch(torch, case, p0, grads, fused):
         opt = cls([param], lr=hp["lr"], betas=hp["betas"], eps=hp["eps"],
                   weight_decay=hp["weight_decay"], amsgrad=hp["amsgrad"],
                   maximize=hp["maximize"], **variant)
+    elif case.kind == "adagrad":
+        opt = torch.optim.Adagrad([param], lr=hp["lr"], lr_decay=hp["lr_decay"],
+                                  weight_decay=hp["weight_decay"],
+                                  initial_accumulator_value=hp["initial_accumulator_value"],
+                                  eps=hp["eps"], maximize=hp["maximize"], **variant)
     else:
         opt = torch.optim.SGD([param], lr=hp["lr"], momentum=hp["momentum"],
                               dampening=hp["dampening"], weight_decay=hp["weight_decay"],
                               nesterov=hp["nesterov"], maximize=hp["maximize"], **variant)
     traj = []
-    for g in grads:
+    for t, g in enumerate(grads, start=1):
+        opt.param_groups[0]["lr"] = _lr_at(case, t)
         param.grad = torch.from_numpy(g.copy())
         opt.step()
         traj.append(param.detach().numpy().copy())
@@ -425,6 +478,18 @@ def run_tf1(tf, case, p0, grads):
     if case.kind == "adam":
         opt = tf.compat.v1.train.AdamOptimizer(
             learning_rate=hp["lr"], beta1=hp["betas"][0], beta2=hp["betas"][1], epsilon=hp["eps"])
+    elif case.kind == "adagrad":
+        assert hp["eps"] == 0.0       # TF1's Adagrad has none
+        lr_now = [hp["lr"]]
+        opt = tf.compat.v1.train.AdagradOptimizer(
+            learning_rate=lambda: lr_now[0],     # (eager mode: read at every apply)
+            initial_accumulator_value=hp["initial_accumulator_value"])
+        traj = []
+        for t, g in enumerate(grads, start=1):
+            lr_now[0] = _lr_at(case, t)
+            opt.apply_gradients([(tf.constant(g), var)])
+            traj.append(var.numpy().copy())
+        return np.stack(traj)
     elif hp["momentum"] == 0:
         opt = tf.compat.v1.train.GradientDescentOptimizer(learning_rate=hp["lr"])
     else:
@@ -468,11 +533,17 @@ def run_keras(keras, case, p0, grads):
     elif case.kind == "lion":
         opt = keras.optimizers.Lion(learning_rate=hp["lr"], beta_1=hp["betas"][0],
                                     beta_2=hp["betas"][1], weight_decay=wd)
+    elif case.kind == "adagrad":
+        opt = keras.optimizers.Adagrad(
+            learning_rate=hp["lr"], initial_accumulator_value=hp["initial_accumulator_value"],
+            epsilon=hp["eps"], weight_decay=wd)
     else:
         opt = keras.optimizers.SGD(learning_rate=hp["lr"], momentum=hp["momentum"],
                                    nesterov=hp["nesterov"], weight_decay=wd)
     traj = []
-    for g in grads:
+    for t, g in enumerate(grads, start=1):
+        if case.kind in SCHEDULED:
+            opt.learning_rate = _lr_at(case, t)       # (assigns the float32 variable)
         opt.apply_gradients([(keras.ops.convert_to_tensor(g, dtype=dtype), var)])
         traj.append(keras.ops.convert_to_numpy(var.value).copy())
     return np.stack(traj)
@@ -497,9 +568,16 @@ def run_optax(jax, optax, case, p0, grads):
             tx = optax.adamw(lr, weight_decay=hp["weight_decay"], **common)
         else:
             tx = optax.adam(lr, **common)
-    elif case.kind == "lion":
-        tx = optax.lion(lr, b1=hp["betas"][0], b2=hp["betas"][1],
-                        weight_decay=hp["weight_decay"])
+    elif case.kind in SCHEDULED:
+        # the transformation of each step's Python-float lr (optax's states do not hold
+        # the lr, so one state carries over; inject_hyperparams would make lr an array)
+        def make(lr):
+            if case.kind == "lion":
+                return optax.lion(lr, b1=hp["betas"][0], b2=hp["betas"][1],
+                                  weight_decay=hp["weight_decay"])
+            return optax.adagrad(lr, initial_accumulator_value=hp["initial_accumulator_value"],
+                                 eps=hp["eps"])
+        tx = make(lr)
     else:
         tx = optax.sgd(lr, momentum=hp["momentum"] or None, nesterov=hp["nesterov"])
     traj = []
@@ -507,7 +585,9 @@ def run_optax(jax, optax, case, p0, grads):
         params = jnp.asarray(p0)
         assert params.dtype == p0.dtype
         state = tx.init(params)
-        for g in grads:
+        for t, g in enumerate(grads, start=1):
+            if case.kind in SCHEDULED:
+                tx = make(_lr_at(case, t))
             updates, state = tx.update(jnp.asarray(g), state, params)
             params = optax.apply_updates(params, updates)
             traj.append(np.asarray(params).copy())
@@ -541,7 +621,7 @@ def framework_trajectory(request, case, dtype):
     key = (case.id, dtype)
     if key not in _FRAMEWORK_CACHE:
         fw = case.framework
-        p0, grads = make_problem(case.id, dtype)
+        p0, grads = make_problem(case.id, dtype, _steps(case))
         if fw in ("torch", "torch_fused"):
             traj = run_torch(request.getfixturevalue("torch"), case, p0, grads, fused=fw == "torch_fused")
         elif fw == "tf1":
@@ -611,6 +691,14 @@ _UNSUPPORTED = [
     ("sgd", "sklearn", dict(dampening=0.5)),
     ("sgd", "sklearn", dict(maximize=True)),
     ("sgd", "sklearn", dict(weight_decay=0.1)),
+    ("adagrad", "sklearn", {}),                 # scikit-learn has no Adagrad
+    ("adagrad", "tf1", dict(maximize=True)),
+    ("adagrad", "tf1", dict(lr_decay=0.1)),
+    ("adagrad", "tf1", dict(weight_decay=0.1)),
+    ("adagrad", "keras", dict(maximize=True)),
+    ("adagrad", "keras", dict(lr_decay=0.1)),
+    ("adagrad", "optax", dict(lr_decay=0.1)),
+    ("adagrad", "optax", dict(weight_decay=0.1)),
 ]
 
 
@@ -628,6 +716,8 @@ def test_unsupported_options_raise(fo, kind, convention, kw):
             mx = np.zeros(7) if kw.get("amsgrad") else None
             fo.adam_step(p, g, np.zeros(7), np.zeros(7), step=1, max_exp_avg_sq=mx,
                          convention=convention, **kw)
+        elif kind == "adagrad":
+            fo.adagrad_step(p, g, np.zeros(7), step=1, convention=convention, **kw)
         else:
             fo.sgd_step(p, g, np.zeros(7), lr=0.1, momentum=0.9, step=1, convention=convention, **kw)
     np.testing.assert_array_equal(p, before)

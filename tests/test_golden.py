@@ -132,6 +132,18 @@ LION_CASES: Dict[str, Dict[str, Any]] = {
     "keras-wd": dict(convention="keras", weight_decay=0.1),
 }
 
+ADAGRAD_CASES: Dict[str, Dict[str, Any]] = {
+    "torch": dict(convention="torch"),
+    "torch-decay-wd": dict(convention="torch", lr_decay=0.01, weight_decay=0.1),
+    "torch-max-iav": dict(convention="torch", maximize=True, initial_accumulator_value=0.1),
+    "tf1": dict(convention="tf1", eps=0.0, initial_accumulator_value=0.1),
+    "keras": dict(convention="keras", eps=1e-7, initial_accumulator_value=0.1),
+    "keras-wd": dict(convention="keras", eps=1e-7, initial_accumulator_value=0.1,
+                     weight_decay=0.1),
+    "optax": dict(convention="optax", eps=1e-7, initial_accumulator_value=0.1),
+    "optax-iav0": dict(convention="optax", eps=0.0),
+}
+
 FUNC_N = 1037            # not a multiple of any vector width; one block
 CLASS_SIZES = (1, 17, 1000, 40000)   # the last spans 3 blocks (threads split it)
 
@@ -170,6 +182,17 @@ def _lion_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any
     for t in range(1, STEPS + 1):
         fusedopt.lion_step(p, grads(t), m, lr=_lr_at(1e-3, t), n_threads=n_threads, **kw)
     return [p, m]
+
+
+def _adagrad_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
+    kw = dict(kw)
+    p = _arange_like(7, (FUNC_N,), dtype)
+    s = np.full_like(p, kw.pop("initial_accumulator_value", 0.0))
+    grads = _Grads(8, p.shape, dtype)
+    for t in range(1, STEPS + 1):
+        fusedopt.adagrad_step(p, grads(t), s, step=t, lr=_lr_at(1e-2, t),
+                              n_threads=n_threads, **kw)
+    return [p, s]
 
 
 def _class_kwargs(kw: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
@@ -226,6 +249,11 @@ def _lion_class(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
     return _run_class(lambda groups: fusedopt.Lion(groups, lr=1e-3, **kw), dtype, 70, n_threads)
 
 
+def _adagrad_class(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
+    return _run_class(lambda groups: fusedopt.Adagrad(groups, lr=1e-2, **kw), dtype, 80,
+                      n_threads)
+
+
 def _torch_adapter(kind: str, dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
     torch = pytest.importorskip("torch")
     import fusedopt.torch as ft
@@ -236,10 +264,8 @@ def _torch_adapter(kind: str, dtype: Any, kw: Dict[str, Any], n_threads: int) ->
         cls = ft.AdamW if kw.pop("decoupled_weight_decay", False) else ft.Adam
         kw.pop("lr", None)
         kw.setdefault("weight_decay", 0.0)
-    elif kind == "Lion":
-        cls = ft.Lion
     else:
-        cls = ft.SGD
+        cls = getattr(ft, kind)
     params = [torch.nn.Parameter(torch.from_numpy(_arange_like(50 + k, (n,), dtype)))
               for k, n in enumerate(CLASS_SIZES)]
     opt = cls([{"params": params[:2]}, {"params": params[2:], "lr": 3e-3}], lr=1e-2, **kw)
@@ -264,33 +290,33 @@ def _torch_adapter(kind: str, dtype: Any, kw: Dict[str, Any], n_threads: int) ->
     return out
 
 
+#: per optimizer: its golden cases, functional and class runs, and torch drop-in's name
+OPTIMIZERS: Dict[str, Tuple[Dict[str, Dict[str, Any]], Callable[..., List[Any]],
+                            Callable[..., List[Any]], str]] = {
+    "adam": (ADAM_CASES, _adam_functional, _adam_class, "Adam"),
+    "sgd": (SGD_CASES, _sgd_functional, _sgd_class, "SGD"),
+    "lion": (LION_CASES, _lion_functional, _lion_class, "Lion"),
+    "adagrad": (ADAGRAD_CASES, _adagrad_functional, _adagrad_class, "Adagrad"),
+}
+
+
 def _optimizer_cases() -> Iterator[Tuple[str, Callable[[int], List[Any]]]]:
     for dn, dt in DTYPES.items():
-        for name, kw in ADAM_CASES.items():
-            yield f"adam/fn/{dn}/{name}", lambda nt, dt=dt, kw=kw: _adam_functional(dt, kw, nt)
-            yield f"adam/class/{dn}/{name}", lambda nt, dt=dt, kw=kw: _adam_class(dt, kw, nt)
-        for name, kw in SGD_CASES.items():
-            yield f"sgd/fn/{dn}/{name}", lambda nt, dt=dt, kw=kw: _sgd_functional(dt, kw, nt)
-            yield f"sgd/class/{dn}/{name}", lambda nt, dt=dt, kw=kw: _sgd_class(dt, kw, nt)
-        for name, kw in LION_CASES.items():
-            yield f"lion/fn/{dn}/{name}", lambda nt, dt=dt, kw=kw: _lion_functional(dt, kw, nt)
-            yield f"lion/class/{dn}/{name}", lambda nt, dt=dt, kw=kw: _lion_class(dt, kw, nt)
+        for opt, (cases, functional, klass, _) in OPTIMIZERS.items():
+            for name, kw in cases.items():
+                yield (f"{opt}/fn/{dn}/{name}",
+                       lambda nt, dt=dt, kw=kw, f=functional: f(dt, kw, nt))
+                yield (f"{opt}/class/{dn}/{name}",
+                       lambda nt, dt=dt, kw=kw, f=klass: f(dt, kw, nt))
 
 
 def _torch_cases() -> Iterator[Tuple[str, Callable[[int], List[Any]]]]:
     for dn, dt in DTYPES.items():
-        for name, kw in ADAM_CASES.items():
-            if kw["convention"] == "torch":
-                yield (f"torch/adam/{dn}/{name}",
-                       lambda nt, dt=dt, kw=kw: _torch_adapter("Adam", dt, kw, nt))
-        for name, kw in SGD_CASES.items():
-            if kw["convention"] == "torch":
-                yield (f"torch/sgd/{dn}/{name}",
-                       lambda nt, dt=dt, kw=kw: _torch_adapter("SGD", dt, kw, nt))
-        for name, kw in LION_CASES.items():
-            if kw["convention"] == "torch":
-                yield (f"torch/lion/{dn}/{name}",
-                       lambda nt, dt=dt, kw=kw: _torch_adapter("Lion", dt, kw, nt))
+        for opt, (cases, _, _, kind) in OPTIMIZERS.items():
+            for name, kw in cases.items():
+                if kw["convention"] == "torch":
+                    yield (f"torch/{opt}/{dn}/{name}",
+                           lambda nt, dt=dt, kw=kw, kind=kind: _torch_adapter(kind, dt, kw, nt))
 
 
 # ----------------------------------------------------------------------------- losses
@@ -414,7 +440,7 @@ def test_golden(group: str, n_threads: int, cpu_path: str) -> None:
     if group == "torch":
         pytest.importorskip("torch")
     want = {k: v for k, v in _load().items() if k.split("/")[0] == group or
-            (group == "optimizers" and k.split("/")[0] in ("adam", "sgd", "lion")) or
+            (group == "optimizers" and k.split("/")[0] in OPTIMIZERS) or
             (group == "losses" and k.split("/")[0] in ("bce", "l1", "l2")) or
             (group == "misc" and k.split("/")[0] in ("math", "unscale"))}
     got = _compute(group, n_threads)

@@ -56,10 +56,19 @@ SGD_CONFIGS = [
     {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1},
     {"weight_decay": 0.1, "maximize": True},
 ]
+# optim_inputs_func_adagrad (CPU)
+ADAGRAD_CONFIGS = [
+    {},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "maximize": True},
+    {"lr": 0.1},
+    {"initial_accumulator_value": 0.1, "weight_decay": 0.1},
+    {"lr": 0.1, "lr_decay": 0.5, "weight_decay": 0.1},
+]
 PAIRS = {"Adam": (ft.Adam, torch.optim.Adam), "AdamW": (ft.AdamW, torch.optim.AdamW),
-         "SGD": (ft.SGD, torch.optim.SGD)}
+         "SGD": (ft.SGD, torch.optim.SGD), "Adagrad": (ft.Adagrad, torch.optim.Adagrad)}
 CASES = [(name, cfg) for name in ("Adam", "AdamW") for cfg in ADAM_CONFIGS] + \
-        [("SGD", cfg) for cfg in SGD_CONFIGS]
+        [("SGD", cfg) for cfg in SGD_CONFIGS] + [("Adagrad", cfg) for cfg in ADAGRAD_CONFIGS]
 
 
 def _id(case):
@@ -232,6 +241,8 @@ def _roundtrip(sd):
     ("SGD", {"lr": 0.05, "momentum": 0.9, "dampening": 0.5}),
     ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
     ("SGD", {"lr": 0.05}),
+    ("Adagrad", {"lr": 0.05, "lr_decay": 0.01, "weight_decay": 0.01}),
+    ("Adagrad", {"lr": 0.05, "initial_accumulator_value": 0.1}),
 ], ids=lambda x: x if isinstance(x, str) else "-".join(f"{k}={v}" for k, v in x.items()))
 def test_state_dict_interop_both_ways(name, cfg, dtype):
     ours_cls, torch_cls = PAIRS[name]
@@ -553,7 +564,7 @@ def test_named_parameters_and_repr():
 def test_defaults_match_torch():
     import inspect
     for ours, theirs in [(ft.Adam, torch.optim.Adam), (ft.AdamW, torch.optim.AdamW),
-                         (ft.SGD, torch.optim.SGD)]:
+                         (ft.SGD, torch.optim.SGD), (ft.Adagrad, torch.optim.Adagrad)]:
         po = inspect.signature(ours).parameters
         pt = inspect.signature(theirs).parameters
         for name, par in pt.items():

@@ -129,6 +129,25 @@ def lion_step(
     betas: tuple[float, float] = ..., weight_decay: float = ..., convention: str = ...,
     n_threads: int | None = None,
 ) -> None: ...
+def adagrad(
+    arrays: list[list[_FloatArray] | None] | None,
+    hyper: dict[str, Any],
+    defaults: dict[str, Any],
+    step: int | None,
+    n_threads: int | None = None,
+    pname: str = "param",
+    single: bool = False,
+    index: list[int] | None = None,
+    dry: bool = False,
+    plan: StepPlan | None = None,
+    keep: bool = False,
+) -> TensorLists | None: ...
+def adagrad_step(
+    param: _FloatArray, grad: _FloatArray, state_sum: _FloatArray, *,
+    step: int | None = None, lr: float = ..., lr_decay: float = ...,
+    weight_decay: float = ..., eps: float = ..., maximize: bool = ..., convention: str = ...,
+    n_threads: int | None = None,
+) -> None: ...
 def unscale_check(
     grads: list[_FloatArray],
     scale: float | None,

@@ -1303,6 +1303,136 @@ def lion_step(param, grad, exp_avg=_REQUIRED, *, lr=_MISSING, betas=_MISSING,
     lion_run(&h, [param, grad, exp_avg], n_threads, "param", True, None, False, None)
 
 
+# ----------------------------------------------------------------------------- Adagrad
+
+cdef extern from "fusedopt.h" nogil:
+    enum:
+        FO_ADAGRAD_TORCH
+        FO_ADAGRAD_KERAS
+        FO_ADAGRAD_OPTAX
+    ctypedef struct fo_adagrad_args:
+        int form, decay, maximize
+        double lr, eps, wd
+
+    enum:
+        FO_OPT_adagrad
+
+
+ctypedef struct adagrad_h:
+    double lr, lr_decay, wd, iav, eps
+    int conv
+    bint maximize
+
+
+cdef int adagrad_set(adagrad_h *h, object lr, object lr_decay, object wd, object iav,
+                     object eps, object maximize, object convention, bint truthy) except -1:
+    """As adam_set, for Adagrad."""
+    if lr is not _MISSING:
+        h.lr = learning_rate(lr)
+    if lr_decay is not _MISSING:
+        h.lr_decay = real(lr_decay, "lr_decay", 0.0)
+    if wd is not _MISSING:
+        h.wd = weight_decay(wd)
+    if iav is not _MISSING:
+        h.iav = real(iav, "initial_accumulator_value", 0.0)
+    if eps is not _MISSING:
+        h.eps = real(eps, "epsilon", 0.0)
+    if maximize is not _MISSING:
+        h.maximize = flag(maximize, "maximize", truthy)
+    if convention is not _MISSING:
+        h.conv = convention_code(convention)
+    return 0
+
+
+cdef int adagrad_from(adagrad_h *h, dict hyper, dict defaults) except -1:
+    adagrad_set(h, hp(hyper, defaults, "lr"), hp(hyper, defaults, "lr_decay"),
+                hp(hyper, defaults, "weight_decay"),
+                hp(hyper, defaults, "initial_accumulator_value"), hp(hyper, defaults, "eps"),
+                hp(hyper, defaults, "maximize"), hp(hyper, defaults, "convention"),
+                PyDict_GetItem(defaults, "torch_values") != NULL)
+    return 0
+
+
+cdef TensorLists adagrad_run(adagrad_h *h, list arrays, object step, object n_threads,
+                             str pname, bint single, list index, bint dry, StepPlan plan):
+    """torch.optim.Adagrad's rule ("torch"; "tf1" is the same with lr a float32 tensor),
+    Keras' (eps inside the square root, decoupled weight decay) or optax's (rsqrt)."""
+    cdef long long t = 1 if step is None else integer(step, "step", 1)
+    cdef int nt = nthreads_arg(n_threads)
+    cdef int conv = h.conv
+    cdef str cname = CONVENTIONS[conv]
+    if step is None and h.lr_decay != 0.0:
+        raise ValueError("lr_decay needs step (1 on the first update)")
+    if conv == C_SKLEARN:
+        raise ValueError("convention 'sklearn' has no Adagrad; use 'torch', 'tf1', 'keras' "
+                         "or 'optax'")
+    if conv != C_TORCH:
+        if h.maximize:
+            raise ValueError(f"maximize=True is a torch option; convention {cname!r} has no "
+                             "such option")
+        if h.lr_decay != 0.0:
+            raise ValueError(f"lr_decay is a torch option; convention {cname!r} has no such "
+                             "option")
+        if h.wd != 0.0 and conv != C_KERAS:
+            raise ValueError(f"convention {cname!r} has no weight decay in its Adagrad; use "
+                             "weight_decay=0")
+    if plan is None and arrays[2] is (_REQUIRED if single else None):
+        raise TypeError("state_sum is required (an array like param, initially "
+                        "initial_accumulator_value)")
+    cdef TensorLists tl = step_arrays(arrays, (pname, "grad", "state_sum"), (True, False, True),
+                                      (True, True, True), single, index, plan)
+    cdef int dtype = tl.dtype if tl.dtype >= 0 else FO_F32
+    cdef fo_adagrad_args a
+    memset(&a, 0, sizeof(fo_adagrad_args))
+    a.lr, a.eps, a.wd, a.maximize = h.lr, h.eps, h.wd, h.maximize
+    a.form, a.decay = FO_ADAGRAD_TORCH, FO_DECAY_NONE
+    if conv == C_TORCH:
+        a.lr = h.lr / (1.0 + (<double>(t - 1)) * h.lr_decay)     # torch: in double
+        if h.wd != 0.0:
+            a.decay = FO_DECAY_L2
+    elif conv == C_TF1:
+        a.lr = f32(h.lr)                       # a float32 tensor, cast to the variable's dtype
+    elif conv == C_KERAS:
+        a.form, a.lr = FO_ADAGRAD_KERAS, f32(h.lr)       # Keras' lr variable is float32
+        if h.wd != 0.0:
+            a.decay = FO_DECAY_SUB
+    else:
+        a.form = FO_ADAGRAD_OPTAX
+    if not dry:
+        run_step(FO_OPT_adagrad, &a, tl, 1, nt)
+    return tl
+
+
+def adagrad(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
+            bint single=False, list index=None, bint dry=False, StepPlan plan=None,
+            bint keep=False):
+    """One Adagrad step over lists of tensors, in one C call: ``arrays`` is ``[params,
+    grads, state_sums]``; ``step`` (torch's, after its increment; None: 1) is lr_decay's.
+    Hyper-parameters and errors as :func:`adam`."""
+    if plan is None and (len(arrays) != 3 or type(arrays[0]) is not list):
+        raise TypeError("arrays must be [params, grads, state_sums], lists of arrays")
+    cdef adagrad_h h
+    adagrad_from(&h, hyper, defaults)
+    tl = adagrad_run(&h, arrays, step, n_threads, pname, single, index, dry, plan)
+    return tl if keep else None
+
+
+cdef adagrad_h ADAGRAD_DEFAULTS
+cdef bint adagrad_defaults_set = False
+
+
+def adagrad_step(param, grad, state_sum=_REQUIRED, *, step=None, lr=_MISSING,
+                 lr_decay=_MISSING, weight_decay=_MISSING, eps=_MISSING, maximize=_MISSING,
+                 convention=_MISSING, n_threads=None):
+    """The functional Adagrad step (``fusedopt.adagrad_step``, documented there)."""
+    if not adagrad_defaults_set:
+        raise RuntimeError("internal: adagrad_step's defaults are not set")
+    cdef adagrad_h h = ADAGRAD_DEFAULTS
+    adagrad_set(&h, lr, lr_decay, weight_decay, _MISSING, eps, maximize, convention, False)
+    adagrad_run(&h, [param, grad, state_sum], step, n_threads, "param", True, None, False,
+                None)
+
+
 # ----------------------------------------------------------------------------- functional steps
 
 cdef int state_type(object a, str name) except -1:
@@ -1320,7 +1450,7 @@ REQUIRED = _REQUIRED
 
 def set_defaults(str name, dict defaults):
     """Gives a functional step its description's defaults (validated once, here)."""
-    global adam_defaults_set, sgd_defaults_set, lion_defaults_set
+    global adam_defaults_set, sgd_defaults_set, lion_defaults_set, adagrad_defaults_set
     if name == "adam_step":
         adam_from(&ADAM_DEFAULTS, defaults, defaults)
         adam_defaults_set = True
@@ -1330,6 +1460,9 @@ def set_defaults(str name, dict defaults):
     elif name == "lion_step":
         lion_from(&LION_DEFAULTS, defaults, defaults)
         lion_defaults_set = True
+    elif name == "adagrad_step":
+        adagrad_from(&ADAGRAD_DEFAULTS, defaults, defaults)
+        adagrad_defaults_set = True
     else:
         raise ValueError(f"internal: no functional step {name!r}")
 

@@ -347,8 +347,9 @@ class Optimizer:
              validate_only: bool, plan: Any = None) -> Any:
         """One kernel call for the parameters idx of a group, over the arrays a ready
         StepPlan holds or else the lists made here; states the group uses and a
-        parameter lacks (amsgrad or momentum switched on later) start at zero.  Returns
-        the call's arrays (for a StepPlan)."""
+        parameter lacks (its first step; amsgrad or momentum switched on later) start at
+        their initial value (zero, or the description's).  Returns the call's arrays
+        (for a StepPlan)."""
         if plan is not None:
             return self.spec.kernel(None, group, self._kernel_defaults, key, n_threads,
                                     "params", False, idx, validate_only, plan)
@@ -358,7 +359,8 @@ class Optimizer:
         except KeyError:
             for n in names:
                 lacking = [i for i in idx if n not in state[i]]
-                for i, a in zip(lacking, _packed_like([self._params[i] for i in lacking])):
+                for i, a in zip(lacking, _packed_like([self._params[i] for i in lacking],
+                                                      self.spec.initial_value(group, n))):
                     state[i] = dict(state[i], **{n: a})
             states = [[state[i][r] for i in idx] if r in names else None for r in roles]
         arrays: List[Any] = [[self._params[i] for i in idx], [grads[i] for i in idx]] + states
@@ -538,9 +540,12 @@ if TYPE_CHECKING:   # what static type checkers see of the objects made above
     class AdamW(Optimizer): ...
     class SGD(Optimizer): ...
     class Lion(Optimizer): ...
+    class Adagrad(Optimizer): ...
 
     adam_step, sgd_step, lion_step = _core.adam_step, _core.sgd_step, _core.lion_step
+    adagrad_step = _core.adagrad_step
 else:
-    Adam, AdamW, SGD, Lion = (FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion"))
-    adam_step, sgd_step, lion_step = (FRONT_END[k] for k in ("adam_step", "sgd_step",
-                                                             "lion_step"))
+    Adam, AdamW, SGD, Lion, Adagrad = (FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion",
+                                                              "Adagrad"))
+    adam_step, sgd_step, lion_step, adagrad_step = (
+        FRONT_END[k] for k in ("adam_step", "sgd_step", "lion_step", "adagrad_step"))

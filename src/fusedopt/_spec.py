@@ -46,7 +46,7 @@ class Spec:
     ready ``_core.StepPlan`` that holds the arrays instead, ``keep=True`` returns the
     call's arrays for one.  ``states(group)`` names the
     state arrays a group uses, each shaped and typed like its parameter and zero at
-    first, in the kernel's order (``roles`` lists them all).  ``kernel_step(state)`` is
+    first (or the value ``initial`` names), in the kernel's order (``roles`` lists them all).  ``kernel_step(state)`` is
     the ``step`` argument of the next call for a parameter with this state (None: no
     state yet); parameters with equal values are stepped in one call.
     """
@@ -63,6 +63,11 @@ class Spec:
     torch_only: Tuple[str, ...] = ()
     #: how many hyper-parameters ``torch.optim``'s signature takes by position
     torch_positional: int = 0
+    #: the implementation flags of ``torch.optim``'s signature (only their defaults are
+    #: supported), and those of them it takes by position, after the positional
+    #: hyper-parameters (torch.optim.Adagrad's ``foreach``)
+    torch_flags: Tuple[str, ...] = ("foreach", "fused", "capturable", "differentiable")
+    torch_positional_flags: Tuple[str, ...] = ()
     #: the ``torch.optim`` signature's order, when it differs from ``hypers``
     torch_order: Tuple[str, ...] = ()
     #: whether torch keeps a "step" entry in the state (torch.optim.SGD does not)
@@ -70,6 +75,12 @@ class Spec:
     #: states that a parameter's existing state may lack (switched on later: amsgrad,
     #: momentum); they start at zero
     lazy_states: Tuple[str, ...] = ()
+    #: states that start at a hyper-parameter's value instead of zero (state name ->
+    #: hyper-parameter name: Adagrad's sum starts at initial_accumulator_value)
+    initial: Mapping[str, str] = field(default_factory=dict)
+    #: whether the torch drop-in creates every parameter's state at construction, as
+    #: torch.optim.Adagrad does (its state dicts hold them before the first step)
+    torch_eager_state: bool = False
     #: the kind of gradient torch's sparse-gradient error points to
     sparse_alternative: str = ""
     #: the functional step: the name of its entry in the binding, which takes the
@@ -98,6 +109,11 @@ class Spec:
         is Keras' (decoupled: ``keras.optimizers.Adam(weight_decay=...)``), as the
         functional step's is only with ``decoupled_weight_decay=True``."""
         return dict(self.defaults, keras_weight_decay_decoupled=True)
+
+    def initial_value(self, group: Mapping[str, Any], name: str) -> float:
+        """The value the state ``name`` starts at, for a parameter of ``group``."""
+        hyper = self.initial.get(name)
+        return 0.0 if hyper is None else float(group[hyper])
 
     def numpy_hypers(self) -> Tuple[Hyper, ...]:
         return tuple(h for h in self.hypers
@@ -387,7 +403,8 @@ SGD = register(Spec(
     torch_positional=5,
     torch_order=("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
                  "convention"),
-    torch_step_state=False, sparse_alternative="torch.optim.SGD",
+    torch_step_state=False, torch_flags=("foreach", "fused", "differentiable"),
+    sparse_alternative="torch.optim.SGD",
     lazy_states=("momentum_buffer",),
     functional="sgd_step", doc=_SGD_DOC, functional_doc=_SGD_FUNCTIONAL_DOC, torch_doc=_SGD_TORCH_DOC))
 
@@ -480,3 +497,111 @@ LION = register(Spec(
     roles=("exp_avg",), states=lambda group: ("exp_avg",), kernel=_core.lion,
     kernel_step=_adam_step, torch_positional=3, functional="lion_step",
     doc=_LION_DOC, functional_doc=_LION_FUNCTIONAL_DOC, torch_doc=_LION_TORCH_DOC))
+
+
+# ----------------------------------------------------------------------------- Adagrad
+
+_ADAGRAD_DOC = """Adagrad (Duchi et al., 2011) over a list of NumPy arrays, updated in place (one C
+    call per step).
+
+    ``torch.optim.Adagrad`` semantics and defaults by default (``lr=1e-2``, the
+    accumulator starts at ``initial_accumulator_value=0``, ``eps=1e-10`` outside the
+    square root, ``lr_decay``, L2 weight decay, maximize); ``convention`` picks another
+    framework's rule (see :func:`adagrad_step`): TF1, Keras and optax start the
+    accumulator at 0.1, so pass ``initial_accumulator_value=0.1`` (and their ``eps``) to
+    reproduce them.  State per parameter: ``step`` and ``sum``, in its dtype; ``sum``
+    starts at its group's ``initial_accumulator_value``.
+
+    >>> import numpy as np, fusedopt
+    >>> w = np.zeros(3, dtype=np.float32)
+    >>> opt = fusedopt.Adagrad([w], lr=0.1)
+    >>> opt.step([np.array([2.0, -0.5, 0.0], dtype=np.float32)])
+    True
+    >>> w
+    array([-0.1,  0.1,  0. ], dtype=float32)
+    """
+
+_ADAGRAD_FUNCTIONAL_DOC = """One Adagrad update of ``param`` and ``state_sum`` in place.
+
+    Per element, with ``convention="torch"`` (``torch.optim.Adagrad``)::
+
+        g = -g if maximize;  g += wd*p (L2);  clr = lr / (1 + (step - 1)*lr_decay)
+        s = s + g*g;  p -= (clr*g) / (sqrt(s) + eps)
+
+    ``"tf1"`` (``tf.compat.v1.train.AdagradOptimizer``, its ``ApplyAdagrad`` op) is the
+    same with ``lr`` a float32 tensor and no epsilon (pass ``eps=0``: TF1 multiplies by
+    ``rsqrt(s)``, which rounds within an ulp of the division);
+    ``"keras"`` (``keras.optimizers.Adagrad``): ``p = p - (p*wd)*lr`` first, then
+    ``s = s + g*g;  p = p - (lr*g) / sqrt(s + eps)``, ``lr`` a float32 variable;
+    ``"optax"`` (``optax.adagrad``: ``scale_by_rss``, ``scale_by_learning_rate``)::
+
+        s = g*g + s;  r = 1/sqrt(s + eps) if s > 0 else 0;  p += (-lr)*(g*r)
+
+    The accumulator's initial value is the caller's (``state_sum`` as given: torch starts
+    at 0, TF1, Keras and optax at 0.1).
+
+    Args:
+        param, grad, state_sum: float32 or float64 arrays of one dtype and shape,
+            C-contiguous, distinct; ``param`` and ``state_sum`` writeable.
+        step: the 1-based index of this update (torch's ``state["step"]`` after its
+            increment); needed only with ``lr_decay``.
+        lr, lr_decay, weight_decay, eps: as torch (all >= 0); lr_decay and maximize are
+            torch's only; weight decay is torch's L2 or Keras' decoupled decay.
+        convention: "torch", "tf1", "keras" or "optax".
+        n_threads: threads for this call.
+
+    Raises:
+        TypeError / ValueError naming the argument; no array is modified then.
+
+    >>> import numpy as np, fusedopt
+    >>> p = np.array([1.0, 2.0]); s = np.zeros(2)
+    >>> fusedopt.adagrad_step(p, np.array([0.5, -1.0]), s, lr=0.1)
+    >>> p
+    array([0.9, 2.1])
+    """
+
+_ADAGRAD_TORCH_DOC = """``torch.optim.Adagrad`` running fusedopt's Adagrad kernel (see the module docstring).
+
+    Args:
+        params: iterable of parameters (or named parameters) or of dicts (param groups).
+        lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize: as
+            ``torch.optim.Adagrad`` (same defaults: ``lr=1e-2``, ``eps=1e-10``).
+        foreach, fused, differentiable: accepted for signature compatibility; only their
+            default values (None/False) are supported.
+        convention: "torch" (default), "tf1", "keras" or "optax" (see
+            :func:`fusedopt.adagrad_step`).
+
+    The state is torch's, created for every parameter at construction as torch does:
+    ``step`` (float32 scalar tensor) and ``sum`` (at ``initial_accumulator_value``).
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.zeros(3))
+    >>> opt = fusedopt.torch.Adagrad([w], lr=0.1)
+    >>> w.grad = torch.tensor([2.0, -0.5, 0.0])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([-0.1000,  0.1000,  0.0000])
+    """
+
+ADAGRAD = register(Spec(
+    name="Adagrad",
+    hypers=(
+        Hyper("lr", 1e-2, "learning rate (>= 0)"),
+        Hyper("lr_decay", 0.0, "learning rate decay (>= 0): lr / (1 + (step-1)*lr_decay) "
+              "(torch only)"),
+        Hyper("weight_decay", 0.0, "weight decay (>= 0): L2 added to the gradient; Keras' "
+              "decoupled p -= p*wd*lr"),
+        Hyper("initial_accumulator_value", 0.0, "the sum of squares' initial value (>= 0; "
+              "TF1, Keras and optax use 0.1)"),
+        Hyper("eps", 1e-10, "term added to the denominator (>= 0)"),
+        Hyper("maximize", False, "ascend the objective (torch only)"),
+        Hyper("convention", "torch", "whose update rule: 'torch', 'tf1', 'keras' or "
+              "'optax'"),
+    ),
+    roles=("sum",), states=lambda group: ("sum",), kernel=_core.adagrad,
+    kernel_step=_adam_step, torch_positional=5,
+    torch_flags=("foreach", "fused", "differentiable"), torch_positional_flags=("foreach",),
+    initial={"sum": "initial_accumulator_value"},
+    torch_eager_state=True, sparse_alternative="torch.optim.Adagrad",
+    functional="adagrad_step",
+    doc=_ADAGRAD_DOC, functional_doc=_ADAGRAD_FUNCTIONAL_DOC, torch_doc=_ADAGRAD_TORCH_DOC))

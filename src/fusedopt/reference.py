@@ -317,3 +317,52 @@ def lion_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, *,
             u = u + T(weight_decay) * p
         param[...] = p + T(-lr) * u
         exp_avg[...] = T(1.0 - b2) * g + T(b2) * m
+
+
+# ----------------------------------------------------------------------------- Adagrad
+
+def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *,
+                 step: Optional[int] = None, lr: float = 1e-2, lr_decay: float = 0.0,
+                 weight_decay: float = 0.0, eps: float = 1e-10, maximize: bool = False,
+                 convention: str = "torch", n_threads: Optional[int] = None) -> None:
+    """One Adagrad step, in place, in the parameter's dtype (see fusedopt.adagrad_step).
+
+    "torch" follows torch.optim.Adagrad (``_single_tensor_adagrad``: ``grad.add(param,
+    alpha=wd)``, ``clr = lr / (1 + (step - 1) * lr_decay)`` in Python floats,
+    ``state_sum.addcmul_(grad, grad)``, ``std = sqrt(sum) + eps``,
+    ``param.addcdiv_(grad, std, value=-clr)``); "tf1" the ``ApplyAdagrad`` op of
+    tf.compat.v1.train.AdagradOptimizer (``accum += g*g; var -= g*lr*rsqrt(accum)``, lr
+    a float32 tensor cast to the variable's dtype; its rsqrt is stated here as
+    ``1/(sqrt(accum) + eps)`` with the caller's eps, 0 for TF1); "keras"
+    keras.optimizers.Adagrad (``update_step``, after the base optimizer's
+    ``_apply_weight_decay``); "optax" optax.adagrad (``scale_by_rss``: ``abs_sq(g) + t``,
+    ``where(t > 0, rsqrt(t + eps), 0)``; ``scale_by_learning_rate``; ``apply_updates``)."""
+    _spec.ADAGRAD.validate(dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                eps=eps, maximize=maximize, convention=convention))
+    if step is None and lr_decay != 0:
+        raise ValueError("lr_decay needs step")
+    T = param.dtype.type
+    p, g, s = param.copy(), grad.copy(), state_sum.copy()
+    if convention == "torch":
+        if maximize:
+            g = -g
+        if weight_decay != 0:
+            g = g + T(weight_decay) * p
+        clr = lr / (1 + ((step or 1) - 1) * lr_decay)
+        s = s + g * g
+        param[...] = p + (T(-clr) * g) / (np.sqrt(s) + T(eps))
+    elif convention == "tf1":
+        s = s + g * g
+        param[...] = p - (g * T(np.float32(lr))) / (np.sqrt(s) + T(eps))
+    elif convention == "keras":
+        lrT = T(np.float32(lr))                      # the learning rate: a float32 variable
+        if weight_decay != 0:
+            p = p - (p * T(weight_decay)) * lrT
+        s = s + g * g
+        param[...] = p - (lrT * g) / np.sqrt(s + T(eps))
+    else:
+        s = g * g + s
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(s > 0, T(1) / np.sqrt(s + T(eps)), T(0)).astype(param.dtype)
+        param[...] = p + T(-lr) * (g * r)
+    state_sum[...] = s

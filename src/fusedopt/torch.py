@@ -245,6 +245,11 @@ class _FusedOptimizer(Optimizer):
         self._validate_group(defaults)   # torch.optim checks its defaults first, too
         self._views: Dict[int, _Entry] = {}   # id(param) -> cache entry
         super().__init__(params, defaults)
+        if self.spec.torch_eager_state:       # torch.optim.Adagrad's state exists at once
+            for group in self.param_groups:
+                names = self.spec.states(group)
+                for p in group["params"]:
+                    self.state[p] = self._new_state(p, names)
 
     # -- groups -----------------------------------------------------------------------
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
@@ -291,7 +296,7 @@ class _FusedOptimizer(Optimizer):
         flags reset, missing hyper-parameters at the description's defaults ("convention":
         a group saved by torch.optim is torch's), fixed ones forced (AdamW's decay)."""
         for flag, value in _IMPL_FLAGS.items():
-            if flag in self.defaults:   # (SGD has no "capturable", as torch's)
+            if flag in self.defaults:   # (SGD and Adagrad have no "capturable", as torch's)
                 if group.get(flag):     # saved by torch.optim: the kernels replace it
                     group[flag] = value
                 group.setdefault(flag, value)
@@ -362,14 +367,10 @@ class _FusedOptimizer(Optimizer):
         _check_param(p, name)
         step_state = self.spec.torch_step_state
 
-        def zeros() -> torch.Tensor:
-            return torch.zeros_like(p, memory_format=torch.preserve_format)
         if not st:
             if not names and not step_state:
                 return _Entry(p, names, (), None, True)
-            st = {n: zeros() for n in names}
-            if step_state:
-                st = {"step": torch.tensor(0.0, dtype=_get_scalar_dtype(), device="cpu"), **st}
+            st = self._new_state(p, names)
             new_states.append((p, st))
             first = True
         else:
@@ -382,13 +383,25 @@ class _FusedOptimizer(Optimizer):
                 if t is None:
                     if n not in self.spec.lazy_states:
                         raise ValueError(f"{what} has no {n!r} entry")
-                    t = zeros()
+                    t = self._initial(p, n)
                     new_items.append((p, n, t))
                     st = dict(st, **{n: t})
                 else:
                     _check_state(t, p, f"{what}[{n!r}]")
         return _Entry(p, names, tuple(st[n] for n in names),
                       st["step"] if step_state else None, first)
+
+    def _initial(self, p: torch.Tensor, name: str) -> torch.Tensor:
+        """A new state tensor: like p, at its initial value (from the constructor's
+        arguments, as torch.optim.Adagrad's initial_accumulator_value)."""
+        return torch.full_like(p, self.spec.initial_value(self.defaults, name),
+                               memory_format=torch.preserve_format)
+
+    def _new_state(self, p: torch.Tensor, names: Tuple[str, ...]) -> Dict[str, Any]:
+        st: Dict[str, Any] = {n: self._initial(p, n) for n in names}
+        if self.spec.torch_step_state:
+            st = {"step": torch.tensor(0.0, dtype=_get_scalar_dtype(), device="cpu"), **st}
+        return st
 
     def _pass(self, careful: bool) -> bool:
         # The hot loop: per parameter a few identity checks against its cached entry and
@@ -500,13 +513,16 @@ def _torch_class(spec: Spec, name: str) -> type:
     import inspect
     P = inspect.Parameter
     hypers = spec.torch_hypers()
-    flags = [f for f in _IMPL_FLAGS if f != "capturable" or spec.torch_step_state]
+    flags = spec.torch_flags
     sig = inspect.Signature(
         [P("self", P.POSITIONAL_OR_KEYWORD), P("params", P.POSITIONAL_OR_KEYWORD)] +
         [P(h.name, P.POSITIONAL_OR_KEYWORD, default=h.default)
          for h in hypers[:spec.torch_positional]] +
+        [P(f, P.POSITIONAL_OR_KEYWORD, default=_IMPL_FLAGS[f])
+         for f in spec.torch_positional_flags] +
         [P(h.name, P.KEYWORD_ONLY, default=h.default) for h in hypers[spec.torch_positional:]] +
-        [P(f, P.KEYWORD_ONLY, default=_IMPL_FLAGS[f]) for f in flags],
+        [P(f, P.KEYWORD_ONLY, default=_IMPL_FLAGS[f]) for f in flags
+         if f not in spec.torch_positional_flags],
         return_annotation=None)
 
     def __init__(self: _FusedOptimizer, *args: Any, **kwargs: Any) -> None:
@@ -538,5 +554,7 @@ if TYPE_CHECKING:   # what static type checkers see of the classes made above
     class AdamW(_FusedOptimizer): ...
     class SGD(_FusedOptimizer): ...
     class Lion(_FusedOptimizer): ...
+    class Adagrad(_FusedOptimizer): ...
 else:
-    Adam, AdamW, SGD, Lion = (FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion"))
+    Adam, AdamW, SGD, Lion, Adagrad = (FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion",
+                                                              "Adagrad"))
