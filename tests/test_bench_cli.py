@@ -75,8 +75,9 @@ def test_json_structure(capsys):
 def test_every_kernel_numpy_only(capsys):
     rows = run_json(capsys, "--kernels", "all", "--peers", "numpy", "--threads", "1,2")
     kernels = {r["kernel"] for r in rows}
-    assert kernels == {"adam", "adam64", "sgd", "lion", "ce", "multi", "overhead"}
-    assert len(rows) == 16                 # 6 kernels x 2 threads, 2 overhead cases x 2
+    assert kernels == {"adam", "adam64", "sgd", "lion", "adagrad", "rmsprop", "ce", "multi",
+                       "overhead"}
+    assert len(rows) == 20                 # 8 kernels x 2 threads, 2 overhead cases x 2
     for r in rows:
         if r["kernel"] == "overhead":
             check_overhead_row(r)
@@ -92,12 +93,13 @@ def test_every_kernel_numpy_only(capsys):
 
 def test_torch_peer(capsys):
     pytest.importorskip("torch")
-    rows = run_json(capsys, "--kernels", "adam,sgd,lion,ce", "--peers", "torch,deepspeed")
+    rows = run_json(capsys, "--kernels", "adam,sgd,lion,adagrad,rmsprop,ce",
+                    "--peers", "torch,deepspeed")
     for r in rows:
         check_row(r)
         assert "torch" in r["peers"]
         assert "deepspeed" in r["peers"] or "deepspeed" in r["peers_skipped"]
-        if r["kernel"] in ("adam", "sgd"):
+        if r["kernel"] in ("adam", "sgd", "adagrad"):
             assert r["peers"]["torch"]["fused_verified"] is True
 
 
@@ -152,7 +154,8 @@ def test_subprocess_cli():
     assert "SGD" in proc.stderr            # progress goes to stderr
 
 
-@pytest.mark.parametrize("kernel", ["adam", "adam64", "sgd", "lion", "ce", "multi"])
+@pytest.mark.parametrize("kernel", ["adam", "adam64", "sgd", "lion", "adagrad", "rmsprop", "ce",
+                                    "multi"])
 def test_peers_compute_the_same_thing(kernel):
     """The benchmarked NumPy and torch versions do the same work as fusedopt."""
     spec = _cases.KERNELS[kernel]

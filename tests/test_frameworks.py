@@ -212,10 +212,11 @@ def assert_close_scaled(actual, desired, scale, k, dtype, what=""):
 @dataclasses.dataclass(frozen=True)
 class OptCase:
     framework: str  # torch | torch_fused | tf1 | keras | optax | sklearn
-    kind: str  # adam | sgd | lion | adagrad
+    kind: str  # adam | sgd | lion | adagrad | rmsprop
     name: str
     hp: dict  # keyword arguments for fusedopt.<kind>_step (without state/step/convention;
-    #           adagrad's initial_accumulator_value fills its state_sum)
+    #           adagrad's initial_accumulator_value fills its state_sum, rmsprop's
+    #           initial_square_avg its square_avg)
     dtypes: tuple = ("float32", "float64")
     fw: dict = dataclasses.field(default_factory=dict)  # framework-only options
 
@@ -257,12 +258,21 @@ _TORCH_CASES = [
     ("adagrad", "lr_decay0.01", dict(lr_decay=0.01)),
     ("adagrad", "wd0.1-maximize", dict(weight_decay=0.1, maximize=True)),
     ("adagrad", "iav0.1-eps1e-6", dict(initial_accumulator_value=0.1, eps=1e-6)),
+    ("rmsprop", "default", {}),
+    ("rmsprop", "wd0.1-maximize", dict(weight_decay=0.1, maximize=True)),
+    ("rmsprop", "centered", dict(centered=True)),
+    ("rmsprop", "momentum0.9", dict(lr=1e-3, momentum=0.9)),
+    ("rmsprop", "centered-momentum0.5-wd0.1", dict(lr=1e-3, centered=True, momentum=0.5,
+                                                   weight_decay=0.1)),
+    ("rmsprop", "alpha0.9-eps1e-6-init1", dict(alpha=0.9, eps=1e-6, initial_square_avg=1.0)),
 ]
+#: the optimizers torch has a fused CPU kernel for (torch.optim.RMSprop has none)
+_TORCH_FUSED = ("adam", "sgd", "adagrad")
 
 OPT_CASES = (
     # torch: default single-tensor for-loop path (the CPU default) and the fused CPU kernel
     [OptCase("torch", k, n, hp) for k, n, hp in _TORCH_CASES]
-    + [OptCase("torch_fused", k, n, hp) for k, n, hp in _TORCH_CASES]
+    + [OptCase("torch_fused", k, n, hp) for k, n, hp in _TORCH_CASES if k in _TORCH_FUSED]
     + [
         # tf.compat.v1.train.{Adam,GradientDescent,Momentum}Optimizer (defaults lr=1e-3,
         # betas=(.9,.999), eps=1e-8 == fusedopt's defaults)
@@ -340,6 +350,27 @@ OPT_CASES = (
         OptCase("optax", "adagrad", "default", dict(initial_accumulator_value=0.1, eps=1e-7)),
         OptCase("optax", "adagrad", "iav0-eps0", dict(lr=0.05, initial_accumulator_value=0.0,
                                                       eps=0.0)),
+        # tf.compat.v1.train.RMSPropOptimizer (rms from 1, eps 1e-10 inside the square root,
+        # lr inside the momentum buffer), keras.optimizers.RMSprop and optax.rmsprop
+        OptCase("tf1", "rmsprop", "default", dict(lr=1e-3, alpha=0.9, eps=1e-10,
+                                                  initial_square_avg=1.0)),
+        OptCase("tf1", "rmsprop", "momentum0.9", dict(lr=1e-3, alpha=0.9, eps=1e-10,
+                                                      momentum=0.9, initial_square_avg=1.0)),
+        OptCase("tf1", "rmsprop", "centered-momentum0.5",
+                dict(lr=1e-3, alpha=0.9, eps=1e-6, momentum=0.5, centered=True,
+                     initial_square_avg=1.0)),
+        OptCase("keras", "rmsprop", "default", dict(lr=1e-3, alpha=0.9, eps=1e-7),
+                ("float32",)),
+        OptCase("keras", "rmsprop", "centered-momentum0.9-wd0.01",
+                dict(lr=1e-3, alpha=0.9, eps=1e-7, centered=True, momentum=0.9,
+                     weight_decay=0.01), ("float32",)),
+        OptCase("keras", "rmsprop", "f32exact-hp-centered-momentum-wd",
+                dict(lr=2.0**-10, alpha=0.875, eps=2.0**-20, centered=True, momentum=0.75,
+                     weight_decay=2.0**-6)),
+        OptCase("optax", "rmsprop", "default", dict(lr=1e-3, alpha=0.9, eps=1e-8)),
+        OptCase("optax", "rmsprop", "centered-momentum0.9-init0.1",
+                dict(lr=1e-3, alpha=0.9, eps=1e-8, centered=True, momentum=0.9,
+                     initial_square_avg=0.1)),
         # sklearn.neural_network._stochastic_optimizers (constant learning rate)
         OptCase("sklearn", "adam", "adam", {}),
         OptCase("sklearn", "sgd", "momentum0.9", dict(lr=0.01, momentum=0.9, nesterov=False)),
@@ -355,9 +386,11 @@ _SGD_DEFAULTS = dict(momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0
 _LION_DEFAULTS = dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0)
 _ADAGRAD_DEFAULTS = dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
                          eps=1e-10, maximize=False)
+_RMSPROP_DEFAULTS = dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                         centered=False, maximize=False, initial_square_avg=0.0)
 #: the optimizers added after Adam and SGD run 200 steps with the learning rate halved
 #: after LR_CHANGE_AT of them (a scheduler's change, as every framework allows it)
-SCHEDULED = ("lion", "adagrad")
+SCHEDULED = ("lion", "adagrad", "rmsprop")
 SCHEDULED_STEPS, LR_CHANGE_AT = 200, 100
 
 
@@ -376,7 +409,7 @@ def _full_hp(case):
     always constructed with every value spelled out, while fusedopt is called with only
     ``case.hp`` (so its defaults are exercised too)."""
     defaults = {"adam": _ADAM_DEFAULTS, "sgd": _SGD_DEFAULTS, "lion": _LION_DEFAULTS,
-                "adagrad": _ADAGRAD_DEFAULTS}
+                "adagrad": _ADAGRAD_DEFAULTS, "rmsprop": _RMSPROP_DEFAULTS}
     return dict(defaults[case.kind], **case.hp)
 
 
@@ -412,6 +445,17 @@ def run_fusedopt(fo, case, p0, grads):
                             **dict(hp, lr=_lr_at(case, t)))
             assert np.array_equal(g_in, g), "adagrad_step modified the gradient"
             traj.append(p.copy())
+    elif case.kind == "rmsprop":
+        hp = dict(case.hp)
+        v = np.full_like(p, hp.pop("initial_square_avg", 0.0))
+        buf = np.zeros_like(p) if hp.get("momentum") else None
+        gavg = np.zeros_like(p) if hp.get("centered") else None
+        for t, g in enumerate(grads, start=1):
+            g_in = g.copy()
+            fo.rmsprop_step(p, g_in, v, buf, gavg, convention=conv,
+                            **dict(hp, lr=_lr_at(case, t)))
+            assert np.array_equal(g_in, g), "rmsprop_step modified the gradient"
+            traj.append(p.copy())
     else:
         buf = np.zeros_like(p) if case.hp.get("momentum") else None
         for t, g in enumerate(grads, start=1):
@@ -441,6 +485,18 @@ def run_torch(torch, case, p0, grads, fused):
                                   weight_decay=hp["weight_decay"],
                                   initial_accumulator_value=hp["initial_accumulator_value"],
                                   eps=hp["eps"], maximize=hp["maximize"], **variant)
+    elif case.kind == "rmsprop":
+        opt = torch.optim.RMSprop([param], lr=hp["lr"], alpha=hp["alpha"], eps=hp["eps"],
+                                  weight_decay=hp["weight_decay"], momentum=hp["momentum"],
+                                  centered=hp["centered"], maximize=hp["maximize"],
+                                  **variant)
+        if hp["initial_square_avg"]:    # torch starts at 0; a state given before the
+            opt.state[param] = {           # first step is kept (its _init_group)
+                "step": torch.tensor(0.0),
+                "square_avg": torch.full_like(param, hp["initial_square_avg"]),
+                **{k: torch.zeros_like(param) for k, on in
+                   (("momentum_buffer", hp["momentum"] > 0), ("grad_avg", hp["centered"]))
+                   if on}}
     else:
         opt = torch.optim.SGD([param], lr=hp["lr"], momentum=hp["momentum"],
                               dampening=hp["dampening"], weight_decay=hp["weight_decay"],
@@ -478,12 +534,18 @@ def run_tf1(tf, case, p0, grads):
     if case.kind == "adam":
         opt = tf.compat.v1.train.AdamOptimizer(
             learning_rate=hp["lr"], beta1=hp["betas"][0], beta2=hp["betas"][1], epsilon=hp["eps"])
-    elif case.kind == "adagrad":
-        assert hp["eps"] == 0.0       # TF1's Adagrad has none
+    elif case.kind in SCHEDULED:
         lr_now = [hp["lr"]]
-        opt = tf.compat.v1.train.AdagradOptimizer(
-            learning_rate=lambda: lr_now[0],     # (eager mode: read at every apply)
-            initial_accumulator_value=hp["initial_accumulator_value"])
+        if case.kind == "adagrad":
+            assert hp["eps"] == 0.0       # TF1's Adagrad has none
+            opt = tf.compat.v1.train.AdagradOptimizer(
+                learning_rate=lambda: lr_now[0],     # (eager mode: read at every apply)
+                initial_accumulator_value=hp["initial_accumulator_value"])
+        else:
+            assert hp["initial_square_avg"] == 1.0   # TF1's rms slot starts at ones
+            opt = tf.compat.v1.train.RMSPropOptimizer(
+                learning_rate=lambda: lr_now[0], decay=hp["alpha"], momentum=hp["momentum"],
+                epsilon=hp["eps"], centered=hp["centered"])
         traj = []
         for t, g in enumerate(grads, start=1):
             lr_now[0] = _lr_at(case, t)
@@ -537,6 +599,11 @@ def run_keras(keras, case, p0, grads):
         opt = keras.optimizers.Adagrad(
             learning_rate=hp["lr"], initial_accumulator_value=hp["initial_accumulator_value"],
             epsilon=hp["eps"], weight_decay=wd)
+    elif case.kind == "rmsprop":
+        assert hp["initial_square_avg"] == 0.0       # Keras' velocity starts at zeros
+        opt = keras.optimizers.RMSprop(
+            learning_rate=hp["lr"], rho=hp["alpha"], momentum=hp["momentum"],
+            epsilon=hp["eps"], centered=hp["centered"], weight_decay=wd)
     else:
         opt = keras.optimizers.SGD(learning_rate=hp["lr"], momentum=hp["momentum"],
                                    nesterov=hp["nesterov"], weight_decay=wd)
@@ -575,6 +642,11 @@ def run_optax(jax, optax, case, p0, grads):
             if case.kind == "lion":
                 return optax.lion(lr, b1=hp["betas"][0], b2=hp["betas"][1],
                                   weight_decay=hp["weight_decay"])
+            if case.kind == "rmsprop":
+                return optax.rmsprop(lr, decay=hp["alpha"], eps=hp["eps"],
+                                     initial_scale=hp["initial_square_avg"],
+                                     centered=hp["centered"],
+                                     momentum=hp["momentum"] or None)
             return optax.adagrad(lr, initial_accumulator_value=hp["initial_accumulator_value"],
                                  eps=hp["eps"])
         tx = make(lr)
@@ -699,6 +771,15 @@ _UNSUPPORTED = [
     ("adagrad", "keras", dict(lr_decay=0.1)),
     ("adagrad", "optax", dict(lr_decay=0.1)),
     ("adagrad", "optax", dict(weight_decay=0.1)),
+    ("rmsprop", "sklearn", {}),                 # scikit-learn has no RMSprop
+    ("rmsprop", "tf1", dict(maximize=True)),
+    ("rmsprop", "tf1", dict(weight_decay=0.1)),
+    ("rmsprop", "keras", dict(maximize=True)),
+    ("rmsprop", "optax", dict(maximize=True)),
+    ("rmsprop", "optax", dict(weight_decay=0.1)),
+    ("rmsprop", "torch", dict(alpha=1.0)),      # alpha in [0, 1)
+    ("rmsprop", "torch", dict(alpha=-0.1)),
+    ("rmsprop", "torch", dict(momentum=-0.5)),
 ]
 
 
@@ -718,6 +799,9 @@ def test_unsupported_options_raise(fo, kind, convention, kw):
                          convention=convention, **kw)
         elif kind == "adagrad":
             fo.adagrad_step(p, g, np.zeros(7), step=1, convention=convention, **kw)
+        elif kind == "rmsprop":
+            fo.rmsprop_step(p, g, np.zeros(7), np.zeros(7), np.zeros(7),
+                            convention=convention, **kw)
         else:
             fo.sgd_step(p, g, np.zeros(7), lr=0.1, momentum=0.9, step=1, convention=convention, **kw)
     np.testing.assert_array_equal(p, before)

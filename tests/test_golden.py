@@ -144,6 +144,20 @@ ADAGRAD_CASES: Dict[str, Dict[str, Any]] = {
     "optax-iav0": dict(convention="optax", eps=0.0),
 }
 
+RMSPROP_CASES: Dict[str, Dict[str, Any]] = {
+    "torch": dict(convention="torch"),
+    "torch-wd-max": dict(convention="torch", weight_decay=0.1, maximize=True),
+    "torch-momentum": dict(convention="torch", momentum=0.9),
+    "torch-centered-momentum": dict(convention="torch", centered=True, momentum=0.5,
+                                    alpha=0.9, initial_square_avg=0.5),
+    "tf1": dict(convention="tf1", alpha=0.9, eps=1e-10, initial_square_avg=1.0),
+    "tf1-centered-momentum": dict(convention="tf1", alpha=0.9, eps=1e-10, momentum=0.9,
+                                  centered=True, initial_square_avg=1.0),
+    "keras-wd-momentum": dict(convention="keras", alpha=0.9, eps=1e-7, momentum=0.5,
+                              weight_decay=0.1),
+    "optax-centered": dict(convention="optax", alpha=0.9, centered=True),
+}
+
 FUNC_N = 1037            # not a multiple of any vector width; one block
 CLASS_SIZES = (1, 17, 1000, 40000)   # the last spans 3 blocks (threads split it)
 
@@ -193,6 +207,19 @@ def _adagrad_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[
         fusedopt.adagrad_step(p, grads(t), s, step=t, lr=_lr_at(1e-2, t),
                               n_threads=n_threads, **kw)
     return [p, s]
+
+
+def _rmsprop_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
+    kw = dict(kw)
+    p = _arange_like(9, (FUNC_N,), dtype)
+    v = np.full_like(p, kw.pop("initial_square_avg", 0.0))
+    states = [v, np.zeros_like(p) if kw.get("momentum") else None,
+              np.zeros_like(p) if kw.get("centered") else None]
+    grads = _Grads(10, p.shape, dtype)
+    for t in range(1, STEPS + 1):
+        fusedopt.rmsprop_step(p, grads(t), *states, lr=_lr_at(1e-2, t), n_threads=n_threads,
+                              **kw)
+    return [p] + [a for a in states if a is not None]
 
 
 def _class_kwargs(kw: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
@@ -254,6 +281,11 @@ def _adagrad_class(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
                       n_threads)
 
 
+def _rmsprop_class(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
+    return _run_class(lambda groups: fusedopt.RMSprop(groups, lr=1e-2, **kw), dtype, 90,
+                      n_threads)
+
+
 def _torch_adapter(kind: str, dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
     torch = pytest.importorskip("torch")
     import fusedopt.torch as ft
@@ -297,6 +329,7 @@ OPTIMIZERS: Dict[str, Tuple[Dict[str, Dict[str, Any]], Callable[..., List[Any]],
     "sgd": (SGD_CASES, _sgd_functional, _sgd_class, "SGD"),
     "lion": (LION_CASES, _lion_functional, _lion_class, "Lion"),
     "adagrad": (ADAGRAD_CASES, _adagrad_functional, _adagrad_class, "Adagrad"),
+    "rmsprop": (RMSPROP_CASES, _rmsprop_functional, _rmsprop_class, "RMSprop"),
 }
 
 

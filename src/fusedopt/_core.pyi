@@ -148,6 +148,26 @@ def adagrad_step(
     weight_decay: float = ..., eps: float = ..., maximize: bool = ..., convention: str = ...,
     n_threads: int | None = None,
 ) -> None: ...
+def rmsprop(
+    arrays: list[list[_FloatArray] | None] | None,
+    hyper: dict[str, Any],
+    defaults: dict[str, Any],
+    step: int | None,
+    n_threads: int | None = None,
+    pname: str = "param",
+    single: bool = False,
+    index: list[int] | None = None,
+    dry: bool = False,
+    plan: StepPlan | None = None,
+    keep: bool = False,
+) -> TensorLists | None: ...
+def rmsprop_step(
+    param: _FloatArray, grad: _FloatArray, square_avg: _FloatArray,
+    momentum_buffer: _FloatArray | None = None, grad_avg: _FloatArray | None = None, *,
+    lr: float = ..., alpha: float = ..., eps: float = ..., weight_decay: float = ...,
+    momentum: float = ..., centered: bool = ..., maximize: bool = ..., convention: str = ...,
+    n_threads: int | None = None,
+) -> None: ...
 def unscale_check(
     grads: list[_FloatArray],
     scale: float | None,

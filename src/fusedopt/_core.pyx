@@ -636,11 +636,13 @@ cdef enum:
     GIL_HELD_MAX = 4096
 
 
-cdef int run_step(int opt, const void *args, TensorLists t, Py_ssize_t nstates,
-                  int nt) except -1:
-    """One fo_step call over the tensors of t (roles: param, grad, then the states)."""
+cdef int run_step(int opt, const void *args, TensorLists t, int nt) except -1:
+    """One fo_step call over the tensors of t (roles: param, grad, then the states, each
+    given to the kernel, NULL where unused)."""
     cdef void **states[FO_MAX_STATES]
-    cdef Py_ssize_t k
+    cdef Py_ssize_t k, nstates = t.nroles - 2
+    if nstates > FO_MAX_STATES:
+        raise ValueError("internal: too many states")
     for k in range(nstates):
         states[k] = t.role(2 + k)
     cdef void **ps = t.role(0)
@@ -1021,7 +1023,7 @@ cdef TensorLists adam_run(adam_h *h, list arrays, object step, object n_threads,
     adam_resolve(&a, tl.dtype if tl.dtype >= 0 else FO_F32, h.conv, t, h.lr, h.b1, h.b2,
                  h.eps, h.wd, h.decoupled, h.amsgrad, h.maximize, h.eps_root)
     if not dry:
-        run_step(FO_OPT_adam, &a, tl, 3, nt)
+        run_step(FO_OPT_adam, &a, tl, nt)
     return tl
 
 
@@ -1168,7 +1170,7 @@ cdef TensorLists sgd_run(sgd_h *h, list arrays, object step, object n_threads, s
     tl = step_arrays(arrays, (pname, "grad", "momentum_buffer"), (True, False, True),
                      (True, True, use_buf), single, index, plan)
     if not dry:
-        run_step(FO_OPT_sgd, &a, tl, 1, nt)
+        run_step(FO_OPT_sgd, &a, tl, nt)
     return tl
 
 
@@ -1271,7 +1273,7 @@ cdef TensorLists lion_run(lion_h *h, list arrays, object n_threads, str pname, b
     else:
         a.decay = FO_DECAY_OPTAX if h.wd != 0.0 else FO_DECAY_NONE
     if not dry:
-        run_step(FO_OPT_lion, &a, tl, 1, nt)
+        run_step(FO_OPT_lion, &a, tl, nt)
     return tl
 
 
@@ -1399,7 +1401,7 @@ cdef TensorLists adagrad_run(adagrad_h *h, list arrays, object step, object n_th
     else:
         a.form = FO_ADAGRAD_OPTAX
     if not dry:
-        run_step(FO_OPT_adagrad, &a, tl, 1, nt)
+        run_step(FO_OPT_adagrad, &a, tl, nt)
     return tl
 
 
@@ -1433,6 +1435,154 @@ def adagrad_step(param, grad, state_sum=_REQUIRED, *, step=None, lr=_MISSING,
                 None)
 
 
+# ----------------------------------------------------------------------------- RMSprop
+
+cdef extern from "fusedopt.h" nogil:
+    enum:
+        FO_RMSPROP_TORCH
+        FO_RMSPROP_TF1
+        FO_RMSPROP_KERAS
+        FO_RMSPROP_OPTAX
+    ctypedef struct fo_rmsprop_args:
+        int form, decay, maximize, centered, momentum
+        double lr, alpha, one_minus_alpha, eps, mu, wd
+
+    enum:
+        FO_OPT_rmsprop
+
+
+ctypedef struct rmsprop_h:
+    double lr, alpha, eps, wd, mu, init
+    int conv
+    bint centered, maximize
+
+
+cdef int rmsprop_set(rmsprop_h *h, object lr, object alpha, object eps, object wd,
+                     object momentum, object centered, object init, object maximize,
+                     object convention, bint truthy) except -1:
+    """As adam_set, for RMSprop."""
+    if lr is not _MISSING:
+        h.lr = learning_rate(lr)
+    if alpha is not _MISSING:
+        h.alpha = real(alpha, "alpha", 0.0, False, 1.0, True)
+    if eps is not _MISSING:
+        h.eps = real(eps, "epsilon", 0.0)
+    if wd is not _MISSING:
+        h.wd = weight_decay(wd)
+    if momentum is not _MISSING:
+        h.mu = real(momentum, "momentum", 0.0)
+    if centered is not _MISSING:
+        h.centered = flag(centered, "centered", truthy)
+    if init is not _MISSING:
+        h.init = real(init, "initial_square_avg", 0.0)
+    if maximize is not _MISSING:
+        h.maximize = flag(maximize, "maximize", truthy)
+    if convention is not _MISSING:
+        h.conv = convention_code(convention)
+    return 0
+
+
+cdef int rmsprop_from(rmsprop_h *h, dict hyper, dict defaults) except -1:
+    rmsprop_set(h, hp(hyper, defaults, "lr"), hp(hyper, defaults, "alpha"),
+                hp(hyper, defaults, "eps"), hp(hyper, defaults, "weight_decay"),
+                hp(hyper, defaults, "momentum"), hp(hyper, defaults, "centered"),
+                hp(hyper, defaults, "initial_square_avg"), hp(hyper, defaults, "maximize"),
+                hp(hyper, defaults, "convention"),
+                PyDict_GetItem(defaults, "torch_values") != NULL)
+    return 0
+
+
+cdef TensorLists rmsprop_run(rmsprop_h *h, list arrays, object n_threads, str pname,
+                             bint single, list index, bint dry, StepPlan plan):
+    """torch.optim.RMSprop's rule, TF1's, Keras' or optax's (fo_rmsprop.h), with each
+    one's rounding of the scalars: torch's are Python floats (1 - alpha in double); TF1
+    casts lr, decay, momentum and eps to the variable's dtype (1 - decay in it); Keras
+    and optax round the Python floats (1 - rho in double), Keras' lr is a float32
+    variable."""
+    cdef int nt = nthreads_arg(n_threads)
+    cdef int conv = h.conv
+    cdef str cname = CONVENTIONS[conv]
+    cdef bint mom = h.mu > 0.0
+    if conv == C_SKLEARN:
+        raise ValueError("convention 'sklearn' has no RMSprop; use 'torch', 'tf1', 'keras' "
+                         "or 'optax'")
+    if conv != C_TORCH:
+        if h.maximize:
+            raise ValueError(f"maximize=True is a torch option; convention {cname!r} has no "
+                             "such option")
+        if h.wd != 0.0 and conv != C_KERAS:
+            raise ValueError(f"convention {cname!r} has no weight decay in its RMSprop; use "
+                             "weight_decay=0")
+    if plan is None:
+        if arrays[2] is (_REQUIRED if single else None):
+            raise TypeError("square_avg is required (an array like param, initially "
+                            "initial_square_avg)")
+        if mom and arrays[3] is None:
+            raise ValueError("momentum > 0 needs momentum_buffer (an array like param, "
+                             "initially zeros)")
+        if h.centered and arrays[4] is None:
+            raise ValueError("centered=True needs grad_avg (an array like param, initially "
+                             "zeros)")
+    cdef TensorLists tl = step_arrays(
+        arrays, (pname, "grad", "square_avg", "momentum_buffer", "grad_avg"),
+        (True, False, True, True, True), (True, True, True, mom, h.centered), single, index,
+        plan)
+    cdef int dtype = tl.dtype if tl.dtype >= 0 else FO_F32
+    cdef fo_rmsprop_args a
+    memset(&a, 0, sizeof(fo_rmsprop_args))
+    a.form = (FO_RMSPROP_TORCH, FO_RMSPROP_TF1, FO_RMSPROP_KERAS, FO_RMSPROP_OPTAX)[conv]
+    a.maximize, a.centered, a.momentum = h.maximize, h.centered, mom
+    a.lr, a.alpha, a.one_minus_alpha, a.eps, a.mu, a.wd = \
+        h.lr, h.alpha, 1.0 - h.alpha, h.eps, h.mu, h.wd          # 1 - alpha rounded once
+    if conv == C_TF1:                    # float32 tensors cast to the variable's dtype
+        a.lr, a.eps = round_to(f32(h.lr), dtype), round_to(f32(h.eps), dtype)
+        a.mu, a.alpha = round_to(f32(h.mu), dtype), round_to(f32(h.alpha), dtype)
+        a.one_minus_alpha = round_to(1.0 - a.alpha, dtype)          # in the kernel's T
+    elif conv == C_KERAS:
+        a.lr = f32(h.lr)                 # Keras' learning-rate variable is float32
+    if h.wd != 0.0:
+        a.decay = FO_DECAY_L2 if conv == C_TORCH else FO_DECAY_SUB
+    if not dry:
+        run_step(FO_OPT_rmsprop, &a, tl, nt)
+    return tl
+
+
+def rmsprop(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
+            bint single=False, list index=None, bint dry=False, StepPlan plan=None,
+            bint keep=False):
+    """One RMSprop step over lists of tensors, in one C call: ``arrays`` is ``[params,
+    grads, square_avgs, momentum_buffers, grad_avgs]`` (the last two None unless momentum
+    > 0, centered); ``step`` is not used.  Hyper-parameters and errors as :func:`adam`."""
+    if plan is None and (len(arrays) != 5 or type(arrays[0]) is not list):
+        raise TypeError("arrays must be [params, grads, square_avgs, momentum_buffers, "
+                        "grad_avgs], lists of arrays (the last two may be None)")
+    cdef rmsprop_h h
+    rmsprop_from(&h, hyper, defaults)
+    tl = rmsprop_run(&h, arrays, n_threads, pname, single, index, dry, plan)
+    return tl if keep else None
+
+
+cdef rmsprop_h RMSPROP_DEFAULTS
+cdef bint rmsprop_defaults_set = False
+
+
+def rmsprop_step(param, grad, square_avg=_REQUIRED, momentum_buffer=None, grad_avg=None, *,
+                 lr=_MISSING, alpha=_MISSING, eps=_MISSING, weight_decay=_MISSING,
+                 momentum=_MISSING, centered=_MISSING, maximize=_MISSING,
+                 convention=_MISSING, n_threads=None):
+    """The functional RMSprop step (``fusedopt.rmsprop_step``, documented there)."""
+    if not rmsprop_defaults_set:
+        raise RuntimeError("internal: rmsprop_step's defaults are not set")
+    for a, name in ((momentum_buffer, "momentum_buffer"), (grad_avg, "grad_avg")):
+        if a is not None:
+            state_type(a, name)          # (even if unused)
+    cdef rmsprop_h h = RMSPROP_DEFAULTS
+    rmsprop_set(&h, lr, alpha, eps, weight_decay, momentum, centered, _MISSING, maximize,
+                convention, False)
+    rmsprop_run(&h, [param, grad, square_avg, momentum_buffer, grad_avg], n_threads,
+                "param", True, None, False, None)
+
+
 # ----------------------------------------------------------------------------- functional steps
 
 cdef int state_type(object a, str name) except -1:
@@ -1450,7 +1600,8 @@ REQUIRED = _REQUIRED
 
 def set_defaults(str name, dict defaults):
     """Gives a functional step its description's defaults (validated once, here)."""
-    global adam_defaults_set, sgd_defaults_set, lion_defaults_set, adagrad_defaults_set
+    global adam_defaults_set, sgd_defaults_set, lion_defaults_set, adagrad_defaults_set, \
+        rmsprop_defaults_set
     if name == "adam_step":
         adam_from(&ADAM_DEFAULTS, defaults, defaults)
         adam_defaults_set = True
@@ -1463,6 +1614,9 @@ def set_defaults(str name, dict defaults):
     elif name == "adagrad_step":
         adagrad_from(&ADAGRAD_DEFAULTS, defaults, defaults)
         adagrad_defaults_set = True
+    elif name == "rmsprop_step":
+        rmsprop_from(&RMSPROP_DEFAULTS, defaults, defaults)
+        rmsprop_defaults_set = True
     else:
         raise ValueError(f"internal: no functional step {name!r}")
 

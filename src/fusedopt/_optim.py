@@ -541,11 +541,13 @@ if TYPE_CHECKING:   # what static type checkers see of the objects made above
     class SGD(Optimizer): ...
     class Lion(Optimizer): ...
     class Adagrad(Optimizer): ...
+    class RMSprop(Optimizer): ...
 
     adam_step, sgd_step, lion_step = _core.adam_step, _core.sgd_step, _core.lion_step
-    adagrad_step = _core.adagrad_step
+    adagrad_step, rmsprop_step = _core.adagrad_step, _core.rmsprop_step
 else:
-    Adam, AdamW, SGD, Lion, Adagrad = (FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion",
-                                                              "Adagrad"))
-    adam_step, sgd_step, lion_step, adagrad_step = (
-        FRONT_END[k] for k in ("adam_step", "sgd_step", "lion_step", "adagrad_step"))
+    Adam, AdamW, SGD, Lion, Adagrad, RMSprop = (
+        FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion", "Adagrad", "RMSprop"))
+    adam_step, sgd_step, lion_step, adagrad_step, rmsprop_step = (
+        FRONT_END[k] for k in ("adam_step", "sgd_step", "lion_step", "adagrad_step",
+                               "rmsprop_step"))

@@ -61,13 +61,13 @@ class Spec:
     fixed: Mapping[str, Any] = field(default_factory=dict)
     #: hyper-parameters that are not arguments of the NumPy class (but of torch's)
     torch_only: Tuple[str, ...] = ()
-    #: how many hyper-parameters ``torch.optim``'s signature takes by position
-    torch_positional: int = 0
+    #: what ``torch.optim``'s signature takes by position after ``params``, in its
+    #: order: hyper-parameters and implementation flags (torch.optim.Adagrad's
+    #: ``foreach``; torch.optim.RMSprop's ``capturable, foreach, maximize``)
+    torch_positional: Tuple[str, ...] = ()
     #: the implementation flags of ``torch.optim``'s signature (only their defaults are
-    #: supported), and those of them it takes by position, after the positional
-    #: hyper-parameters (torch.optim.Adagrad's ``foreach``)
+    #: supported)
     torch_flags: Tuple[str, ...] = ("foreach", "fused", "capturable", "differentiable")
-    torch_positional_flags: Tuple[str, ...] = ()
     #: the ``torch.optim`` signature's order, when it differs from ``hypers``
     torch_order: Tuple[str, ...] = ()
     #: whether torch keeps a "step" entry in the state (torch.optim.SGD does not)
@@ -291,7 +291,7 @@ _ADAMW_TORCH_DOC = """``torch.optim.AdamW`` (Adam with decoupled weight decay, d
 ADAM = register(Spec(
     name="Adam", hypers=_ADAM_HYPERS, roles=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
     states=_adam_states, kernel=_core.adam, kernel_step=_adam_step,
-    fixed={"decoupled_weight_decay": False}, torch_positional=5,
+    fixed={"decoupled_weight_decay": False}, torch_positional=_ADAM_TORCH_ORDER[:5],
     torch_order=_ADAM_TORCH_ORDER, sparse_alternative="torch.optim.SparseAdam",
     lazy_states=("max_exp_avg_sq",), functional="adam_step",
     doc=_ADAM_DOC, functional_doc=_ADAM_FUNCTIONAL_DOC, torch_doc=_ADAM_TORCH_DOC))
@@ -301,7 +301,7 @@ ADAMW = register(Spec(
     hypers=tuple(Hyper("weight_decay", 1e-2, h.doc) if h.name == "weight_decay" else h
                  for h in _ADAM_HYPERS),
     roles=ADAM.roles, states=_adam_states, kernel=_core.adam, kernel_step=_adam_step,
-    fixed={"decoupled_weight_decay": True}, torch_positional=5,
+    fixed={"decoupled_weight_decay": True}, torch_positional=_ADAM_TORCH_ORDER[:5],
     torch_order=_ADAM_TORCH_ORDER, sparse_alternative="torch.optim.SparseAdam",
     lazy_states=("max_exp_avg_sq",), doc=_ADAMW_DOC, torch_doc=_ADAMW_TORCH_DOC))
 
@@ -400,7 +400,7 @@ SGD = register(Spec(
               "or 'sklearn'"),
     ),
     roles=("momentum_buffer",), states=_sgd_states, kernel=_core.sgd, kernel_step=_sgd_step,
-    torch_positional=5,
+    torch_positional=("lr", "momentum", "dampening", "weight_decay", "nesterov"),
     torch_order=("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
                  "convention"),
     torch_step_state=False, torch_flags=("foreach", "fused", "differentiable"),
@@ -495,7 +495,8 @@ LION = register(Spec(
               "'keras'"),
     ),
     roles=("exp_avg",), states=lambda group: ("exp_avg",), kernel=_core.lion,
-    kernel_step=_adam_step, torch_positional=3, functional="lion_step",
+    kernel_step=_adam_step, torch_positional=("lr", "betas", "weight_decay"),
+    functional="lion_step",
     doc=_LION_DOC, functional_doc=_LION_FUNCTIONAL_DOC, torch_doc=_LION_TORCH_DOC))
 
 
@@ -599,9 +600,134 @@ ADAGRAD = register(Spec(
               "'optax'"),
     ),
     roles=("sum",), states=lambda group: ("sum",), kernel=_core.adagrad,
-    kernel_step=_adam_step, torch_positional=5,
-    torch_flags=("foreach", "fused", "differentiable"), torch_positional_flags=("foreach",),
+    kernel_step=_adam_step,
+    torch_positional=("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
+                      "foreach"),
+    torch_flags=("foreach", "fused", "differentiable"),
     initial={"sum": "initial_accumulator_value"},
     torch_eager_state=True, sparse_alternative="torch.optim.Adagrad",
     functional="adagrad_step",
     doc=_ADAGRAD_DOC, functional_doc=_ADAGRAD_FUNCTIONAL_DOC, torch_doc=_ADAGRAD_TORCH_DOC))
+
+
+# ----------------------------------------------------------------------------- RMSprop
+
+def _rmsprop_states(group: Mapping[str, Any]) -> Tuple[str, ...]:
+    return ("square_avg",) + (("momentum_buffer",) if group["momentum"] > 0 else ()) + \
+        (("grad_avg",) if group["centered"] else ())
+
+
+_RMSPROP_DOC = """RMSprop (Hinton, lecture 6e; centered: Graves, 2013) over a list of NumPy arrays,
+    updated in place (one C call per step).
+
+    ``torch.optim.RMSprop`` semantics and defaults by default (``lr=1e-2, alpha=0.99,
+    eps=1e-8`` outside the square root, the learning rate applied after the momentum
+    buffer, L2 weight decay, maximize); ``convention`` picks another framework's rule
+    (see :func:`rmsprop_step`): TF1 starts the square average at 1, so pass
+    ``initial_square_avg=1.0`` (and TF1's ``alpha=0.9, eps=1e-10``) to reproduce it.
+    State per parameter: ``step``, ``square_avg`` (at its group's ``initial_square_avg``),
+    ``momentum_buffer`` with momentum, ``grad_avg`` when centered; in its dtype.
+
+    >>> import numpy as np, fusedopt
+    >>> w = np.zeros(2)
+    >>> opt = fusedopt.RMSprop([w], lr=0.01, alpha=0.75, eps=0.0)
+    >>> opt.step([np.array([2.0, -0.5])])
+    True
+    >>> w
+    array([-0.02,  0.02])
+    """
+
+_RMSPROP_FUNCTIONAL_DOC = """One RMSprop update of ``param`` and its states in place.
+
+    Per element, with ``convention="torch"`` (``torch.optim.RMSprop``)::
+
+        g = -g if maximize;  g += wd*p (L2)
+        v = v*alpha + (1 - alpha)*g*g;  ga = lerp(ga, g, 1 - alpha) (centered)
+        d = sqrt(v - ga*ga if centered else v) + eps
+        b = b*momentum + g/d;  p -= lr*b      (momentum > 0; else p -= lr*g/d)
+
+    ``"tf1"`` (``tf.compat.v1.train.RMSPropOptimizer``, its ``ApplyRMSProp`` kernels:
+    ``v += (g*g - v)*(1 - alpha)``, ``ga += (g - ga)*(1 - alpha)``, all scalars float32
+    tensors), ``"keras"`` (``keras.optimizers.RMSprop``: ``v = alpha*v + (1 - alpha)*g*g``,
+    ``p = p - (p*wd)*lr`` first) and ``"optax"`` (``optax.rmsprop``: ``scale_by_rms`` or
+    ``scale_by_stddev``, then ``trace``) put eps inside the square root and lr inside
+    the buffer::
+
+        i = lr*g / sqrt((v - ga*ga if centered else v) + eps)
+        b = b*momentum + i;  p -= b            (momentum > 0; else p -= i)
+
+    The square average's initial value is the caller's (``square_avg`` as given: TF1
+    starts at 1, the others at 0); optax's ``nesterov``, ``bias_correction`` and
+    ``eps_in_sqrt=False`` are not offered.
+
+    Args:
+        param, grad, square_avg: float32 or float64 arrays of one dtype and shape,
+            C-contiguous, distinct; all but ``grad`` writeable.
+        momentum_buffer: needed with ``momentum > 0`` (like param, initially zeros).
+        grad_avg: needed with ``centered=True`` (like param, initially zeros).
+        lr, eps, weight_decay, momentum: as torch (all >= 0); ``0 <= alpha < 1``;
+            maximize is torch's only; weight decay is torch's L2 or Keras' decoupled decay.
+        convention: "torch", "tf1", "keras" or "optax".
+        n_threads: threads for this call.
+
+    Raises:
+        TypeError / ValueError naming the argument; no array is modified then.
+
+    >>> import numpy as np, fusedopt
+    >>> p = np.array([1.0, 2.0]); v = np.zeros(2)
+    >>> fusedopt.rmsprop_step(p, np.array([0.5, -1.0]), v, lr=0.01, alpha=0.75, eps=0.0)
+    >>> p
+    array([0.98, 2.02])
+    """
+
+_RMSPROP_TORCH_DOC = """``torch.optim.RMSprop`` running fusedopt's RMSprop kernel (see the module docstring).
+
+    Args:
+        params: iterable of parameters (or named parameters) or of dicts (param groups).
+        lr, alpha, eps, weight_decay, momentum, centered, maximize: as
+            ``torch.optim.RMSprop`` (same defaults: ``lr=1e-2``, ``alpha=0.99``,
+            ``eps=1e-8``).
+        capturable, foreach, differentiable: accepted for signature compatibility; only
+            their default values (False/None) are supported.
+        initial_square_avg: the square average's initial value (torch: 0; TF1: 1).
+        convention: "torch" (default), "tf1", "keras" or "optax" (see
+            :func:`fusedopt.rmsprop_step`).
+
+    The state per parameter is torch's: ``step`` (float32 scalar tensor),
+    ``square_avg``, ``momentum_buffer`` with momentum and ``grad_avg`` when centered.
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.zeros(2))
+    >>> opt = fusedopt.torch.RMSprop([w], lr=0.01, alpha=0.75, eps=0.0)
+    >>> w.grad = torch.tensor([2.0, -0.5])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([-0.0200,  0.0200])
+    """
+
+RMSPROP = register(Spec(
+    name="RMSprop",
+    hypers=(
+        Hyper("lr", 1e-2, "learning rate (>= 0)"),
+        Hyper("alpha", 0.99, "smoothing constant of the square average (0 <= alpha < 1; "
+              "TF1's and Keras' rho, optax's decay)"),
+        Hyper("eps", 1e-8, "term added to the denominator (>= 0)"),
+        Hyper("weight_decay", 0.0, "weight decay (>= 0): L2 added to the gradient; Keras' "
+              "decoupled p -= p*wd*lr"),
+        Hyper("momentum", 0.0, "momentum factor (>= 0)"),
+        Hyper("centered", False, "normalise by the estimated variance of the gradient"),
+        Hyper("maximize", False, "ascend the objective (torch only)"),
+        Hyper("initial_square_avg", 0.0, "the square average's initial value (>= 0; TF1 "
+              "uses 1.0)"),
+        Hyper("convention", "torch", "whose update rule: 'torch', 'tf1', 'keras' or "
+              "'optax'"),
+    ),
+    roles=("square_avg", "momentum_buffer", "grad_avg"), states=_rmsprop_states,
+    kernel=_core.rmsprop, kernel_step=_adam_step,
+    torch_positional=("lr", "alpha", "eps", "weight_decay", "momentum", "centered",
+                      "capturable", "foreach", "maximize", "differentiable"),
+    torch_flags=("capturable", "foreach", "differentiable"),
+    lazy_states=("momentum_buffer", "grad_avg"),
+    initial={"square_avg": "initial_square_avg"}, sparse_alternative="torch.optim.Adagrad",
+    functional="rmsprop_step",
+    doc=_RMSPROP_DOC, functional_doc=_RMSPROP_FUNCTIONAL_DOC, torch_doc=_RMSPROP_TORCH_DOC))

@@ -366,3 +366,87 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *,
             r = np.where(s > 0, T(1) / np.sqrt(s + T(eps)), T(0)).astype(param.dtype)
         param[...] = p + T(-lr) * (g * r)
     state_sum[...] = s
+
+
+# ----------------------------------------------------------------------------- RMSprop
+
+def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
+                 momentum_buffer: Optional[np.ndarray] = None,
+                 grad_avg: Optional[np.ndarray] = None, *, lr: float = 1e-2,
+                 alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False, maximize: bool = False,
+                 convention: str = "torch", n_threads: Optional[int] = None) -> None:
+    """One RMSprop step, in place, in the parameter's dtype (see fusedopt.rmsprop_step).
+
+    "torch" follows torch.optim.RMSprop (``_single_tensor_rmsprop``: ``grad.add(param,
+    alpha=wd)``; ``square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)``;
+    ``grad_avg.lerp_(grad, 1 - alpha)``; ``avg = square_avg.addcmul(grad_avg, grad_avg,
+    value=-1).sqrt_()`` or ``square_avg.sqrt()``; ``avg.add_(eps)``; with momentum
+    ``buf.mul_(momentum).addcdiv_(grad, avg)``, ``param.add_(buf, alpha=-lr)``, else
+    ``param.addcdiv_(grad, avg, value=-lr)``); "tf1" the ``ApplyRMSProp`` /
+    ``ApplyCenteredRMSProp`` kernels of tf.compat.v1.train.RMSPropOptimizer (``ms +=
+    (grad.square() - ms) * (1 - rho)``, ``mg += (grad - mg) * (1 - rho)``, ``mom = mom *
+    momentum + grad * lr / sqrt(ms [- mg.square()] + epsilon)``, ``var -= mom``; every
+    scalar a float32 tensor cast to the variable's dtype); "keras"
+    keras.optimizers.RMSprop (``update_step``, after the base optimizer's
+    ``_apply_weight_decay``); "optax" optax.rmsprop (``scale_by_rms`` /
+    ``scale_by_stddev``: ``(1 - decay) * g**2 + decay * nu``, ``rsqrt(nu [- mu**2] +
+    eps) * g``; ``scale_by_learning_rate``; ``trace``: ``u + momentum * t``;
+    ``apply_updates``), its rsqrt stated as ``1/sqrt``."""
+    _spec.RMSPROP.validate(dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                momentum=momentum, centered=centered, maximize=maximize,
+                                convention=convention))
+    T = param.dtype.type
+    mom = momentum > 0
+    if (mom and momentum_buffer is None) or (centered and grad_avg is None):
+        raise ValueError("momentum needs momentum_buffer, centered needs grad_avg")
+    p, g, v = param.copy(), grad.copy(), square_avg.copy()
+    b = momentum_buffer.copy() if momentum_buffer is not None else np.zeros_like(p)
+    ga = grad_avg.copy() if grad_avg is not None and centered else np.zeros_like(p)
+    if convention == "torch":
+        if maximize:
+            g = -g
+        if weight_decay != 0:
+            g = g + T(weight_decay) * p
+        a, oma = T(alpha), T(1.0 - alpha)
+        v = v * a + (oma * g) * g
+        if centered:   # torch's lerp, weight 1 - alpha
+            ga = ga + oma * (g - ga) if oma < 0.5 else g - (g - ga) * (T(1) - oma)
+        d = np.sqrt(v - ga * ga if centered else v) + T(eps)
+        if mom:
+            b = b * T(momentum) + g / d
+            p = p + T(-lr) * b
+        else:
+            p = p + (T(-lr) * g) / d
+    else:
+        if convention == "tf1":   # float32 tensors, cast to the variable's dtype
+            lrT, a, mu, epsT = (T(np.float32(x)) for x in (lr, alpha, momentum, eps))
+            oma = T(1) - a
+            v = v + (g * g - v) * oma
+            ga = ga + (g - ga) * oma
+        else:
+            lrT = T(np.float32(lr)) if convention == "keras" else T(lr)
+            a, oma, mu, epsT = T(alpha), T(1.0 - alpha), T(momentum), T(eps)
+            if weight_decay != 0:          # Keras: the base optimizer's decay, first
+                p = p - (p * T(weight_decay)) * lrT
+            v = a * v + oma * (g * g)
+            ga = a * ga + oma * g
+        root = np.sqrt((v - ga * ga if centered else v) + epsT)
+        if convention == "optax":
+            u = T(-lr) * (g / root)
+            if mom:
+                b = u + mu * b
+                u = b
+            p = p + u
+        else:
+            inc = (lrT * g) / root
+            if mom:
+                b = b * mu + inc
+                inc = b
+            p = p - inc
+    param[...] = p
+    square_avg[...] = v
+    if mom and momentum_buffer is not None:
+        momentum_buffer[...] = b
+    if centered and grad_avg is not None:
+        grad_avg[...] = ga

@@ -513,16 +513,13 @@ def _torch_class(spec: Spec, name: str) -> type:
     import inspect
     P = inspect.Parameter
     hypers = spec.torch_hypers()
-    flags = spec.torch_flags
+    default = dict(_IMPL_FLAGS, **{h.name: h.default for h in hypers})
+    positional = spec.torch_positional
     sig = inspect.Signature(
         [P("self", P.POSITIONAL_OR_KEYWORD), P("params", P.POSITIONAL_OR_KEYWORD)] +
-        [P(h.name, P.POSITIONAL_OR_KEYWORD, default=h.default)
-         for h in hypers[:spec.torch_positional]] +
-        [P(f, P.POSITIONAL_OR_KEYWORD, default=_IMPL_FLAGS[f])
-         for f in spec.torch_positional_flags] +
-        [P(h.name, P.KEYWORD_ONLY, default=h.default) for h in hypers[spec.torch_positional:]] +
-        [P(f, P.KEYWORD_ONLY, default=_IMPL_FLAGS[f]) for f in flags
-         if f not in spec.torch_positional_flags],
+        [P(n, P.POSITIONAL_OR_KEYWORD, default=default[n]) for n in positional] +
+        [P(n, P.KEYWORD_ONLY, default=default[n])
+         for n in [h.name for h in hypers] + list(spec.torch_flags) if n not in positional],
         return_annotation=None)
 
     def __init__(self: _FusedOptimizer, *args: Any, **kwargs: Any) -> None:
@@ -555,6 +552,7 @@ if TYPE_CHECKING:   # what static type checkers see of the classes made above
     class SGD(_FusedOptimizer): ...
     class Lion(_FusedOptimizer): ...
     class Adagrad(_FusedOptimizer): ...
+    class RMSprop(_FusedOptimizer): ...
 else:
-    Adam, AdamW, SGD, Lion, Adagrad = (FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion",
-                                                              "Adagrad"))
+    Adam, AdamW, SGD, Lion, Adagrad, RMSprop = (
+        FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion", "Adagrad", "RMSprop"))

@@ -24,6 +24,10 @@ KERNELS: Dict[str, Dict[str, Any]] = {
                 unit="GB/s", what="fusedopt.sgd_step, momentum 0.9"),
     "lion": dict(label="Lion f32", dtype="float32", pattern="sgd", bpe=20, unit="GB/s",
                  what="fusedopt.lion_step, weight decay 0.01 (torch convention: optax's rule)"),
+    "adagrad": dict(label="Adagrad f32", dtype="float32", pattern="sgd", bpe=20, unit="GB/s",
+                    what="fusedopt.adagrad_step, torch convention, lr 1e-2"),
+    "rmsprop": dict(label="RMSprop f32", dtype="float32", pattern="sgd", bpe=20, unit="GB/s",
+                    what="fusedopt.rmsprop_step, torch convention and defaults"),
     "ce": dict(label="sigmoid CE loss+grad f32", dtype="float32", pattern="loss", bpe=12,
                unit="Melem/s", what="fusedopt.sigmoid_cross_entropy_and_grad, float32 "
                "labels, reduction mean, out= preallocated"),
@@ -235,31 +239,38 @@ class SGDCase(_Step):
         raise Unsupported("no CPU SGD")
 
 
-class LionCase(_Step):
+class _OneState(_Step):
+    """An optimizer with one state ``s`` like its parameters (the access pattern of SGD
+    with momentum: p and s read and written, g read; 20 bytes per float32 element)."""
+
+    arrays = 3
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        super().__init__(n, dtype, rng)
+        self.s = aligned_zeros(n, dtype)
+
+    def stream_args(self) -> Quad:
+        return self.p, self.g, self.s, self.s
+
+
+class LionCase(_OneState):
     """``fusedopt.lion_step`` with weight decay on one array of n elements.  torch has no
     Lion: its peer is the update in torch's in-place tensor ops (as the lion-pytorch
     package writes it)."""
 
-    arrays, peer_arrays = 3, {"numpy": 1, "torch": 1, "deepspeed": 0}
+    peer_arrays = {"numpy": 1, "torch": 1, "deepspeed": 0}
     torch_impl, torch_op, deepspeed_skip = "torch in-place tensor ops", None, "no Lion"
     torch_label = "torch ops"
     B1, B2, WD = 0.9, 0.99, 0.01
 
-    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
-        super().__init__(n, dtype, rng)
-        self.m = aligned_zeros(n, dtype)
-
-    def stream_args(self) -> Quad:
-        return self.p, self.g, self.m, self.m
-
     def fusedopt(self, k: int) -> Callable[[], Any]:
         import fusedopt
         step = fusedopt.lion_step
-        p, g, m, b, wd = self.p, self.g, self.m, (self.B1, self.B2), self.WD
+        p, g, m, b, wd = self.p, self.g, self.s, (self.B1, self.B2), self.WD
         return lambda: step(p, g, m, lr=LR, betas=b, weight_decay=wd, n_threads=k)
 
     def numpy(self) -> Peer:
-        p, g, m = self.p, self.g, self.m
+        p, g, m = self.p, self.g, self.s
         tmp = aligned_empty(self.n, self.dtype)
         dt = self.dtype.type
         b1, c1, b2, c2 = dt(self.B1), dt(1 - self.B1), dt(self.B2), dt(1 - self.B2)
@@ -279,7 +290,7 @@ class LionCase(_Step):
 
     def torch(self, env: Env) -> Peer:
         torch = env.torch
-        p, g, m = (torch.from_numpy(a) for a in (self.p, self.g, self.m))
+        p, g, m = (torch.from_numpy(a) for a in (self.p, self.g, self.s))
         b1, b2, lr, wd = self.B1, self.B2, LR, self.WD
 
         def run() -> None:
@@ -292,6 +303,88 @@ class LionCase(_Step):
 
     def deepspeed(self, env: Env) -> Peer:
         raise Unsupported("no Lion")
+
+
+class AdagradCase(_OneState):
+    """``fusedopt.adagrad_step`` (torch's rule, lr 1e-2) on one array of n elements."""
+
+    peer_arrays = {"numpy": 1, "torch": 1, "deepspeed": 0}
+    torch_impl, torch_op = "torch.optim.Adagrad(fused=True)", "aten::_fused_adagrad_"
+    deepspeed_skip = "its CPU Adagrad is not measured"
+    LR, EPS = 1e-2, 1e-10
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        step = fusedopt.adagrad_step
+        p, g, s, lr, eps = self.p, self.g, self.s, self.LR, self.EPS
+        return lambda: step(p, g, s, lr=lr, eps=eps, n_threads=k)
+
+    def numpy(self) -> Peer:
+        p, g, s = self.p, self.g, self.s
+        tmp = aligned_empty(self.n, self.dtype)
+        dt = self.dtype.type
+        lr, eps = dt(self.LR), dt(self.EPS)
+
+        def run() -> None:
+            np.add(s, np.multiply(g, g, out=tmp), out=s)     # s += g*g
+            np.sqrt(s, out=tmp)                              # p -= lr*g/(sqrt(s) + eps)
+            np.add(tmp, eps, out=tmp)
+            np.divide(g, tmp, out=tmp)
+            np.multiply(tmp, lr, out=tmp)
+            np.subtract(p, tmp, out=p)
+        return run, None
+
+    def torch(self, env: Env) -> Peer:
+        opt = env.torch.optim.Adagrad(torch_params(env.torch, [self.p], [self.g]),
+                                      lr=self.LR, eps=self.EPS, fused=True)
+        return opt.step, None
+
+    def deepspeed(self, env: Env) -> Peer:
+        raise Unsupported(self.deepspeed_skip or "")
+
+
+class RMSpropCase(_OneState):
+    """``fusedopt.rmsprop_step`` (torch's rule and defaults) on one array of n elements.
+    torch has no fused CPU RMSprop: its peer is torch.optim.RMSprop's default (the
+    for-loop over tensors, a few tensor ops each)."""
+
+    peer_arrays = {"numpy": 1, "torch": 2, "deepspeed": 0}
+    torch_impl, torch_op = "torch.optim.RMSprop (no fused CPU kernel)", None
+    torch_label, deepspeed_skip = "torch", "no RMSprop"
+    LR, ALPHA, EPS = 1e-2, 0.99, 1e-8
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        step = fusedopt.rmsprop_step
+        p, g, v = self.p, self.g, self.s
+        return lambda: step(p, g, v, n_threads=k)
+
+    def numpy(self) -> Peer:
+        p, g, v = self.p, self.g, self.s
+        tmp = aligned_empty(self.n, self.dtype)
+        dt = self.dtype.type
+        a, oma, lr, eps = dt(self.ALPHA), dt(1 - self.ALPHA), dt(self.LR), dt(self.EPS)
+        mul = np.multiply
+
+        def run() -> None:
+            mul(v, a, out=v)                   # v = v*alpha + (1 - alpha)*g*g
+            mul(g, oma, out=tmp)
+            mul(tmp, g, out=tmp)
+            np.add(v, tmp, out=v)
+            np.sqrt(v, out=tmp)                # p -= lr*g/(sqrt(v) + eps)
+            np.add(tmp, eps, out=tmp)
+            np.divide(g, tmp, out=tmp)
+            mul(tmp, lr, out=tmp)
+            np.subtract(p, tmp, out=p)
+        return run, None
+
+    def torch(self, env: Env) -> Peer:
+        opt = env.torch.optim.RMSprop(torch_params(env.torch, [self.p], [self.g]),
+                                      lr=self.LR, alpha=self.ALPHA, eps=self.EPS)
+        return opt.step, None
+
+    def deepspeed(self, env: Env) -> Peer:
+        raise Unsupported("no RMSprop")
 
 
 class CECase(_Flat):
@@ -363,4 +456,5 @@ class CECase(_Flat):
 
 
 CASES: Dict[str, Any] = {"adam": AdamCase, "adam64": AdamCase, "sgd": SGDCase,
-                         "lion": LionCase, "ce": CECase, "multi": MultiCase}
+                         "lion": LionCase, "adagrad": AdagradCase, "rmsprop": RMSpropCase,
+                         "ce": CECase, "multi": MultiCase}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -90,10 +90,17 @@ class Env:
 
     def verify_fused(self, op: str) -> Optional[bool]:
         """Runs one small torch step under the profiler and looks for ``op``
-        (aten::_fused_adam_ / aten::_fused_sgd_) among the executed operators."""
+        (aten::_fused_adam_, _fused_sgd_ or _fused_adagrad_) among the executed
+        operators (Adam in float32 and float64)."""
         if op in self.fused_ops:
             return self.fused_ops[op]
         torch = self.torch
+        makers: Dict[str, Callable[[Any], Any]] = {
+                "aten::_fused_adam_": lambda p: torch.optim.Adam([p], fused=True),
+                "aten::_fused_sgd_": lambda p: torch.optim.SGD([p], lr=1e-3, momentum=0.9,
+                                                               fused=True),
+                "aten::_fused_adagrad_": lambda p: torch.optim.Adagrad([p], fused=True)}
+        make = makers[op]
         ok: Optional[bool]
         try:
             import warnings
@@ -101,8 +108,7 @@ class Env:
             for dt in (torch.float32, torch.float64) if "adam" in op else (torch.float32,):
                 p = torch.zeros(1000, dtype=dt, requires_grad=True)
                 p.grad = torch.ones_like(p)
-                opt = (torch.optim.Adam([p], fused=True) if "adam" in op else
-                       torch.optim.SGD([p], lr=1e-3, momentum=0.9, fused=True))
+                opt = make(p)
                 opt.step()
                 with warnings.catch_warnings(), quiet_fds():
                     warnings.simplefilter("ignore")
