@@ -15,6 +15,7 @@ enum fo_adagrad_form { FO_ADAGRAD_TORCH = 0, FO_ADAGRAD_KERAS = 1, FO_ADAGRAD_OP
 typedef struct {
     int form, decay, maximize;           /* decay: FO_DECAY_NONE, _L2 or _SUB */
     double lr, eps, wd;
+    double grad_scale;                   /* the clip coefficient (1: none) */
 } fo_adagrad_args;
 #else
 typedef struct { FO_T lr, neg_lr, eps, wd, sgn; } FO_NAME(adagrad_k);
@@ -34,7 +35,7 @@ FO_INLINE void FO_NAME(adagrad_loop)(const fo_adagrad_args *a, FO_T *restrict p,
 {
     FO_NAME(adagrad_k) k;
     k.lr = (FO_T)a->lr; k.neg_lr = (FO_T)(-a->lr); k.eps = (FO_T)a->eps; k.wd = (FO_T)a->wd;
-    k.sgn = a->maximize ? (FO_T)-1 : (FO_T)1;
+    k.sgn = FO_GRAD_FACTOR(a);
     for (fo_index i0 = 0; i0 < n; i0 += FO_LINE_ELEMS) {
         FO_AHEAD_W(p, i0);
         FO_AHEAD_R(g, i0);

@@ -25,6 +25,7 @@ typedef struct {
     double step_size;                    /* torch: lr/bc1; eps-hat forms: alpha */
     double bc2_sqrt;                     /* torch */
     double bc1, bc2;                     /* optax */
+    double grad_scale;                   /* the clip coefficient (1: none) */
 } fo_adam_args;
 #else
 
@@ -48,7 +49,7 @@ FO_INLINE FO_NAME(adam_k) FO_NAME(adam_consts)(const fo_adam_args *a)
     k.omb1 = (FO_T)a->one_minus_beta1; k.omb2 = (FO_T)a->one_minus_beta2;
     k.eps = (FO_T)a->eps; k.eps_root = (FO_T)a->eps_root;
     k.wd = (FO_T)a->wd; k.lr = (FO_T)a->lr; k.dfac = (FO_T)a->decay_factor;
-    k.sgn = a->maximize ? (FO_T)-1 : (FO_T)1;
+    k.sgn = FO_GRAD_FACTOR(a);
     k.step_size = (FO_T)a->step_size; k.neg_step_size = (FO_T)(-a->step_size);
     k.bc2_sqrt = (FO_T)a->bc2_sqrt; k.bc1 = (FO_T)a->bc1; k.bc2 = (FO_T)a->bc2;
     /* torch's lerp: |w| < 0.5 ? m + w*(g-m) : g - (g-m)*(1-w) */

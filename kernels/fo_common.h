@@ -34,6 +34,10 @@
 #define FO_LINE_END(i0, n) ((n) - (i0) < FO_LINE_ELEMS ? (n) : (i0) + FO_LINE_ELEMS)
 #define FO_AHEAD_R(a, i0) FO_PREFETCH_AT((a) + (i0), FO_AHEAD, 0)
 #define FO_AHEAD_W(a, i0) FO_PREFETCH_AT((a) + (i0), FO_AHEAD, 1)
+/* The factor an optimizer multiplies each gradient element by: -1 for maximize, times the
+ * clip coefficient of its args' grad_scale (1 without clipping; torch clips the gradient,
+ * then negates it: the same product). */
+#define FO_GRAD_FACTOR(a) ((FO_T)((a)->maximize ? -(a)->grad_scale : (a)->grad_scale))
 /* Sums the FO_LANES double accumulators in a fixed pairwise order. */
 #define FO_FOLD_LANES(acc) \
     do { for (int w_ = FO_LANES / 2; w_ > 0; w_ /= 2) \

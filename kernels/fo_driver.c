@@ -241,6 +241,50 @@ int fo_unscale_check(int dtype, int ntensors, void *const *gs, const fo_index *n
     return fo_multi_run(&w, n_threads);
 }
 
+/* ---------------------------------------------------------------- gradient norms
+ * Rounds of up to FO_NORM_ROUND blocks, numbered over all tensors in order: the blocks of
+ * a round run in parallel, their partials are combined in block order. */
+#define FO_NORM_ROUND 1024
+typedef struct { int t; fo_index i0, len; } fo_norm_piece;
+
+double fo_grad_norm(int dtype, int ntensors, const void *const *gs, const fo_index *ns,
+                    int kind, double p, int n_threads)
+{
+    const fo_table *tab = fo_active;
+    const fo_index esz = FO_ESZ(dtype);
+    fo_index total = 0, nb = 0;
+    for (int t = 0; t < ntensors; t++) { total += ns[t]; nb += fo_nblocks(ns[t]); }
+    const int nt = fo_threads_for(total, nb, n_threads);
+    fo_norm_piece pc[FO_NORM_ROUND];
+    double part[FO_NORM_ROUND], acc = 0.0;
+    int t = 0;
+    fo_index i = 0;
+    while (t < ntensors) {
+        int np = 0;
+        for (; t < ntensors && np < FO_NORM_ROUND; i = 0, t++) {
+            for (; i < ns[t] && np < FO_NORM_ROUND; i += FO_BLOCK) {
+                pc[np].t = t; pc[np].i0 = i;
+                pc[np].len = ns[t] - i < FO_BLOCK ? ns[t] - i : FO_BLOCK;
+                np++;
+            }
+            if (i < ns[t]) break;            /* the round is full inside tensor t */
+        }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+        for (int k = 0; k < np; k++)
+            part[k] = FO_CALL(tab, norm_block, dtype,
+                              FO_AT((void *const *)gs, pc[k].t, pc[k].i0, esz),
+                              pc[k].len, kind, p);
+        for (int k = 0; k < np; k++) {
+            if (kind != FO_NORM_MAX) acc += part[k];
+            else if ((part[k] > acc || part[k] != part[k]) && acc == acc) acc = part[k];
+        }
+    }
+    (void)nt;
+    return acc;
+}
+
 /* ---------------------------------------------------------------- reductions
  * Sum of per-block partials in block order; blocks of one round run in parallel.  A
  * reduction kernel is a block function over the call described by ctx. */

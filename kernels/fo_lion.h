@@ -11,9 +11,11 @@
 typedef struct {
     int decay;                           /* FO_DECAY_NONE, _OPTAX or _SUB */
     double lr, beta1, beta2, one_minus_beta1, one_minus_beta2, wd;
+    double grad_scale;                   /* the clip coefficient (1: none) */
+    int maximize;                        /* (always 0: Lion has no maximize) */
 } fo_lion_args;
 #else
-typedef struct { FO_T lr, neg_lr, b1, b2, omb1, omb2, wd; } FO_NAME(lion_k);
+typedef struct { FO_T lr, neg_lr, b1, b2, omb1, omb2, wd, gs; } FO_NAME(lion_k);
 
 /* jnp.sign: -1, 0 or 1, and NaN for NaN (c itself when it is 0 or NaN) */
 FO_INLINE FO_T FO_NAME(lion_sign)(FO_T c)
@@ -37,13 +39,14 @@ FO_INLINE void FO_NAME(lion_loop)(const fo_lion_args *a, FO_T *restrict p,
     k.lr = (FO_T)a->lr; k.neg_lr = (FO_T)(-a->lr); k.wd = (FO_T)a->wd;
     k.b1 = (FO_T)a->beta1; k.b2 = (FO_T)a->beta2;
     k.omb1 = (FO_T)a->one_minus_beta1; k.omb2 = (FO_T)a->one_minus_beta2;
+    k.gs = FO_GRAD_FACTOR(a);
     for (fo_index i0 = 0; i0 < n; i0 += FO_LINE_ELEMS) {
         FO_AHEAD_W(p, i0);
         FO_AHEAD_R(g, i0);
         FO_AHEAD_W(m, i0);
         const fo_index i1 = FO_LINE_END(i0, n);
         for (fo_index i = i0; i < i1; i++) {
-            const FO_T gi = g[i], mi = m[i];
+            const FO_T gi = g[i] * k.gs, mi = m[i];
             p[i] = FO_NAME(lion_update)(&k, p[i], FO_NAME(lion_sign)(k.omb1 * gi + k.b1 * mi),
                                         decay);
             m[i] = k.omb2 * gi + k.b2 * mi;

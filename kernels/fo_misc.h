@@ -49,6 +49,22 @@ void FO_NAME(stream)(int pattern, FO_T *restrict a, const FO_T *restrict b,
     case FO_STREAM_SGD:       /* 3 reads, 2 writes, in place */
         for (fo_index i = 0; i < n; i++) { FO_T bb = c[i] * s + b[i]; c[i] = bb; a[i] = a[i] - s * bb; }
         break;
+    case FO_STREAM_READ: {    /* 1 read: b's sum of squares, kept in d[0] */
+        double acc[FO_LANES] = {0};
+        fo_index i = 0;
+        for (; i + FO_LANES <= n; i += FO_LANES)
+            for (int j = 0; j < FO_LANES; j++) acc[j] += (double)b[i + j] * (double)b[i + j];
+        for (; i < n; i++) acc[0] += (double)b[i] * (double)b[i];
+        FO_FOLD_LANES(acc);
+        if (n > 0) d[0] = (FO_T)acc[0];
+        break;
+    }
+    case FO_STREAM_SCALE: {   /* 1 read, 1 write, in place (by 1: values stay put) */
+        volatile FO_T one_ = 1;
+        const FO_T k = one_;
+        for (fo_index i = 0; i < n; i++) a[i] = a[i] * k;
+        break;
+    }
     default:                  /* FO_STREAM_LOSS: 2 reads, 1 write */
         for (fo_index i = 0; i < n; i++) c[i] = a[i] - b[i];
         break;

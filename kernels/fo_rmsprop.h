@@ -28,6 +28,7 @@ typedef struct {
     int form, decay, maximize;           /* decay: FO_DECAY_NONE, _L2 or _SUB */
     int centered, momentum;              /* momentum: a buffer is kept (mu > 0) */
     double lr, alpha, one_minus_alpha, eps, mu, wd;
+    double grad_scale;                   /* the clip coefficient (1: none) */
 } fo_rmsprop_args;
 #else
 typedef struct { FO_T lr, neg_lr, a, oma, omw, eps, mu, wd, sgn; int lerp_lo; } FO_NAME(rmsprop_k);
@@ -80,7 +81,7 @@ FO_INLINE void FO_NAME(rmsprop_loop)(const fo_rmsprop_args *a, FO_T *restrict p,
     FO_NAME(rmsprop_k) k;
     k.lr = (FO_T)a->lr; k.neg_lr = (FO_T)(-a->lr); k.a = (FO_T)a->alpha;
     k.oma = (FO_T)a->one_minus_alpha; k.eps = (FO_T)a->eps; k.mu = (FO_T)a->mu;
-    k.wd = (FO_T)a->wd; k.sgn = a->maximize ? (FO_T)-1 : (FO_T)1;
+    k.wd = (FO_T)a->wd; k.sgn = FO_GRAD_FACTOR(a);
     /* torch's lerp: |w| < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w) */
     k.lerp_lo = k.oma < (FO_T)0.5;
     k.omw = (FO_T)1 - k.oma;

@@ -17,6 +17,7 @@ enum fo_sgd_form {
 typedef struct {
     int form, decay, nesterov, maximize, first_step;
     double lr, momentum, one_minus_dampening, wd;
+    double grad_scale;                   /* the clip coefficient (1: none) */
 } fo_sgd_args;
 #else
 typedef struct { FO_T lr, neg_lr, mu, omd, wd, sgn; } FO_NAME(sgd_k);
@@ -70,7 +71,7 @@ FO_INLINE void FO_NAME(sgd_loop)(const fo_sgd_args *a, FO_T *restrict p,
     FO_NAME(sgd_k) k;
     k.lr = (FO_T)a->lr; k.neg_lr = (FO_T)(-a->lr); k.mu = (FO_T)a->momentum;
     k.omd = (FO_T)a->one_minus_dampening; k.wd = (FO_T)a->wd;
-    k.sgn = a->maximize ? (FO_T)-1 : (FO_T)1;
+    k.sgn = FO_GRAD_FACTOR(a);
     for (fo_index i0 = 0; i0 < n; i0 += FO_LINE_ELEMS) {
         FO_AHEAD_W(p, i0);
         FO_AHEAD_R(g, i0);

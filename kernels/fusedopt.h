@@ -62,7 +62,9 @@ void fo_step(int opt, int dtype, const void *args, int ntensors, void *const *ps
 
 /* Bandwidth probes with the access pattern of each kernel (see fusedopt bench). */
 enum fo_stream { FO_STREAM_COPY = 0, FO_STREAM_TRIAD = 1, FO_STREAM_ADAM = 2,
-                 FO_STREAM_SGD = 3, FO_STREAM_LOSS = 4 };
+                 FO_STREAM_SGD = 3, FO_STREAM_LOSS = 4,
+                 FO_STREAM_READ = 5,      /* 1 read (sum of squares, one store per block) */
+                 FO_STREAM_SCALE = 6 };   /* 1 read, 1 write, in place */
 void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d, fo_index n,
                int n_threads);
 

@@ -34,7 +34,7 @@ def check_row(row):
         assert part["time_s"] > 0 and part["min_s"] > 0
         assert part["gbps"] > 0 and part["melem_per_s"] > 0
         assert part["repeats"] >= 1 and part["number"] >= 1
-    assert row["ceiling"]["pattern"] in ("adam", "sgd", "loss")
+    assert row["ceiling"]["pattern"] in ("adam", "sgd", "loss", "clip")
     assert row["pct_of_ceiling"] > 0
     assert "others_cpu" in row             # CPU used by other processes (None without /proc)
     for peer in row["peers"].values():
@@ -76,16 +76,18 @@ def test_every_kernel_numpy_only(capsys):
     rows = run_json(capsys, "--kernels", "all", "--peers", "numpy", "--threads", "1,2")
     kernels = {r["kernel"] for r in rows}
     assert kernels == {"adam", "adam64", "sgd", "lion", "adagrad", "rmsprop", "ce", "multi",
-                       "overhead"}
-    assert len(rows) == 20                 # 8 kernels x 2 threads, 2 overhead cases x 2
+                       "clip", "overhead"}
+    assert len(rows) == 22                 # 9 kernels x 2 threads, 2 overhead cases x 2
     for r in rows:
         if r["kernel"] == "overhead":
             check_overhead_row(r)
             continue
         check_row(r)
-        assert "numpy" in r["peers"]
+        assert "numpy" in r["peers"], (r["kernel"], r["threads"], r["peers_skipped"])
     multi = [r for r in rows if r["kernel"] == "multi"]
     assert all(r["n"] == 1000 * 1000 and r["tensors"] == 1000 for r in multi)
+    clip = [r for r in rows if r["kernel"] == "clip"]
+    assert all(r["n"] == 2000 * 1000 and r["tensors"] == 2000 for r in clip)
     # NumPy is single-threaded: one measurement reused in both thread rows
     a1, a2 = (r for r in rows if r["kernel"] == "adam")
     assert a1["peers"]["numpy"]["time_s"] == a2["peers"]["numpy"]["time_s"]
@@ -155,7 +157,7 @@ def test_subprocess_cli():
 
 
 @pytest.mark.parametrize("kernel", ["adam", "adam64", "sgd", "lion", "adagrad", "rmsprop", "ce",
-                                    "multi"])
+                                    "multi", "clip"])
 def test_peers_compute_the_same_thing(kernel):
     """The benchmarked NumPy and torch versions do the same work as fusedopt."""
     spec = _cases.KERNELS[kernel]
@@ -183,7 +185,7 @@ def test_peers_compute_the_same_thing(kernel):
         if kernel == "ce":
             out = case.torch_x.grad.numpy() if impl == "torch" else case.grad
         else:
-            out = np.concatenate(case.ps) if kernel == "multi" else case.p
+            out = np.concatenate(case.ps) if kernel in ("multi", "clip") else case.p
         results[impl] = out.copy()
     tol = 1e-12 if dtype == np.float64 else 1e-6
     for impl in impls[1:]:
@@ -227,7 +229,7 @@ def test_overhead_in_default_kernels():
     args = argparse.Namespace(quick=True, kernels=None, sizes=[1000], threads=[1],
                               peers=["numpy"], budget=0.01)
     runner = _run.Runner(args)
-    assert runner.kernels[-2:] == ["multi", "overhead"]
+    assert runner.kernels[-3:] == ["multi", "clip", "overhead"]
     cases = [(k, n, c) for k, n, c in runner.cases() if k == "overhead"]
     assert cases == [("overhead", 10 ** 6, _overhead.ClassStepOverhead),
                      ("overhead", 1000, _overhead.CallOverhead)]
@@ -327,3 +329,16 @@ def test_wheel_lists_the_bench_package():
                    for d in (root / "src" / "fusedopt").glob("**/")
                    if (d / "__init__.py").exists())
     assert found == sorted(listed) and "fusedopt.bench" in listed
+
+
+@pytest.mark.parametrize("kernel", ["adagrad", "rmsprop"])
+def test_the_ceiling_leaves_accumulators_alone(kernel):
+    """The ceiling writes arbitrary values: it must not run on a sum of squares, which the
+    timed kernels (and NumPy's sqrt) then read."""
+    from fusedopt import _core
+    case = _cases.CASES[kernel](1000, np.float32, np.random.default_rng(0))
+    step = case.fusedopt(1)
+    for _ in range(5):
+        _core.stream(_cases.KERNELS[kernel]["pattern"], *case.stream_args())
+        step()
+    assert (case.s >= 0).all() and np.isfinite(case.p).all()

@@ -513,12 +513,14 @@ def test_documented_defaults_are_torch_for_every_convention(conv):
         adamw_kw = {}
     a = fusedopt.Adam([np.ones(2)], convention=conv)
     assert a.defaults == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                              maximize=False, convention=conv, eps_root=0.0, **ams)
+                              maximize=False, convention=conv, eps_root=0.0,
+                              max_grad_norm=None, **ams)
     w = fusedopt.AdamW([np.ones(2)], convention=conv, **adamw_kw)
     assert w.defaults["weight_decay"] == adamw_kw.get("weight_decay", 1e-2)
     s = fusedopt.SGD([np.ones(2)], convention=conv)
     assert s.defaults == dict(lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False,
-                              weight_decay=0.0, maximize=False, convention=conv)
+                              weight_decay=0.0, maximize=False, convention=conv,
+                              max_grad_norm=None)
     # the functional defaults are the same numbers
     p, q = np.ones(3), np.ones(3)
     fusedopt.adam_step(p, np.ones(3), np.zeros(3), np.zeros(3), step=1, convention=conv)

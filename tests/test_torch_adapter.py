@@ -594,7 +594,8 @@ def test_defaults_match_torch():
             assert name in po, (ours, name)
             assert po[name].default == par.default, (ours, name)
             assert po[name].kind == par.kind, (ours, name)
-        assert set(po) - set(pt) <= {"convention", "eps_root", "initial_square_avg"}
+        assert set(po) - set(pt) <= {"convention", "eps_root", "initial_square_avg",
+                                     "max_grad_norm"}
         p = torch.nn.Parameter(torch.zeros(2))
         go = ours([p]).param_groups[0]
         gt = theirs([torch.nn.Parameter(torch.zeros(2))]).param_groups[0]

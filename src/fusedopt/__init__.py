@@ -18,6 +18,7 @@ from ._runtime import cpu_info, get_num_threads, set_num_threads, _select_from_e
 from ._losses import (l1_loss, l1_loss_and_grad, l2_loss, l2_loss_and_grad,
                       sigmoid_cross_entropy, sigmoid_cross_entropy_and_grad)
 from ._checkpoint import CheckpointError, load_optimizer
+from ._clip import clip_grad_norm_
 from ._optim import (SGD, Adam, AdamW, Lion, Adagrad, RMSprop, adam_step, sgd_step,
                      lion_step, adagrad_step, rmsprop_step, CONVENTIONS, all_finite, unscale_and_check,
                      FRONT_END as _FRONT_END)
@@ -29,7 +30,7 @@ __all__ = [
     "l1_loss", "l1_loss_and_grad", "l2_loss", "l2_loss_and_grad",
     "adam_step", "sgd_step", "lion_step", "adagrad_step", "rmsprop_step", "Adam", "AdamW",
     "SGD", "Lion", "Adagrad", "RMSprop", "CONVENTIONS",
-    "unscale_and_check", "all_finite", "load_optimizer", "CheckpointError",
+    "clip_grad_norm_", "unscale_and_check", "all_finite", "load_optimizer", "CheckpointError",
     "cpu_info", "set_num_threads", "get_num_threads", "__version__",
 ]
 # every optimizer described in fusedopt._spec (the names above and any other)

@@ -78,6 +78,7 @@ def adam(
     dry: bool = False,
     plan: StepPlan | None = None,
     keep: bool = False,
+    grad_scale: float = 1.0,
 ) -> TensorLists | None: ...
 def sgd(
     arrays: list[list[_FloatArray] | None] | None,
@@ -91,6 +92,7 @@ def sgd(
     dry: bool = False,
     plan: StepPlan | None = None,
     keep: bool = False,
+    grad_scale: float = 1.0,
 ) -> TensorLists | None: ...
 # the functional steps (fusedopt.adam_step, fusedopt.sgd_step: documented there, with the
 # description's defaults, given by set_defaults, as their signatures)
@@ -123,6 +125,7 @@ def lion(
     dry: bool = False,
     plan: StepPlan | None = None,
     keep: bool = False,
+    grad_scale: float = 1.0,
 ) -> TensorLists | None: ...
 def lion_step(
     param: _FloatArray, grad: _FloatArray, exp_avg: _FloatArray, *, lr: float = ...,
@@ -141,6 +144,7 @@ def adagrad(
     dry: bool = False,
     plan: StepPlan | None = None,
     keep: bool = False,
+    grad_scale: float = 1.0,
 ) -> TensorLists | None: ...
 def adagrad_step(
     param: _FloatArray, grad: _FloatArray, state_sum: _FloatArray, *,
@@ -160,6 +164,7 @@ def rmsprop(
     dry: bool = False,
     plan: StepPlan | None = None,
     keep: bool = False,
+    grad_scale: float = 1.0,
 ) -> TensorLists | None: ...
 def rmsprop_step(
     param: _FloatArray, grad: _FloatArray, square_avg: _FloatArray,
@@ -168,6 +173,14 @@ def rmsprop_step(
     momentum: float = ..., centered: bool = ..., maximize: bool = ..., convention: str = ...,
     n_threads: int | None = None,
 ) -> None: ...
+def grad_norm(
+    grads: list[_FloatArray],
+    norm_type: float,
+    n_threads: int | None,
+    name: str = "grads",
+    single: bool = False,
+    index: list[int] | None = None,
+) -> tuple[float, float]: ...
 def unscale_check(
     grads: list[_FloatArray],
     scale: float | None,

@@ -729,6 +729,13 @@ cdef inline double weight_decay(object x) except? -1.0:
     return real(x, "weight_decay", 0.0)
 
 
+cdef int max_grad_norm_arg(object x) except -1:
+    """max_grad_norm: None (no clipping) or a finite number > 0."""
+    if x is not None:
+        real(x, "max_grad_norm", 0.0, True)
+    return 0
+
+
 cdef inline object hp(dict hyper, dict defaults, str name):
     """A hyper-parameter of a call: the caller's value, else the description's default."""
     cdef PyObject *v = PyDict_GetItem(hyper, name)
@@ -783,6 +790,7 @@ cdef extern from "fusedopt.h" nogil:
         int form, decay, amsgrad, maximize
         double beta1, beta2, one_minus_beta1, one_minus_beta2
         double eps, eps_root, wd, lr, decay_factor, step_size, bc2_sqrt, bc1, bc2
+        double grad_scale
 
     enum:
         FO_OPT_adam
@@ -960,6 +968,7 @@ cdef TensorLists step_arrays(list arrays, tuple names, tuple writable, tuple use
 ctypedef struct adam_h:
     # an Adam call's hyper-parameters, validated
     double lr, b1, b2, eps, wd, eps_root
+    double gs                   # the clip coefficient of this call (1: none)
     int conv
     bint amsgrad, maximize, decoupled
 
@@ -1001,6 +1010,8 @@ cdef int adam_from(adam_h *h, dict hyper, dict defaults) except -1:
     if h.conv == C_KERAS and h.wd != 0.0 and \
             PyDict_GetItem(defaults, "keras_weight_decay_decoupled") != NULL:
         h.decoupled = True          # the classes: Keras' Adam has only decoupled decay
+    max_grad_norm_arg(hp(hyper, defaults, "max_grad_norm"))
+    h.gs = 1.0
     return 0
 
 
@@ -1022,6 +1033,7 @@ cdef TensorLists adam_run(adam_h *h, list arrays, object step, object n_threads,
     cdef fo_adam_args a
     adam_resolve(&a, tl.dtype if tl.dtype >= 0 else FO_F32, h.conv, t, h.lr, h.b1, h.b2,
                  h.eps, h.wd, h.decoupled, h.amsgrad, h.maximize, h.eps_root)
+    a.grad_scale = h.gs
     if not dry:
         run_step(FO_OPT_adam, &a, tl, nt)
     return tl
@@ -1029,7 +1041,7 @@ cdef TensorLists adam_run(adam_h *h, list arrays, object step, object n_threads,
 
 def adam(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
          bint single=False, list index=None, bint dry=False, StepPlan plan=None,
-         bint keep=False):
+         bint keep=False, double grad_scale=1.0):
     """One Adam (AdamW) step over lists of tensors, in one C call.
 
     ``arrays`` is ``[params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs]`` (the last
@@ -1044,6 +1056,7 @@ def adam(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname
                         "max_exp_avg_sqs], lists of arrays (the last may be None)")
     cdef adam_h h
     adam_from(&h, hyper, defaults)
+    h.gs = grad_scale
     tl = adam_run(&h, arrays, step, n_threads, pname, single, index, dry, plan)
     return tl if keep else None
 
@@ -1084,7 +1097,7 @@ cdef extern from "fusedopt.h" nogil:
         FO_SGD_PLAIN
     ctypedef struct fo_sgd_args:
         int form, decay, nesterov, maximize, first_step
-        double lr, momentum, one_minus_dampening, wd
+        double lr, momentum, one_minus_dampening, wd, grad_scale
 
     enum:
         FO_OPT_sgd
@@ -1092,7 +1105,7 @@ cdef extern from "fusedopt.h" nogil:
 
 ctypedef struct sgd_h:
     # an SGD call's hyper-parameters, validated
-    double lr, momentum, dampening, wd
+    double lr, momentum, dampening, wd, gs
     int conv
     bint nesterov, maximize
 
@@ -1122,6 +1135,8 @@ cdef int sgd_from(sgd_h *h, dict hyper, dict defaults) except -1:
             hp(hyper, defaults, "dampening"), hp(hyper, defaults, "weight_decay"),
             hp(hyper, defaults, "nesterov"), hp(hyper, defaults, "maximize"),
             hp(hyper, defaults, "convention"), PyDict_GetItem(defaults, "torch_values") != NULL)
+    max_grad_norm_arg(hp(hyper, defaults, "max_grad_norm"))
+    h.gs = 1.0
     return 0
 
 
@@ -1144,6 +1159,7 @@ cdef TensorLists sgd_run(sgd_h *h, list arrays, object step, object n_threads, s
         raise ValueError(f"convention {cname!r} has no weight decay in its SGD; use weight_decay=0")
     cdef fo_sgd_args a
     memset(&a, 0, sizeof(fo_sgd_args))
+    a.grad_scale = h.gs
     a.lr, a.momentum, a.one_minus_dampening, a.wd = dlr, mu, 1.0 - d, wd
     a.nesterov, a.maximize = nesterov, maximize
     if conv == C_TF1:
@@ -1176,7 +1192,7 @@ cdef TensorLists sgd_run(sgd_h *h, list arrays, object step, object n_threads, s
 
 def sgd(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
         bint single=False, list index=None, bint dry=False, StepPlan plan=None,
-        bint keep=False):
+        bint keep=False, double grad_scale=1.0):
     """One SGD step over lists of tensors, in one C call: ``arrays`` is ``[params, grads,
     momentum_buffers]`` (the last None without momentum); ``step`` 1 marks torch's first
     momentum step (the buffer is set to the gradient), None is allowed without torch
@@ -1186,6 +1202,7 @@ def sgd(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname=
                         "(the last may be None)")
     cdef sgd_h h
     sgd_from(&h, hyper, defaults)
+    h.gs = grad_scale
     tl = sgd_run(&h, arrays, step, n_threads, pname, single, index, dry, plan)
     return tl if keep else None
 
@@ -1214,15 +1231,15 @@ def sgd_step(param, grad, momentum_buffer=None, *, step=None, lr=_REQUIRED,
 
 cdef extern from "fusedopt.h" nogil:
     ctypedef struct fo_lion_args:
-        int decay
-        double lr, beta1, beta2, one_minus_beta1, one_minus_beta2, wd
+        int decay, maximize
+        double lr, beta1, beta2, one_minus_beta1, one_minus_beta2, wd, grad_scale
 
     enum:
         FO_OPT_lion
 
 
 ctypedef struct lion_h:
-    double lr, b1, b2, wd
+    double lr, b1, b2, wd, gs
     int conv
 
 
@@ -1244,6 +1261,8 @@ cdef int lion_from(lion_h *h, dict hyper, dict defaults) except -1:
     lion_set(h, hp(hyper, defaults, "lr"), hp(hyper, defaults, "betas"),
              hp(hyper, defaults, "weight_decay"), hp(hyper, defaults, "convention"),
              PyDict_GetItem(defaults, "torch_values") != NULL)
+    max_grad_norm_arg(hp(hyper, defaults, "max_grad_norm"))
+    h.gs = 1.0
     return 0
 
 
@@ -1262,6 +1281,7 @@ cdef TensorLists lion_run(lion_h *h, list arrays, object n_threads, str pname, b
     cdef int dtype = tl.dtype if tl.dtype >= 0 else FO_F32
     cdef fo_lion_args a
     memset(&a, 0, sizeof(fo_lion_args))
+    a.grad_scale = h.gs
     a.lr, a.beta1, a.beta2, a.wd = h.lr, h.b1, h.b2, h.wd
     a.one_minus_beta1, a.one_minus_beta2 = 1.0 - h.b1, 1.0 - h.b2     # rounded once
     if h.conv == C_KERAS:
@@ -1279,7 +1299,7 @@ cdef TensorLists lion_run(lion_h *h, list arrays, object n_threads, str pname, b
 
 def lion(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
          bint single=False, list index=None, bint dry=False, StepPlan plan=None,
-         bint keep=False):
+         bint keep=False, double grad_scale=1.0):
     """One Lion step over lists of tensors, in one C call: ``arrays`` is ``[params, grads,
     exp_avgs]``; ``step`` is not used (Lion has no bias correction).  Hyper-parameters
     and errors as :func:`adam`."""
@@ -1287,6 +1307,7 @@ def lion(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname
         raise TypeError("arrays must be [params, grads, exp_avgs], lists of arrays")
     cdef lion_h h
     lion_from(&h, hyper, defaults)
+    h.gs = grad_scale
     tl = lion_run(&h, arrays, n_threads, pname, single, index, dry, plan)
     return tl if keep else None
 
@@ -1314,14 +1335,14 @@ cdef extern from "fusedopt.h" nogil:
         FO_ADAGRAD_OPTAX
     ctypedef struct fo_adagrad_args:
         int form, decay, maximize
-        double lr, eps, wd
+        double lr, eps, wd, grad_scale
 
     enum:
         FO_OPT_adagrad
 
 
 ctypedef struct adagrad_h:
-    double lr, lr_decay, wd, iav, eps
+    double lr, lr_decay, wd, iav, eps, gs
     int conv
     bint maximize
 
@@ -1352,6 +1373,8 @@ cdef int adagrad_from(adagrad_h *h, dict hyper, dict defaults) except -1:
                 hp(hyper, defaults, "initial_accumulator_value"), hp(hyper, defaults, "eps"),
                 hp(hyper, defaults, "maximize"), hp(hyper, defaults, "convention"),
                 PyDict_GetItem(defaults, "torch_values") != NULL)
+    max_grad_norm_arg(hp(hyper, defaults, "max_grad_norm"))
+    h.gs = 1.0
     return 0
 
 
@@ -1386,6 +1409,7 @@ cdef TensorLists adagrad_run(adagrad_h *h, list arrays, object step, object n_th
     cdef int dtype = tl.dtype if tl.dtype >= 0 else FO_F32
     cdef fo_adagrad_args a
     memset(&a, 0, sizeof(fo_adagrad_args))
+    a.grad_scale = h.gs
     a.lr, a.eps, a.wd, a.maximize = h.lr, h.eps, h.wd, h.maximize
     a.form, a.decay = FO_ADAGRAD_TORCH, FO_DECAY_NONE
     if conv == C_TORCH:
@@ -1407,7 +1431,7 @@ cdef TensorLists adagrad_run(adagrad_h *h, list arrays, object step, object n_th
 
 def adagrad(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
             bint single=False, list index=None, bint dry=False, StepPlan plan=None,
-            bint keep=False):
+            bint keep=False, double grad_scale=1.0):
     """One Adagrad step over lists of tensors, in one C call: ``arrays`` is ``[params,
     grads, state_sums]``; ``step`` (torch's, after its increment; None: 1) is lr_decay's.
     Hyper-parameters and errors as :func:`adam`."""
@@ -1415,6 +1439,7 @@ def adagrad(list arrays, dict hyper, dict defaults, step, n_threads=None, str pn
         raise TypeError("arrays must be [params, grads, state_sums], lists of arrays")
     cdef adagrad_h h
     adagrad_from(&h, hyper, defaults)
+    h.gs = grad_scale
     tl = adagrad_run(&h, arrays, step, n_threads, pname, single, index, dry, plan)
     return tl if keep else None
 
@@ -1445,14 +1470,14 @@ cdef extern from "fusedopt.h" nogil:
         FO_RMSPROP_OPTAX
     ctypedef struct fo_rmsprop_args:
         int form, decay, maximize, centered, momentum
-        double lr, alpha, one_minus_alpha, eps, mu, wd
+        double lr, alpha, one_minus_alpha, eps, mu, wd, grad_scale
 
     enum:
         FO_OPT_rmsprop
 
 
 ctypedef struct rmsprop_h:
-    double lr, alpha, eps, wd, mu, init
+    double lr, alpha, eps, wd, mu, init, gs
     int conv
     bint centered, maximize
 
@@ -1489,6 +1514,8 @@ cdef int rmsprop_from(rmsprop_h *h, dict hyper, dict defaults) except -1:
                 hp(hyper, defaults, "initial_square_avg"), hp(hyper, defaults, "maximize"),
                 hp(hyper, defaults, "convention"),
                 PyDict_GetItem(defaults, "torch_values") != NULL)
+    max_grad_norm_arg(hp(hyper, defaults, "max_grad_norm"))
+    h.gs = 1.0
     return 0
 
 
@@ -1530,6 +1557,7 @@ cdef TensorLists rmsprop_run(rmsprop_h *h, list arrays, object n_threads, str pn
     cdef int dtype = tl.dtype if tl.dtype >= 0 else FO_F32
     cdef fo_rmsprop_args a
     memset(&a, 0, sizeof(fo_rmsprop_args))
+    a.grad_scale = h.gs
     a.form = (FO_RMSPROP_TORCH, FO_RMSPROP_TF1, FO_RMSPROP_KERAS, FO_RMSPROP_OPTAX)[conv]
     a.maximize, a.centered, a.momentum = h.maximize, h.centered, mom
     a.lr, a.alpha, a.one_minus_alpha, a.eps, a.mu, a.wd = \
@@ -1549,7 +1577,7 @@ cdef TensorLists rmsprop_run(rmsprop_h *h, list arrays, object n_threads, str pn
 
 def rmsprop(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
             bint single=False, list index=None, bint dry=False, StepPlan plan=None,
-            bint keep=False):
+            bint keep=False, double grad_scale=1.0):
     """One RMSprop step over lists of tensors, in one C call: ``arrays`` is ``[params,
     grads, square_avgs, momentum_buffers, grad_avgs]`` (the last two None unless momentum
     > 0, centered); ``step`` is not used.  Hyper-parameters and errors as :func:`adam`."""
@@ -1558,6 +1586,7 @@ def rmsprop(list arrays, dict hyper, dict defaults, step, n_threads=None, str pn
                         "grad_avgs], lists of arrays (the last two may be None)")
     cdef rmsprop_h h
     rmsprop_from(&h, hyper, defaults)
+    h.gs = grad_scale
     tl = rmsprop_run(&h, arrays, n_threads, pname, single, index, dry, plan)
     return tl if keep else None
 
@@ -1639,6 +1668,49 @@ def unscale_check(list grads, scale, n_threads, str name="grads", bint single=Fa
         with nogil:
             found = fo_unscale_check(dtype, <int>tl.n, gs, ns, sc, do_scale, nt)
     return bool(found)
+
+
+# ----------------------------------------------------------------------------- norms
+
+cdef extern from "fusedopt.h" nogil:
+    enum:
+        FO_NORM_SQ
+        FO_NORM_ABS
+        FO_NORM_POW
+        FO_NORM_MAX
+    double fo_grad_norm(int dtype, int ntensors, const void *const *gs, const fo_index *ns,
+                        int kind, double p, int n_threads)
+
+
+cdef double norm_type_arg(object x) except? -1.0:
+    """A norm order: a real number > 0, or inf (torch's 0 and negative orders refused)."""
+    if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool):
+        v = float(x)
+        if v == INF or (isfinite(v) and v > 0.0):
+            return v
+    raise ValueError(f"norm_type must be a positive real number or inf, got {x!r}")
+
+
+def grad_norm(list grads, norm_type, n_threads, str name="grads", bint single=False,
+              list index=None):
+    """``(sum, order)`` of a list of arrays of one dtype, in one C call: for order p the
+    sum over every element of ``|g|**p`` (``g*g`` for 2, ``|g|`` for 1), for inf the
+    largest ``|g|`` (NaN when any element is NaN); in double, blocks combined in a fixed
+    order (the same for every thread count and CPU path)."""
+    cdef double p = norm_type_arg(norm_type)
+    cdef int nt = nthreads_arg(n_threads)
+    cdef TensorLists tl = TensorLists(len(grads), (name,))
+    tl.fill([grads], (False,), single, index)
+    cdef int kind = FO_NORM_MAX if p == INF else FO_NORM_SQ if p == 2.0 else \
+        FO_NORM_ABS if p == 1.0 else FO_NORM_POW
+    cdef double total = 0.0
+    cdef const void **gs = <const void **>tl.role(0)
+    cdef int dtype = tl.dtype
+    cdef fo_index *ns = tl.ns
+    if tl.n > 0:
+        with nogil:
+            total = fo_grad_norm(dtype, <int>tl.n, gs, ns, kind, p, nt)
+    return total, p
 
 
 # ----------------------------------------------------------------------------- losses
@@ -1916,17 +1988,21 @@ def _elementwise(int which, x):
 
 STREAM_PATTERNS = {"copy": (FO_STREAM_COPY, 1, 1), "triad": (FO_STREAM_TRIAD, 2, 1),
                    "adam": (FO_STREAM_ADAM, 4, 3), "sgd": (FO_STREAM_SGD, 3, 2),
-                   "loss": (FO_STREAM_LOSS, 2, 1)}
+                   "loss": (FO_STREAM_LOSS, 2, 1),
+                   # clip_grad_norm_: a pass reading b, then a pass scaling a in place
+                   "clip": ((FO_STREAM_READ, FO_STREAM_SCALE), 2, 1)}
 
 
 def stream(str pattern, a, b, c, d, n_threads=None):
     """Bandwidth probe: runs the access pattern of a kernel ("adam": 4 reads + 3 writes,
-    "sgd": 3 + 2, "loss": 2 + 1, "copy", "triad") over same-shaped float arrays a, b, c, d
+    "sgd": 3 + 2, "loss": 2 + 1, "clip": a read pass then an in-place scaling pass,
+    "copy", "triad") over same-shaped float arrays a, b, c, d
     (a, c, d written).  Returns (reads, writes) per element, for GB/s accounting."""
     if pattern not in STREAM_PATTERNS:
         raise ValueError(f"pattern must be one of {sorted(STREAM_PATTERNS)}, got {pattern!r}")
     code, reads, writes = STREAM_PATTERNS[pattern]
-    cdef int nt = nthreads_arg(n_threads), pat = code, dtype = -1, k, got = 0
+    cdef tuple passes = code if isinstance(code, tuple) else (code,)
+    cdef int nt = nthreads_arg(n_threads), pat, dtype = -1, k, got = 0
     cdef view v[4]
     cdef fo_index n = 0
     try:
@@ -1937,8 +2013,9 @@ def stream(str pattern, a, b, c, d, n_threads=None):
                 dtype, n = code, nitems(&v[0])
             else:
                 check_like(&v[0], &v[k], dtype, code, "a", name)
-        with nogil:
-            fo_stream(dtype, pat, v[0].buf, v[1].buf, v[2].buf, v[3].buf, n, nt)
+        for pat in passes:
+            with nogil:
+                fo_stream(dtype, pat, v[0].buf, v[1].buf, v[2].buf, v[3].buf, n, nt)
     finally:
         for k in range(got):
             release(&v[k])

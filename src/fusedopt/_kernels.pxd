@@ -27,6 +27,8 @@ cdef extern from "fusedopt.h" nogil:
         FO_STREAM_ADAM
         FO_STREAM_SGD
         FO_STREAM_LOSS
+        FO_STREAM_READ
+        FO_STREAM_SCALE
     void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d,
                    fo_index n, int n_threads)
     void fo_exp_neg(int dtype, const void *a, void *out, fo_index n)

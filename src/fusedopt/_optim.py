@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 
 import numpy as np
 
-from . import _checkpoint, _core, _spec
+from . import _checkpoint, _clip, _core, _spec
 from ._spec import CONVENTIONS, Spec
 
 __all__ = ["Optimizer", "CONVENTIONS", "unscale_and_check", "all_finite"]
@@ -55,12 +55,7 @@ def _flag(value: Any, name: str) -> bool:
 def _unscale_by_dtype(grads: List[Any], index: List[int], inv_scale: Optional[float],
                       n_threads: Optional[int]) -> bool:
     """unscale-and-check over gradients of several dtypes: one C call per dtype."""
-    by_dtype: Dict[Any, Tuple[List[Any], List[int]]] = {}
-    for g, i in zip(grads, index):
-        key = g.dtype.char if isinstance(g, np.ndarray) else None
-        lst = by_dtype.setdefault(key, ([], []))
-        lst[0].append(g)
-        lst[1].append(i)
+    by_dtype = _clip.by_dtype(grads, index)
     if len(by_dtype) > 1:     # validate every group before the first is unscaled
         for gs, idx in by_dtype.values():
             _core.unscale_check(gs, inv_scale, n_threads, "grads", False, idx, True)
@@ -333,26 +328,45 @@ class Optimizer:
         if len(batches) > 1 or inv_scale is not None:
             for group, key, idx, plan in batches:
                 self._run(group, key, idx, grads, state, n_threads, True, plan)
+        # the gradients of the groups with max_grad_norm, per group (their norm is also
+        # their finite check)
+        clipped: Dict[int, Tuple[Dict[str, Any], List[int]]] = {}
+        for group, _, idx, _ in batches:
+            if group["max_grad_norm"] is not None:
+                clipped.setdefault(id(group), (group, []))[1].extend(idx)
         if inv_scale is not None or self.check_finite:
             index = [i for i, g in enumerate(grads) if g is not None]
+            if inv_scale is None and clipped:   # (unscaling writes them all; checking
+                done = {i for _, idx in clipped.values() for i in idx}   # reads the rest)
+                index = [i for i in index if i not in done]
             found = _unscale_by_dtype([grads[i] for i in index], index, inv_scale, n_threads)
             if found and self.check_finite:
                 self.skipped_steps += 1
                 return None
-        return [self._run(group, key, idx, grads, state, n_threads, False, plan)
+        coef: Dict[int, float] = {}
+        for key, (group, idx) in clipped.items():
+            total, dtype = _clip.total_norm([grads[i] for i in idx], idx, 2.0, n_threads)
+            if self.check_finite and not np.isfinite(total):
+                self.skipped_steps += 1
+                return None
+            coef[key] = _clip.clip_coef(total, group["max_grad_norm"], dtype)
+        return [self._run(group, key, idx, grads, state, n_threads, False, plan,
+                          coef.get(id(group), 1.0))
                 for group, key, idx, plan in batches]
 
     def _run(self, group: Dict[str, Any], key: Any, idx: List[int], grads: Sequence[Any],
              state: Dict[int, Dict[str, Any]], n_threads: Optional[int],
-             validate_only: bool, plan: Any = None) -> Any:
+             validate_only: bool, plan: Any = None, grad_scale: float = 1.0) -> Any:
         """One kernel call for the parameters idx of a group, over the arrays a ready
         StepPlan holds or else the lists made here; states the group uses and a
         parameter lacks (its first step; amsgrad or momentum switched on later) start at
-        their initial value (zero, or the description's).  Returns the call's arrays
-        (for a StepPlan)."""
+        their initial value (zero, or the description's); ``grad_scale`` multiplies the
+        gradients inside the update (max_grad_norm's coefficient).  Returns the call's
+        arrays (for a StepPlan)."""
         if plan is not None:
             return self.spec.kernel(None, group, self._kernel_defaults, key, n_threads,
-                                    "params", False, idx, validate_only, plan)
+                                    "params", False, idx, validate_only, plan, False,
+                                    grad_scale)
         names, roles = self.spec.states(group), self.spec.roles
         try:
             states = [[state[i][r] for i in idx] if r in names else None for r in roles]
@@ -365,7 +379,8 @@ class Optimizer:
             states = [[state[i][r] for i in idx] if r in names else None for r in roles]
         arrays: List[Any] = [[self._params[i] for i in idx], [grads[i] for i in idx]] + states
         return self.spec.kernel(arrays, group, self._kernel_defaults, key, n_threads,
-                                "params", False, idx, validate_only, None, not validate_only)
+                                "params", False, idx, validate_only, None, not validate_only,
+                                grad_scale)
 
     # -- state dicts
     def state_dict(self) -> Dict[str, Any]:
@@ -407,6 +422,9 @@ class Optimizer:
                              f"{len(self.param_groups)}")
         new_groups = []
         for k, (g, mine) in enumerate(zip(groups, self.param_groups)):
+            # a state dict saved before a (late) hyper-parameter existed: its default
+            g = {**{h.name: h.default for h in self.spec.numpy_hypers()
+                    if h.late and h.name in mine and h.name not in g}, **g}
             if set(g) != set(mine):
                 raise ValueError(f"param_groups[{k}] keys {sorted(g)} differ from "
                                  f"{sorted(mine)}")

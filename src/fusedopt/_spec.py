@@ -33,6 +33,8 @@ class Hyper:
     name: str
     default: Any
     doc: str
+    #: added after state dicts were first saved: one without it loads with the default
+    late: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class Spec:
 
     def torch_hypers(self) -> Tuple[Hyper, ...]:
         by_name = {h.name: h for h in self.hypers}
-        order = self.torch_order or tuple(by_name)
+        order = self.torch_order + tuple(n for n in by_name if n not in self.torch_order)
         return tuple(by_name[n] for n in order if n not in self.fixed)
 
     def validate(self, group: Mapping[str, Any]) -> None:
@@ -138,7 +140,26 @@ CLASSES: Dict[Tuple[str, str], type] = {}
 TORCH: Dict[str, "Spec"] = {}
 
 
+#: every optimizer's gradient clipping (fusedopt.clip_grad_norm_ fused into the step)
+MAX_GRAD_NORM = Hyper("max_grad_norm", None, "clip the param group's gradients to this "
+                      "total 2-norm before the update, inside its pass (> 0; None: no "
+                      "clipping), as torch.nn.utils.clip_grad_norm_ on the group",
+                      late=True)
+
+
+_CLIP_DOC = """
+    ``max_grad_norm`` (every optimizer, per param group; None by default) clips each
+    group's gradients to that total 2-norm before the update, as
+    ``torch.nn.utils.clip_grad_norm_`` on the group (see :func:`fusedopt.clip_grad_norm_`):
+    one pass reads the gradients for the norm, and the update applies the coefficient as
+    it reads them (they are not written).
+    """
+
+
 def register(spec: Spec) -> Spec:
+    """Records a description, with the hyper-parameters every optimizer has appended."""
+    spec = Spec(**{**spec.__dict__, "hypers": spec.hypers + (MAX_GRAD_NORM,),
+                   "doc": spec.doc + _CLIP_DOC, "torch_doc": spec.torch_doc + _CLIP_DOC})
     _REGISTRY[spec.name] = spec
     return spec
 

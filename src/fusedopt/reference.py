@@ -450,3 +450,42 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
         momentum_buffer[...] = b
     if centered and grad_avg is not None:
         grad_avg[...] = ga
+
+
+# ----------------------------------------------------------------------------- clipping
+
+def clip_grad_norm_(grads: Any, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False, *,
+                    n_threads: Optional[int] = None) -> float:
+    """torch.nn.utils.clip_grad_norm_'s rule on arrays (see fusedopt.clip_grad_norm_):
+    ``total = (sum |g|**p)**(1/p)`` over every element (``max |g|`` for inf), here
+    accumulated exactly (``math.fsum``) and rounded once to the result's dtype (float64
+    when any array is, else float32); ``coef = min((1 / (total + 1e-6)) * max_norm, 1)``
+    in that dtype (torch's ``max_norm / (total_norm + 1e-6)`` is
+    ``reciprocal() * max_norm``); each array ``*= coef`` in its own dtype, when
+    ``coef < 1``."""
+    arrays = [g for g in ([grads] if isinstance(grads, np.ndarray) else grads)
+              if g is not None]
+    p = float(norm_type)
+    if not (p == math.inf or (math.isfinite(p) and p > 0)) or not max_norm >= 0:
+        raise ValueError("norm_type must be > 0 or inf, max_norm >= 0")
+    values = np.concatenate([np.abs(g.astype(np.float64)).ravel() for g in arrays]) \
+        if arrays else np.zeros(0)
+    if p == math.inf:
+        total = float(values.max()) if values.size else 0.0
+    elif not np.isfinite(values).all():
+        total = float(np.nan if np.isnan(values).any() else np.inf)
+    else:
+        total = math.fsum((values * values).tolist() if p == 2 else
+                          (values ** p).tolist()) ** (1.0 / p)
+    dtype = np.float64 if any(g.dtype == np.float64 for g in arrays) else np.float32
+    T = np.dtype(dtype).type
+    total = float(T(total))
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError("the total norm is non-finite")
+    with np.errstate(all="ignore"):
+        coef = np.minimum((T(1) / (T(total) + T(1e-6))) * T(max_norm), T(1))
+        if coef != 1:
+            for g in arrays:
+                g *= g.dtype.type(coef)
+    return total

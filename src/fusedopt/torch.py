@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
-from . import _spec
+from . import _clip, _spec
 from ._spec import Spec
 
 try:  # torch's own decorator: grad mode follows defaults["differentiable"] (False here)
@@ -454,6 +454,14 @@ class _FusedOptimizer(Optimizer):
             return True
         groups, roles, kernel, defaults = self.param_groups, spec.roles, spec.kernel, \
             self._kernel_defaults
+        scales: Dict[int, float] = {}     # group -> max_grad_norm's coefficient
+
+        def prepare() -> None:
+            for gi, group in enumerate(groups):
+                if group.get("max_grad_norm") is not None:
+                    gs = [g for key, b in batches.items() if key[0] == gi for g in b[1]]
+                    total, dtype = _clip.total_norm(gs, range(len(gs)), 2.0, None)
+                    scales[gi] = _clip.clip_coef(total, group["max_grad_norm"], dtype)
 
         def call(key: Any, b: _Batch, dry: bool) -> None:
             group = groups[key[0]]
@@ -466,9 +474,10 @@ class _FusedOptimizer(Optimizer):
                     arrays.append([e.views[j] for e in es])
                 else:
                     arrays.append(None)
-            kernel(arrays, group, defaults, int(key[2]), None, "params", False, None, dry)
+            kernel(arrays, group, defaults, int(key[2]), None, "params", False, None, dry,
+                   None, False, scales.get(key[0], 1.0))
 
-        if not self._run_batches(batches, call, careful):
+        if not self._run_batches(batches, call, careful, prepare):
             return False
         for p, st in new_states:
             state[p] = st
@@ -483,16 +492,19 @@ class _FusedOptimizer(Optimizer):
         return True
 
     def _run_batches(self, batches: Dict[Any, _Batch],
-                     call: Callable[[Any, _Batch, bool], None], careful: bool) -> bool:
-        """Runs the kernel on every batch; dry-validates them all first when there are
-        several (the binding validates a whole batch before it writes).  Returns False if
-        the binding refused in an optimistic pass (nothing modified)."""
+                     call: Callable[[Any, _Batch, bool], None], careful: bool,
+                     prepare: Callable[[], None]) -> bool:
+        """Runs ``prepare`` (the clip coefficients: a read of the clipped gradients), then
+        the kernel on every batch; dry-validates them all first when there are several
+        (the binding validates a whole batch before it writes).  Returns False if the
+        binding refused in an optimistic pass (nothing modified)."""
         items = list(batches.items())
         if careful:
             where = {id(e.param): n for key, b in items for e, n in zip(b[0], b[2])}
             for key, b in items:
                 _check_disjoint(b[0], where)
         try:
+            prepare()
             if len(items) > 1:
                 for key, b in items:
                     call(key, b, True)
@@ -541,11 +553,51 @@ def _torch_class(spec: Spec, name: str) -> type:
     return cls
 
 
+def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False,
+                    foreach: Optional[bool] = None) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` in one fused pass: scales the gradients of
+    ``parameters`` (a tensor or an iterable of tensors; those without a gradient are
+    skipped) in place so that their total norm is at most ``max_norm``, and returns that
+    norm before clipping as a scalar tensor (float32, or float64 when any gradient is).
+
+    Same rule and coefficient as torch's (``min(max_norm / (norm + 1e-6), 1)``, NaN and
+    infinite norms included); the norm is accumulated in double in a fixed order (within
+    an ulp of the exact norm; torch's float32 norm is a few ulps off), the same for every
+    thread count.  ``foreach`` is accepted for torch's signature (the pass is the same
+    either way).  Gradients must be CPU, float32 or float64 and contiguous (else a clear
+    error, nothing changed).  To clip inside an optimizer's step, with no extra write of
+    the gradients, pass ``max_grad_norm=`` to a fusedopt.torch optimizer instead.
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.zeros(2))
+    >>> w.grad = torch.tensor([3.0, 4.0])
+    >>> fusedopt.torch.clip_grad_norm_([w], max_norm=1.0)
+    tensor(5.)
+    >>> w.grad
+    tensor([0.6000, 0.8000])
+    """
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    grads = [p.grad for p in parameters if p.grad is not None]
+    views = []
+    for k, g in enumerate(grads):
+        if g.is_sparse or g.layout != torch.strided or g.device.type != "cpu" or \
+                g.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"grads[{k}] must be a dense CPU float32 or float64 tensor, got "
+                            f"{g.dtype} on {g.device} ({g.layout})")
+        views.append(g.detach().numpy())
+    total = _clip.clip_grad_norm_(views, max_norm, norm_type, error_if_nonfinite)
+    _increment_version(grads)        # as torch's in-place multiplication
+    dtype = torch.float64 if any(g.dtype == torch.float64 for g in grads) else torch.float32
+    return torch.tensor(total, dtype=dtype)
+
+
 #: every optimizer of fusedopt._spec as a torch.optim drop-in, by name
 FRONT_END = {spec.name: _torch_class(_spec.TORCH.get(spec.name, spec), spec.name)
              for spec in _spec.all_specs()}
 globals().update(FRONT_END)
-__all__ = list(FRONT_END)
+__all__ = list(FRONT_END) + ["clip_grad_norm_"]
 if TYPE_CHECKING:   # what static type checkers see of the classes made above
     class Adam(_FusedOptimizer): ...
     class AdamW(_FusedOptimizer): ...

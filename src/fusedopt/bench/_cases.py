@@ -34,12 +34,17 @@ KERNELS: Dict[str, Dict[str, Any]] = {
     "multi": dict(label="Adam f32, 1000 x 1000 tensors", dtype="float32", pattern="adam",
                   bpe=28, unit="GB/s", what="fusedopt.Adam(...).step over 1000 tensors of "
                   "1000 elements (class API, one C call)"),
+    "clip": dict(label="clip_grad_norm_ f32, 2000 x 1000 tensors", dtype="float32",
+                 pattern="clip", bpe=12, unit="GB/s", what="fusedopt.clip_grad_norm_ over "
+                 "2000 tensors of 1000 elements, max_norm 1 (clipping: a read pass, then "
+                 "the scaling pass)"),
     "overhead": dict(label="call overhead, Adam f32", dtype="float32",
                      what="fusedopt and a baseline timed alternately in this run (busy and "
                      "iqr as above, over the two); ratio: fusedopt time / baseline time"),
 }
 KERNEL_ORDER = list(KERNELS)
 MULTI_TENSORS, MULTI_SIZE = 1000, 1000
+CLIP_TENSORS, CLIP_SIZE = 2000, 1000
 
 Peer = Tuple[Callable[[], Any], Optional[Callable[[], None]]]
 Quad = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -194,6 +199,62 @@ class MultiCase:
         return opt.step, None
 
 
+class ClipCase:
+    """``fusedopt.clip_grad_norm_`` over 2000 separately allocated gradients of 1000
+    elements, against ``torch.nn.utils.clip_grad_norm_`` (its foreach default) and NumPy
+    (a dot product per array, then an in-place multiply).  Every call clips: the norm
+    stays just above max_norm (each call scales it to max_norm/(1 + 1e-6))."""
+
+    torch_impl, torch_op = "torch.nn.utils.clip_grad_norm_", None
+    torch_label, deepspeed_skip = "torch", "no clipping op"
+    MAX_NORM = 1.0
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        self.n, self.dtype = CLIP_TENSORS * CLIP_SIZE, np.dtype(dtype)
+        self.gs = [rng.uniform(-1, 1, CLIP_SIZE).astype(dtype) for _ in range(CLIP_TENSORS)]
+        self._flat: Optional[Quad] = None
+
+    @staticmethod
+    def memory(n: int, esz: int, peer: Optional[str]) -> float:
+        return 6 * CLIP_TENSORS * CLIP_SIZE * esz * 1.2
+
+    def stream_args(self) -> Quad:
+        # the ceiling of the same elements as one flat array: read it, then scale it
+        if self._flat is None:
+            flat = np.concatenate(self.gs)
+            self._flat = (flat, flat, aligned_zeros(self.n, self.dtype),
+                          aligned_zeros(self.n, self.dtype))
+        return self._flat
+
+    @property
+    def ps(self) -> Sequence[np.ndarray]:      # what the peers' results are compared on
+        return self.gs
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        clip, gs, mx = fusedopt.clip_grad_norm_, self.gs, self.MAX_NORM
+        return lambda: clip(gs, mx, n_threads=k)
+
+    def numpy(self) -> Peer:
+        gs, mx, dt = self.gs, self.MAX_NORM, self.dtype.type
+
+        def run() -> None:
+            total = math.sqrt(sum(float(np.dot(g, g)) for g in gs))
+            coef = dt(min(mx / (total + 1e-6), 1.0))
+            for g in gs:
+                np.multiply(g, coef, out=g)
+        return run, None
+
+    def torch(self, env: Env) -> Peer:
+        torch = env.torch
+        params = torch_params(torch, [np.empty_like(g) for g in self.gs], self.gs)
+        clip, mx = torch.nn.utils.clip_grad_norm_, self.MAX_NORM
+        return lambda: clip(params, mx), None
+
+    def deepspeed(self, env: Env) -> Peer:
+        raise Unsupported("no clipping op")
+
+
 class SGDCase(_Step):
     """``fusedopt.sgd_step`` with momentum 0.9 on one array of n elements."""
 
@@ -253,6 +314,21 @@ class _OneState(_Step):
         return self.p, self.g, self.s, self.s
 
 
+class _Accumulator(_OneState):
+    """A one-state case whose state must stay >= 0 (a sum or average of squares): the
+    ceiling, which writes arbitrary values, runs on a scratch array in its place (same
+    size and alignment: the same traffic)."""
+
+    arrays = 4
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        super().__init__(n, dtype, rng)
+        self.scratch = aligned_zeros(n, dtype)
+
+    def stream_args(self) -> Quad:
+        return self.p, self.g, self.scratch, self.scratch
+
+
 class LionCase(_OneState):
     """``fusedopt.lion_step`` with weight decay on one array of n elements.  torch has no
     Lion: its peer is the update in torch's in-place tensor ops (as the lion-pytorch
@@ -305,7 +381,7 @@ class LionCase(_OneState):
         raise Unsupported("no Lion")
 
 
-class AdagradCase(_OneState):
+class AdagradCase(_Accumulator):
     """``fusedopt.adagrad_step`` (torch's rule, lr 1e-2) on one array of n elements."""
 
     peer_arrays = {"numpy": 1, "torch": 1, "deepspeed": 0}
@@ -343,7 +419,7 @@ class AdagradCase(_OneState):
         raise Unsupported(self.deepspeed_skip or "")
 
 
-class RMSpropCase(_OneState):
+class RMSpropCase(_Accumulator):
     """``fusedopt.rmsprop_step`` (torch's rule and defaults) on one array of n elements.
     torch has no fused CPU RMSprop: its peer is torch.optim.RMSprop's default (the
     for-loop over tensors, a few tensor ops each)."""
@@ -455,6 +531,9 @@ class CECase(_Flat):
         raise Unsupported("no loss kernel")
 
 
+#: the cases over a fixed list of tensors (one row each, not one per size): (tensors, size)
+FIXED: Dict[str, Tuple[int, int]] = {"multi": (MULTI_TENSORS, MULTI_SIZE),
+                                     "clip": (CLIP_TENSORS, CLIP_SIZE)}
 CASES: Dict[str, Any] = {"adam": AdamCase, "adam64": AdamCase, "sgd": SGDCase,
                          "lion": LionCase, "adagrad": AdagradCase, "rmsprop": RMSpropCase,
-                         "ce": CECase, "multi": MultiCase}
+                         "ce": CECase, "multi": MultiCase, "clip": ClipCase}

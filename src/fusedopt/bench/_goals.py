@@ -8,6 +8,8 @@ so that they hold on any machine; two are absolute, from the project's reference
 * SGD with momentum, Lion, Adagrad and RMSprop at n=1e7, 1 thread: at least 95% of the
   ceiling; Adagrad at least 1.2x ``torch.optim.Adagrad(fused=True)``, RMSprop at least 4x
   ``torch.optim.RMSprop``;
+* ``clip_grad_norm_`` over 2000 tensors of 1000 elements, 1 thread: at least 10x
+  ``torch.nn.utils.clip_grad_norm_``;
 * sigmoid cross-entropy loss+grad at n=1e6 and 1e7, 1 thread: at least 800 M elements/s
   and 10x torch autograd and NumPy; 2 threads at n=1e6: at least 1.7x 1 thread;
 * call overhead, 1 thread: the class step over 1000 tensors of 1e3 elements at most 1.3x
@@ -83,6 +85,12 @@ def _elementwise(rows: List[Row]) -> List[Goal]:
             s = tt / r["fusedopt"]["time_s"]
             out.append((f"{what} n=1e7, 1 thread: >= {vs_torch:g}x torch", s >= vs_torch,
                         f"{s:.2f}x"))
+    r = _find(rows, "clip", 2000 * 1000, 1)
+    tt = _torch_t(r) if r else None
+    if r and tt:
+        s = tt / r["fusedopt"]["time_s"]
+        out.append(("clip_grad_norm_ over 2000 x 1e3 tensors, 1 thread: >= 10x torch",
+                    s >= 10, f"{s:.1f}x ({r['pct_of_ceiling']:.0f}% of the ceiling)"))
     return out
 
 

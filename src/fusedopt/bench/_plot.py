@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
-from ._cases import KERNEL_ORDER, KERNELS
+from ._cases import FIXED, KERNEL_ORDER, KERNELS
 from ._peers import PEER_LABEL, PEERS
 
 Row = Dict[str, Any]
@@ -81,7 +81,7 @@ def plot(rows: List[Row], path: str, plt: Any) -> None:
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4 * nrow), squeeze=False)
     for ax, kernel in zip(axes.flat, kernels):
         krows = [r for r in measured if r["kernel"] == kernel]
-        (_bars if kernel in ("multi", "overhead") else _lines)(ax, kernel, krows)
+        (_bars if kernel in FIXED or kernel == "overhead" else _lines)(ax, kernel, krows)
     for ax in list(axes.flat)[len(kernels):]:
         ax.set_visible(False)
     fig.suptitle("fusedopt vs peers and the measured bandwidth ceiling", fontsize=11)

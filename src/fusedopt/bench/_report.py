@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ._cases import CASES, KERNEL_ORDER, KERNELS, MULTI_SIZE, MULTI_TENSORS
+from ._cases import CASES, FIXED, KERNEL_ORDER, KERNELS
 from ._machine import cpu_name, usable_cpus
 from ._peers import PEER_LABEL
 
@@ -31,9 +31,9 @@ def fmt_t(t: float) -> str:
 
 
 def fmt_n(kernel: str, n: int) -> str:
-    """An element count as 1e6 (or as it is), the multi kernel's as 1000x1000."""
-    if kernel == "multi":
-        return f"{MULTI_TENSORS}x{MULTI_SIZE}"
+    """An element count as 1e6 (or as it is), a fixed list of tensors' as 1000x1000."""
+    if kernel in FIXED:
+        return f"{FIXED[kernel][0]}x{FIXED[kernel][1]}"
     e = math.log10(n) if n > 0 else 0
     return f"1e{int(round(e))}" if n == 10 ** int(round(e)) else str(n)
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._cases import CASES, KERNEL_ORDER, KERNELS, MULTI_SIZE, MULTI_TENSORS, MultiCase
+from ._cases import CASES, FIXED, KERNEL_ORDER, KERNELS
 from ._machine import OtherLoad, fits, loadavg
 from ._overhead import OVERHEAD_CASES
 from ._peers import PEERS, Env, Unsupported
@@ -85,8 +85,8 @@ class Runner:
         """(kernel, n, case class) in the order they run."""
         out: List[Tuple[str, int, Any]] = []
         for k in self.kernels:
-            if k == "multi":
-                out.append((k, MULTI_TENSORS * MULTI_SIZE, MultiCase))
+            if k in FIXED:
+                out.append((k, FIXED[k][0] * FIXED[k][1], CASES[k]))
             elif k == "overhead":
                 out.extend((k, c.n, c) for c in OVERHEAD_CASES)
             else:
@@ -100,8 +100,8 @@ class Runner:
                     "dtype": spec["dtype"], "n": n, **cls.extra}
         base = {"kernel": kernel, "label": spec["label"], "dtype": spec["dtype"], "n": n,
                 "bytes_per_element": spec["bpe"], "unit": spec["unit"]}
-        if kernel == "multi":
-            base.update(tensors=MULTI_TENSORS, tensor_size=MULTI_SIZE)
+        if kernel in FIXED:
+            base.update(tensors=FIXED[kernel][0], tensor_size=FIXED[kernel][1])
         return base
 
     def run(self) -> List[Row]:
