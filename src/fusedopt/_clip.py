@@ -4,7 +4,7 @@ applies inside their update pass (so that clipping costs one read of the gradien
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
@@ -16,36 +16,32 @@ __all__ = ["clip_grad_norm_"]
 CLIP_EPS = 1e-6
 
 
-def by_dtype(arrays: Sequence[Any], index: Sequence[int]) -> Dict[Any, Tuple[List[Any], List[int]]]:
-    """The arrays (with their indices, for error messages) grouped by dtype, in order of
-    first appearance: each group is one C call."""
-    groups: Dict[Any, Tuple[List[Any], List[int]]] = {}
-    for a, i in zip(arrays, index):
-        key = a.dtype.char if isinstance(a, np.ndarray) else None
-        lst = groups.setdefault(key, ([], []))
-        lst[0].append(a)
-        lst[1].append(i)
-    return groups
-
-
-def total_norm(grads: Sequence[Any], index: Sequence[int], norm_type: Any,
-               n_threads: Optional[int], name: str = "grads") -> Tuple[float, Any]:
+def total_norm(grads: List[Any], index: List[int], norm_type: Any,
+               n_threads: Optional[int], held: Optional[List[Any]] = None
+               ) -> Tuple[float, Any]:
     """The norm of the arrays as one vector (any mix of float32 and float64), and its
     dtype as torch's result has it (float64 when any array is).  Accumulated in double,
-    in a fixed order, then rounded to that dtype."""
-    groups = by_dtype(grads, index)
+    in a fixed order, then rounded to that dtype.  ``held``: a list that receives the
+    calls' arrays, checked for writing, for :func:`scale`."""
+    groups = _core.split_dtypes(grads, index)
     acc, p, inf = 0.0, 2.0, False
-    for gs, idx in groups.values():
-        part, p = _core.grad_norm(gs, norm_type, n_threads, name, False, idx)
+    for gs, idx in groups:
+        if held is None:
+            part, p = _core.grad_norm(gs, norm_type, n_threads, "grads", False, idx)
+        else:
+            part, p, tl = _core.grad_norm(gs, norm_type, n_threads, "grads", False, idx,
+                                          True, True)
+            held.append(tl)
         if p == math.inf:
             inf = True
             acc = part if (part > acc or part != part) and acc == acc else acc
         else:
             acc += part
     if not groups:
-        p = _core.grad_norm([], norm_type, n_threads, name)[1]    # (validates norm_type)
+        p = _core.grad_norm([], norm_type, n_threads)[1]    # (validates norm_type)
         inf = p == math.inf
-    dtype = np.dtype(np.float64 if any(k == "d" for k in groups) else np.float32)
+    dtype = np.dtype(np.float64 if any(gs[0].dtype == np.float64 for gs, _ in groups)
+                     else np.float32)
     if not inf:
         acc = math.sqrt(acc) if p == 2.0 else acc if p == 1.0 else acc ** (1.0 / p)
     return float(dtype.type(acc)), dtype
@@ -71,17 +67,11 @@ def check_max_norm(max_norm: Any, name: str = "max_norm") -> float:
     return v
 
 
-def scale(grads: Sequence[Any], index: Sequence[int], coef: float,
-          n_threads: Optional[int], dry: bool = False) -> None:
-    """Multiplies every array by ``coef`` (rounded to its dtype) in place; ``dry``:
-    only checks that they can be written."""
-    for gs, idx in by_dtype(grads, index).values():
-        if coef != coef and not dry:          # a NaN norm: every gradient NaN, as torch
-            for g in gs:
-                np.multiply(g, g.dtype.type(coef), out=g)
-        else:
-            _core.unscale_check(gs, 1.0 if dry else coef, n_threads, "grads", False, idx,
-                                dry)
+def scale(held: List[Any], coef: float, n_threads: Optional[int]) -> None:
+    """Multiplies the arrays :func:`total_norm` held by ``coef`` (rounded to each one's
+    dtype) in place."""
+    for tl in held:
+        _core.scale_held(tl, coef, n_threads)
 
 
 def clip_grad_norm_(grads: Any, max_norm: float, norm_type: float = 2.0,
@@ -130,13 +120,13 @@ def clip_grad_norm_(grads: Any, max_norm: float, norm_type: float = 2.0,
     if not isinstance(error_if_nonfinite, (bool, np.bool_)):
         raise TypeError("error_if_nonfinite must be a bool, got "
                         f"{type(error_if_nonfinite).__name__}")
-    scale(arrays, index, 1.0, n_threads, dry=True)      # writeable, before anything
-    total, dtype = total_norm(arrays, index, norm_type, n_threads)
+    held: List[Any] = []
+    total, dtype = total_norm(arrays, index, norm_type, n_threads, held)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"The total norm of order {float(norm_type)} for the gradients "
                            "is non-finite, so it cannot be clipped; nothing was changed "
                            "(error_if_nonfinite=False scales them by it anyway)")
     coef = clip_coef(total, mx, dtype)
-    if coef != 1.0 and arrays:
-        scale(arrays, index, coef, n_threads)
+    if coef != 1.0:
+        scale(held, coef, n_threads)
     return total

@@ -180,7 +180,13 @@ def grad_norm(
     name: str = "grads",
     single: bool = False,
     index: list[int] | None = None,
-) -> tuple[float, float]: ...
+    writable: bool = False,
+    keep: bool = False,
+) -> Any: ...
+def scale_held(tl: TensorLists, scale: float, n_threads: int | None) -> None: ...
+def split_dtypes(
+    arrays: list[Any], index: list[int]
+) -> list[tuple[list[Any], list[int]]]: ...
 def unscale_check(
     grads: list[_FloatArray],
     scale: float | None,

@@ -1691,16 +1691,35 @@ cdef double norm_type_arg(object x) except? -1.0:
     raise ValueError(f"norm_type must be a positive real number or inf, got {x!r}")
 
 
+def split_dtypes(list arrays, list index):
+    """``[(arrays, indices)]`` per dtype, float32 first, without the empty one: the
+    calls of a list that may mix float32 and float64 (anything else stays with float32,
+    where the kernel entry refuses it by name)."""
+    cdef list a32 = [], i32 = [], a64 = [], i64 = []
+    cdef Py_ssize_t k
+    for k in range(len(arrays)):
+        a = arrays[k]
+        if cnp.PyArray_Check(a) and cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_DOUBLE:
+            a64.append(a)
+            i64.append(index[k])
+        else:
+            a32.append(a)
+            i32.append(index[k])
+    return [(a, i) for a, i in ((a32, i32), (a64, i64)) if a]
+
+
 def grad_norm(list grads, norm_type, n_threads, str name="grads", bint single=False,
-              list index=None):
+              list index=None, bint writable=False, bint keep=False):
     """``(sum, order)`` of a list of arrays of one dtype, in one C call: for order p the
     sum over every element of ``|g|**p`` (``g*g`` for 2, ``|g|`` for 1), for inf the
     largest ``|g|`` (NaN when any element is NaN); in double, blocks combined in a fixed
-    order (the same for every thread count and CPU path)."""
+    order (the same for every thread count and CPU path).  ``writable``: also checks
+    that every array can be written, and ``keep`` returns ``(sum, order, arrays)``, the
+    arrays held for :func:`scale_held` (one validation of the list for both passes)."""
     cdef double p = norm_type_arg(norm_type)
     cdef int nt = nthreads_arg(n_threads)
     cdef TensorLists tl = TensorLists(len(grads), (name,))
-    tl.fill([grads], (False,), single, index)
+    tl.fill([grads], (writable,), single, index)
     cdef int kind = FO_NORM_MAX if p == INF else FO_NORM_SQ if p == 2.0 else \
         FO_NORM_ABS if p == 1.0 else FO_NORM_POW
     cdef double total = 0.0
@@ -1710,7 +1729,21 @@ def grad_norm(list grads, norm_type, n_threads, str name="grads", bint single=Fa
     if tl.n > 0:
         with nogil:
             total = fo_grad_norm(dtype, <int>tl.n, gs, ns, kind, p, nt)
-    return total, p
+    return (total, p, tl) if keep else (total, p)
+
+
+def scale_held(TensorLists tl, double scale, n_threads):
+    """Multiplies the arrays of a writable :func:`grad_norm` call (``keep=True``) by
+    ``scale`` (rounded to their dtype; NaN and infinity too) in place, in one C call."""
+    cdef int nt = nthreads_arg(n_threads)
+    cdef void **gs = tl.role(0)
+    cdef int dtype = tl.dtype
+    cdef fo_index *ns = tl.ns
+    if tl.n > 0:
+        if not tl.writable[0]:
+            raise ValueError("internal: the arrays were not checked for writing")
+        with nogil:
+            fo_unscale_check(dtype, <int>tl.n, gs, ns, scale, 1, nt)
 
 
 # ----------------------------------------------------------------------------- losses

@@ -55,12 +55,12 @@ def _flag(value: Any, name: str) -> bool:
 def _unscale_by_dtype(grads: List[Any], index: List[int], inv_scale: Optional[float],
                       n_threads: Optional[int]) -> bool:
     """unscale-and-check over gradients of several dtypes: one C call per dtype."""
-    by_dtype = _clip.by_dtype(grads, index)
+    by_dtype = _core.split_dtypes(grads, index)
     if len(by_dtype) > 1:     # validate every group before the first is unscaled
-        for gs, idx in by_dtype.values():
+        for gs, idx in by_dtype:
             _core.unscale_check(gs, inv_scale, n_threads, "grads", False, idx, True)
     found = False
-    for gs, idx in by_dtype.values():
+    for gs, idx in by_dtype:
         found |= _core.unscale_check(gs, inv_scale, n_threads, "grads", False, idx)
     return found
 

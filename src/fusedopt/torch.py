@@ -460,7 +460,7 @@ class _FusedOptimizer(Optimizer):
             for gi, group in enumerate(groups):
                 if group.get("max_grad_norm") is not None:
                     gs = [g for key, b in batches.items() if key[0] == gi for g in b[1]]
-                    total, dtype = _clip.total_norm(gs, range(len(gs)), 2.0, None)
+                    total, dtype = _clip.total_norm(gs, list(range(len(gs))), 2.0, None)
                     scales[gi] = _clip.clip_coef(total, group["max_grad_norm"], dtype)
 
         def call(key: Any, b: _Batch, dry: bool) -> None:
