@@ -13,7 +13,7 @@
  *                     tf.compat.v1.train.RMSPropOptimizer (its ApplyRMSProp kernels)
  *   FO_RMSPROP_KERAS  v = a*v + (1-a)*(g*g);  ga = a*ga + (1-a)*g;  then as TF1
  *                     keras.optimizers.RMSprop
- *   FO_RMSPROP_OPTAX  v, ga as Keras;  u = (-lr)*(g/sqrt(w + eps));  b = u + mu*b;  p += b
+ *   FO_RMSPROP_OPTAX  v, ga as Keras;  u = (-lr)*(g*r), r = 1/sqrt(w + eps);  b = u + mu*b;  p += b
  *                     (no momentum: p += u)   optax.rmsprop (scale_by_rms / _stddev, trace)
  * optax's rsqrt is stated as 1/sqrt, as for Adagrad.  The binding rounds the scalars as
  * each convention does (fo_rmsprop_args).
@@ -61,7 +61,7 @@ FO_INLINE FO_T FO_NAME(rmsprop_update)(const FO_NAME(rmsprop_k) *k, FO_T p, FO_T
         return p + k->neg_lr * *b;
     }
     if (form == FO_RMSPROP_OPTAX) {
-        const FO_T u = k->neg_lr * (g / FO_SQRT(w + k->eps));
+        const FO_T u = k->neg_lr * (g * ((FO_T)1 / FO_SQRT(w + k->eps)));
         if (!mom) return p + u;
         *b = u + k->mu * *b;
         return p + *b;

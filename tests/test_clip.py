@@ -143,11 +143,13 @@ def test_max_grad_norm_equals_clipping_then_stepping(name, dtype):
     held StepPlan from the second step on, a gradient left out)."""
     rng = np.random.default_rng(3)
     shapes = [(30, 7), (5000,), (1,)]
-    ps = [rng.standard_normal(s).astype(dtype) for s in shapes] + [rng.standard_normal(4)]
+    other = np.float64 if dtype == np.float32 else np.float32     # a mixed clipped group
+    ps = [rng.standard_normal(s).astype(dtype) for s in shapes] + \
+        [rng.standard_normal(9).astype(other), rng.standard_normal(4)]
     qs = [p.copy() for p in ps]
     cls = getattr(fusedopt, name)
-    a = cls([{"params": ps[:3], "max_grad_norm": 1.0}, {"params": ps[3:]}], **_kw(name))
-    b = cls([{"params": qs[:3]}, {"params": qs[3:]}], **_kw(name))
+    a = cls([{"params": ps[:4], "max_grad_norm": 1.0}, {"params": ps[4:]}], **_kw(name))
+    b = cls([{"params": qs[:4]}, {"params": qs[4:]}], **_kw(name))
     clipped = 0
     for t in range(6):
         gs = [rng.standard_normal(p.shape).astype(p.dtype) * 0.1 * t for p in ps]
@@ -155,7 +157,7 @@ def test_max_grad_norm_equals_clipping_then_stepping(name, dtype):
             gs[1] = None
         a.step([None if g is None else g.copy() for g in gs])
         mine = [None if g is None else g.copy() for g in gs]
-        clipped += fusedopt.clip_grad_norm_(mine[:3], 1.0) > 1.0
+        clipped += fusedopt.clip_grad_norm_(mine[:4], 1.0) > 1.0
         b.step(mine)
     assert clipped >= 3
     for x, y in zip(ps, qs):
@@ -169,6 +171,33 @@ def test_max_grad_norm_is_the_finite_check_too():
     assert opt.skipped_steps == 1 and (p == 1).all() and not opt.state
     assert opt.step([np.array([10.0, 0.0, 0.0], np.float32)]) is True
     assert p[0] < 1
+    # finite gradients whose norm overflows float32 are stepped (clipped by 0, as torch)
+    q = np.ones(3, np.float32)
+    twin = fusedopt.Adam([q], lr=0.1)
+    twin.step([np.array([10.0 / np.float32(10.0 + 1e-6), 0.0, 0.0], np.float32)])
+    assert opt.step([np.array([3e38, 3e38, 0.0], np.float32)]) is True
+    assert opt.skipped_steps == 1 and opt.state[0]["step"] == 2
+    twin.step([np.zeros(3, np.float32)])
+    np.testing.assert_allclose(p, q, rtol=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [
+    [1000 * 16384, 100 * 16384 + 3, 5],     # a round of 1024 blocks fills inside a tensor
+    [1024 * 16384, 0, 7],                   # ... exactly at a tensor's end
+], ids=["mid-tensor", "tensor-end"])
+def test_more_blocks_than_one_round(sizes):
+    """The norm's blocks are taken 1024 at a time across tensors: past a round, every
+    element still counts once, in order (the same result for 1 and 2 threads)."""
+    rng = np.random.default_rng(7)
+    gs = [rng.standard_normal(n, dtype=np.float32) for n in sizes]
+    n1 = fusedopt.clip_grad_norm_(gs, math.inf, n_threads=1)
+    n2 = fusedopt.clip_grad_norm_(gs, math.inf, n_threads=2)
+    assert n1 == n2
+    exact = math.sqrt(sum(float(np.dot(g.astype(np.float64), g.astype(np.float64)))
+                          for g in gs))
+    assert abs(n1 - exact) <= np.spacing(np.float32(exact))
+    assert fusedopt.clip_grad_norm_(gs, math.inf, math.inf) == max(
+        float(np.abs(g).max()) for g in gs if g.size)
 
 
 @pytest.mark.parametrize("value,exc,pattern", [
@@ -249,6 +278,7 @@ def test_torch_clip_grad_norm_signature_and_errors():
     w = torch.nn.Parameter(torch.zeros(2))
     w.grad = torch.tensor([3.0, 4.0])
     assert ft.clip_grad_norm_(w, 10.0).item() == 5.0             # one tensor
+    assert ft.clip_grad_norm_(w, 10.0, norm_type="inf").item() == 4.0   # as torch reads it
     h = torch.nn.Parameter(torch.zeros(2, dtype=torch.float16))
     h.grad = torch.tensor([3, 4], dtype=torch.float16)
     with pytest.raises(TypeError, match=r"grads\[1\] must be a dense CPU float32"):

@@ -777,7 +777,8 @@ _UNSUPPORTED = [
     ("rmsprop", "keras", dict(maximize=True)),
     ("rmsprop", "optax", dict(maximize=True)),
     ("rmsprop", "optax", dict(weight_decay=0.1)),
-    ("rmsprop", "torch", dict(alpha=1.0)),      # alpha in [0, 1)
+    ("rmsprop", "torch", dict(alpha=1.0)),      # fusedopt: alpha in [0, 1) (torch allows
+    #                                             1, where the average never moves)
     ("rmsprop", "torch", dict(alpha=-0.1)),
     ("rmsprop", "torch", dict(momentum=-0.5)),
 ]

@@ -284,3 +284,15 @@ def test_torch_drop_in_with_a_scheduler_matches_torch(cfg):
     assert opts[0].param_groups[0]["lr"] == opts[1].param_groups[0]["lr"]
     for p, q in zip(models[0].parameters(), models[1].parameters()):
         torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_torch_drop_in_groups_start_at_their_own_initial_square_avg():
+    torch = pytest.importorskip("torch")
+    import fusedopt.torch as ft
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    opt = ft.RMSprop([{"params": [a]}, {"params": [b], "initial_square_avg": 2.0}],
+                     alpha=0.5, initial_square_avg=1.0)
+    a.grad, b.grad = torch.ones(3), torch.ones(3)
+    opt.step()       # as the NumPy class: 0.5*1 + 0.5*1 and 0.5*2 + 0.5*1
+    torch.testing.assert_close(opt.state[a]["square_avg"], torch.full((3,), 1.0))
+    torch.testing.assert_close(opt.state[b]["square_avg"], torch.full((3,), 1.5))

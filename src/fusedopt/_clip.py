@@ -44,7 +44,8 @@ def total_norm(grads: List[Any], index: List[int], norm_type: Any,
                      else np.float32)
     if not inf:
         acc = math.sqrt(acc) if p == 2.0 else acc if p == 1.0 else acc ** (1.0 / p)
-    return float(dtype.type(acc)), dtype
+    with np.errstate(over="ignore"):          # (a norm past float32's range is inf)
+        return float(dtype.type(acc)), dtype
 
 
 def clip_coef(total: float, max_norm: float, dtype: Any) -> float:
@@ -92,7 +93,7 @@ def clip_grad_norm_(grads: Any, max_norm: float, norm_type: float = 2.0,
     Args:
         grads: an array or a list of arrays (float32 or float64, C-contiguous, writeable;
             None entries are skipped).
-        max_norm: the largest total norm kept (>= 0; inf: only measure).
+        max_norm: the largest total norm kept (>= 0; inf: finite norms are only measured).
         norm_type: p > 0, or ``float("inf")``.
         error_if_nonfinite: raise RuntimeError (changing nothing) when the norm is NaN or
             infinite.

@@ -1683,7 +1683,13 @@ cdef extern from "fusedopt.h" nogil:
 
 
 cdef double norm_type_arg(object x) except? -1.0:
-    """A norm order: a real number > 0, or inf (torch's 0 and negative orders refused)."""
+    """A norm order: a real number > 0, or inf (also as a string such as 'inf', which
+    torch reads with float(); torch's 0 and negative orders are refused)."""
+    if isinstance(x, str):
+        try:
+            x = float(x)
+        except ValueError:
+            pass
     if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool):
         v = float(x)
         if v == INF or (isfinite(v) and v > 0.0):

@@ -345,8 +345,12 @@ class Optimizer:
                 return None
         coef: Dict[int, float] = {}
         for key, (group, idx) in clipped.items():
-            total, dtype = _clip.total_norm([grads[i] for i in idx], idx, 2.0, n_threads)
-            if self.check_finite and not np.isfinite(total):
+            gs = [grads[i] for i in idx]
+            total, dtype = _clip.total_norm(gs, idx, 2.0, n_threads)
+            # (a norm that overflows with finite gradients, [3e38, 3e38] in float32, is
+            # no reason to skip: the element check decides, in that rare case)
+            if self.check_finite and not np.isfinite(total) and \
+                    _unscale_by_dtype(gs, idx, None, n_threads):
                 self.skipped_steps += 1
                 return None
             coef[key] = _clip.clip_coef(total, group["max_grad_norm"], dtype)

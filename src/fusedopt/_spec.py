@@ -83,6 +83,9 @@ class Spec:
     #: whether the torch drop-in creates every parameter's state at construction, as
     #: torch.optim.Adagrad does (its state dicts hold them before the first step)
     torch_eager_state: bool = False
+    #: whether the torch drop-in starts states at the constructor's value even in a group
+    #: with its own (torch.optim.Adagrad's initial_accumulator_value); else the group's
+    torch_initial_from_defaults: bool = False
     #: the kind of gradient torch's sparse-gradient error points to
     sparse_alternative: str = ""
     #: the functional step: the name of its entry in the binding, which takes the
@@ -626,7 +629,8 @@ ADAGRAD = register(Spec(
                       "foreach"),
     torch_flags=("foreach", "fused", "differentiable"),
     initial={"sum": "initial_accumulator_value"},
-    torch_eager_state=True, sparse_alternative="torch.optim.Adagrad",
+    torch_eager_state=True, torch_initial_from_defaults=True,
+    sparse_alternative="torch.optim.Adagrad",
     functional="adagrad_step",
     doc=_ADAGRAD_DOC, functional_doc=_ADAGRAD_FUNCTIONAL_DOC, torch_doc=_ADAGRAD_TORCH_DOC))
 

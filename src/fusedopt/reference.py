@@ -433,7 +433,7 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
             ga = a * ga + oma * g
         root = np.sqrt((v - ga * ga if centered else v) + epsT)
         if convention == "optax":
-            u = T(-lr) * (g / root)
+            u = T(-lr) * (g * (T(1) / root))
             if mom:
                 b = u + mu * b
                 u = b

@@ -249,7 +249,7 @@ class _FusedOptimizer(Optimizer):
             for group in self.param_groups:
                 names = self.spec.states(group)
                 for p in group["params"]:
-                    self.state[p] = self._new_state(p, names)
+                    self.state[p] = self._new_state(p, names, group)
 
     # -- groups -----------------------------------------------------------------------
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
@@ -370,7 +370,7 @@ class _FusedOptimizer(Optimizer):
         if not st:
             if not names and not step_state:
                 return _Entry(p, names, (), None, True)
-            st = self._new_state(p, names)
+            st = self._new_state(p, names, group)
             new_states.append((p, st))
             first = True
         else:
@@ -383,7 +383,7 @@ class _FusedOptimizer(Optimizer):
                 if t is None:
                     if n not in self.spec.lazy_states:
                         raise ValueError(f"{what} has no {n!r} entry")
-                    t = self._initial(p, n)
+                    t = self._initial(p, n, group)
                     new_items.append((p, n, t))
                     st = dict(st, **{n: t})
                 else:
@@ -391,14 +391,17 @@ class _FusedOptimizer(Optimizer):
         return _Entry(p, names, tuple(st[n] for n in names),
                       st["step"] if step_state else None, first)
 
-    def _initial(self, p: torch.Tensor, name: str) -> torch.Tensor:
-        """A new state tensor: like p, at its initial value (from the constructor's
-        arguments, as torch.optim.Adagrad's initial_accumulator_value)."""
-        return torch.full_like(p, self.spec.initial_value(self.defaults, name),
+    def _initial(self, p: torch.Tensor, name: str, group: Dict[str, Any]) -> torch.Tensor:
+        """A new state tensor: like p, at its initial value (the group's, or the
+        constructor's where torch reads that: torch.optim.Adagrad's
+        initial_accumulator_value)."""
+        source = self.defaults if self.spec.torch_initial_from_defaults else group
+        return torch.full_like(p, self.spec.initial_value(source, name),
                                memory_format=torch.preserve_format)
 
-    def _new_state(self, p: torch.Tensor, names: Tuple[str, ...]) -> Dict[str, Any]:
-        st: Dict[str, Any] = {n: self._initial(p, n) for n in names}
+    def _new_state(self, p: torch.Tensor, names: Tuple[str, ...],
+                   group: Dict[str, Any]) -> Dict[str, Any]:
+        st: Dict[str, Any] = {n: self._initial(p, n, group) for n in names}
         if self.spec.torch_step_state:
             st = {"step": torch.tensor(0.0, dtype=_get_scalar_dtype(), device="cpu"), **st}
         return st

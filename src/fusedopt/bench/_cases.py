@@ -36,7 +36,7 @@ KERNELS: Dict[str, Dict[str, Any]] = {
                   "1000 elements (class API, one C call)"),
     "clip": dict(label="clip_grad_norm_ f32, 2000 x 1000 tensors", dtype="float32",
                  pattern="clip", bpe=12, unit="GB/s", what="fusedopt.clip_grad_norm_ over "
-                 "2000 tensors of 1000 elements, max_norm 1 (clipping: a read pass, then "
+                 "2000 tensors of 1000 elements, clipping at every call (a read pass, then "
                  "the scaling pass)"),
     "overhead": dict(label="call overhead, Adam f32", dtype="float32",
                      what="fusedopt and a baseline timed alternately in this run (busy and "
@@ -202,21 +202,29 @@ class MultiCase:
 class ClipCase:
     """``fusedopt.clip_grad_norm_`` over 2000 separately allocated gradients of 1000
     elements, against ``torch.nn.utils.clip_grad_norm_`` (its foreach default) and NumPy
-    (a dot product per array, then an in-place multiply).  Every call clips: the norm
-    stays just above max_norm (each call scales it to max_norm/(1 + 1e-6))."""
+    (a dot product per array, then an in-place multiply).  Every call clips: each one
+    halves max_norm (from half the starting norm, the gradients scaled by 2**40 so that
+    the norm stays far above torch's 1e-6), and every ``RESTART`` calls the gradients are
+    multiplied by 2**RESTART (exact) and max_norm starts again; each implementation runs
+    that schedule from the same starting gradients, so it costs all of them the same (one
+    extra read-write pass per 60 calls)."""
 
     torch_impl, torch_op = "torch.nn.utils.clip_grad_norm_", None
     torch_label, deepspeed_skip = "torch", "no clipping op"
-    MAX_NORM = 1.0
+    RESTART = 60
 
     def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
         self.n, self.dtype = CLIP_TENSORS * CLIP_SIZE, np.dtype(dtype)
-        self.gs = [rng.uniform(-1, 1, CLIP_SIZE).astype(dtype) for _ in range(CLIP_TENSORS)]
+        self.gs = [(rng.uniform(-1, 1, CLIP_SIZE) * 2.0 ** 40).astype(dtype)
+                   for _ in range(CLIP_TENSORS)]
+        self.start = [g.copy() for g in self.gs]
+        self.norm0 = math.sqrt(sum(float(np.dot(g.astype(np.float64), g.astype(np.float64)))
+                                   for g in self.gs))
         self._flat: Optional[Quad] = None
 
     @staticmethod
     def memory(n: int, esz: int, peer: Optional[str]) -> float:
-        return 6 * CLIP_TENSORS * CLIP_SIZE * esz * 1.2
+        return 7 * CLIP_TENSORS * CLIP_SIZE * esz * 1.2
 
     def stream_args(self) -> Quad:
         # the ceiling of the same elements as one flat array: read it, then scale it
@@ -230,26 +238,42 @@ class ClipCase:
     def ps(self) -> Sequence[np.ndarray]:      # what the peers' results are compared on
         return self.gs
 
-    def fusedopt(self, k: int) -> Callable[[], Any]:
-        import fusedopt
-        clip, gs, mx = fusedopt.clip_grad_norm_, self.gs, self.MAX_NORM
-        return lambda: clip(gs, mx, n_threads=k)
-
-    def numpy(self) -> Peer:
-        gs, mx, dt = self.gs, self.MAX_NORM, self.dtype.type
+    def _schedule(self, clip: Callable[[float], Any]) -> Callable[[], None]:
+        """``clip(max_norm)`` with a max_norm below the gradients' norm at every call."""
+        for g, g0 in zip(self.gs, self.start):
+            g[...] = g0
+        gs, restart, up = self.gs, self.RESTART, self.dtype.type(2.0 ** self.RESTART)
+        norm0, k = self.norm0, [0]
 
         def run() -> None:
+            if k[0] == restart:
+                for g in gs:
+                    np.multiply(g, up, out=g)
+                k[0] = 0
+            k[0] += 1
+            clip(norm0 * 0.5 ** k[0])
+        return run
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        clip, gs = fusedopt.clip_grad_norm_, self.gs
+        return self._schedule(lambda mx: clip(gs, mx, n_threads=k))
+
+    def numpy(self) -> Peer:
+        gs, dt = self.gs, self.dtype.type
+
+        def clip(mx: float) -> None:
             total = math.sqrt(sum(float(np.dot(g, g)) for g in gs))
             coef = dt(min(mx / (total + 1e-6), 1.0))
             for g in gs:
                 np.multiply(g, coef, out=g)
-        return run, None
+        return self._schedule(clip), None
 
     def torch(self, env: Env) -> Peer:
         torch = env.torch
         params = torch_params(torch, [np.empty_like(g) for g in self.gs], self.gs)
-        clip, mx = torch.nn.utils.clip_grad_norm_, self.MAX_NORM
-        return lambda: clip(params, mx), None
+        clip_ = torch.nn.utils.clip_grad_norm_
+        return self._schedule(lambda mx: clip_(params, mx)), None
 
     def deepspeed(self, env: Env) -> Peer:
         raise Unsupported("no clipping op")
