@@ -137,7 +137,7 @@ def _kw(name):
 
 @pytest.mark.parametrize("name", _optimizers())
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_max_grad_norm_equals_clipping_then_stepping(name, dtype):
+def test_max_grad_norm_equals_clipping_then_stepping(cpu_path, name, dtype):
     """The coefficient inside the update pass gives the same bits as clip_grad_norm_
     followed by a step (a group mixing float32 and float64, a second unclipped group, a
     held StepPlan from the second step on, a gradient left out)."""
