@@ -38,8 +38,4 @@
  * clip coefficient of its args' grad_scale (1 without clipping; torch clips the gradient,
  * then negates it: the same product). */
 #define FO_GRAD_FACTOR(a) ((FO_T)((a)->maximize ? -(a)->grad_scale : (a)->grad_scale))
-/* Sums the FO_LANES double accumulators in a fixed pairwise order. */
-#define FO_FOLD_LANES(acc) \
-    do { for (int w_ = FO_LANES / 2; w_ > 0; w_ /= 2) \
-             for (int j_ = 0; j_ < w_; j_++) (acc)[j_] += (acc)[j_ + w_]; } while (0)
 #endif

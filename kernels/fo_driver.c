@@ -6,6 +6,7 @@
  * block order, so a loss is bit-identical for any thread count and any CPU path.
  * Below fo_parallel_threshold() elements the calling thread does all the work.
  */
+#include <math.h>
 #include "fo_kernels.h"
 
 #ifdef _OPENMP
@@ -283,6 +284,299 @@ double fo_grad_norm(int dtype, int ntensors, const void *const *gs, const fo_ind
     }
     (void)nt;
     return acc;
+}
+
+/* ---------------------------------------------------------------- Adafactor
+ * A tensor is cut into units by its shape alone.  Factored, as B matrices R x C: when a
+ * matrix has at most FO_BLOCK elements a unit is FO_BLOCK/(R*C) whole matrices (at least
+ * one); else a unit is FO_AF_ROWS(C) rows of one matrix, whose column sums are partials
+ * (C doubles each, in scratch) added in unit order.  A vector: units of FO_BLOCK elements.
+ * The units of a pass run in parallel in rounds of at most fo_af_round(C); their sums
+ * (||p||^2, ||U||^2: one double per unit, lanes folded) are added in unit order. */
+#define FO_AF_ROWS(c) ((c) >= FO_BLOCK / 64 ? (fo_index)64 : FO_BLOCK / (c))
+#define FO_AF_ROUND 256
+#define FO_AF_SCRATCH ((fo_index)1 << 20)
+
+static fo_index fo_af_round(fo_index nc)
+{
+    fo_index u = FO_AF_SCRATCH / (nc > 0 ? nc : 1);
+    return u < 2 ? 2 : u > FO_AF_ROUND ? FO_AF_ROUND : u;
+}
+
+/* The unit layout of a factored tensor. */
+typedef struct {
+    fo_index nb, nr, nc, units;
+    fo_index mb;        /* whole matrices per unit (small matrices), else 0 */
+    fo_index h, upm;    /* rows per unit, units per matrix (large matrices) */
+} fo_af_layout;
+
+static fo_af_layout fo_af_layout_of(fo_index nb, fo_index nr, fo_index nc)
+{
+    fo_af_layout L = {nb, nr, nc, 0, 0, 0, 0};
+    if (nr * nc <= FO_BLOCK) {
+        L.mb = FO_BLOCK / (nr * nc > 0 ? nr * nc : 1);
+        if (L.mb < 1) L.mb = 1;
+        L.units = (nb + L.mb - 1) / L.mb;
+    } else {
+        L.h = FO_AF_ROWS(nc);
+        if (L.h > nr) L.h = nr;
+        L.upm = (nr + L.h - 1) / L.h;
+        L.units = nb * L.upm;
+    }
+    return L;
+}
+
+/* Scratch: the running column sum (nc doubles), one partial per unit of a round (nc
+ * each), then per matrix its clamped mean row_var and min(col_var) (nb each) and its
+ * column factors 1/sqrt(col_var) (nb*nc elements of the tensor's type): at these offsets. */
+static fo_index fo_af_rmc_at(const fo_af_layout *L)
+{
+    fo_index u = fo_af_round(L->nc);
+    return L->nc * (1 + (u < L->units ? u : L->units));
+}
+
+fo_index fo_adafactor_scratch(fo_index nb, fo_index nr, fo_index nc)
+{
+    fo_af_layout L = fo_af_layout_of(nb, nr, nc);
+    return fo_af_rmc_at(&L) + 2 * nb + nb * nc;
+}
+
+static double fo_round_to(int dtype, double x) { return dtype == FO_F32 ? (double)(float)x : x; }
+/* Python's max(a, b) (a when b is NaN or not larger) */
+static double fo_pymax(double a, double b) { return b > a ? b : a; }
+
+
+/* torch's per-tensor scalars: alpha = max(eps2, ||p||/sqrt(n))*rho, denom =
+ * max(1, ||U||/(sqrt(n)*d)); the update's factor -alpha/denom in the element type. */
+static double fo_af_coef(const fo_adafactor_args *a, int dtype, fo_index n, double psum,
+                         double usum)
+{
+    const double sn = pow((double)n, 0.5);
+    const double alpha = fo_pymax(a->eps2, fo_round_to(dtype, sqrt(psum)) / sn) * a->rho;
+    const double denom = fo_pymax(1.0, fo_round_to(dtype, sqrt(usum)) / (sn * a->d));
+    return fo_round_to(dtype, -alpha / denom);
+}
+
+typedef struct {
+    const fo_table *tab;
+    const fo_adafactor_args *a;
+    int dtype;
+    fo_index esz;
+    char *p, *g, *rv, *cv;
+    fo_af_layout L;
+    double *scratch;
+} fo_af_ctx;
+
+/* Unit u's first matrix and row and its matrices (small) or rows (large). */
+static void fo_af_unit(const fo_af_layout *L, fo_index u, fo_index *b0, fo_index *b1,
+                       fo_index *r0, fo_index *r1)
+{
+    if (L->mb) {
+        *b0 = u * L->mb;
+        *b1 = *b0 + L->mb < L->nb ? *b0 + L->mb : L->nb;
+        *r0 = 0; *r1 = L->nr;
+    } else {
+        *b0 = u / L->upm; *b1 = *b0 + 1;
+        *r0 = (u % L->upm) * L->h;
+        *r1 = *r0 + L->h < L->nr ? *r0 + L->h : L->nr;
+    }
+}
+
+#define FO_AF_AT(c, base, elem) ((void *)((c)->base + (elem) * (c)->esz))
+
+/* Pass 1 of unit u: row statistics, column sums (partial: into col). */
+static void fo_af_pass1(const fo_af_ctx *c, fo_index u, double *col)
+{
+    const fo_af_layout *L = &c->L;
+    fo_index b0, b1, r0, r1;
+    fo_af_unit(L, u, &b0, &b1, &r0, &r1);
+    for (fo_index b = b0; b < b1; b++) {
+        const fo_index e0 = (b * L->nr + r0) * L->nc;
+        for (fo_index j = 0; j < L->nc; j++) col[j] = 0.0;
+        FO_CALL(c->tab, af_rows, c->dtype, c->a, FO_AF_AT(c, g, e0),
+                FO_AF_AT(c, rv, b * L->nr + r0), col, r1 - r0, L->nc);
+        if (L->mb)      /* whole matrices: their columns are complete */
+            FO_CALL(c->tab, af_cols, c->dtype, c->a, col, FO_AF_AT(c, cv, b * L->nc), L->nc,
+                    L->nr);
+    }
+}
+
+/* Pass 2 of unit u: ||U||^2 (returned) and ||p||^2 (into *psum); pass 3 (apply): the
+ * update. */
+static double fo_af_pass23(const fo_af_ctx *c, fo_index u, int apply, double coef,
+                           double *psum)
+{
+    const fo_af_layout *L = &c->L;
+    const double *rmc = c->scratch + fo_af_rmc_at(L), *cvmin = rmc + L->nb;
+    char *binv = (char *)(cvmin + L->nb);
+    fo_index b0, b1, r0, r1;
+    fo_af_unit(L, u, &b0, &b1, &r0, &r1);
+    double uacc[FO_LANES] = {0}, pacc[FO_LANES] = {0};
+    for (fo_index b = b0; b < b1; b++) {
+        const fo_index e0 = (b * L->nr + r0) * L->nc;
+        void *bi = binv + b * L->nc * c->esz;
+        if (apply)
+            FO_CALL(c->tab, af_apply, c->dtype, c->a, FO_AF_AT(c, p, e0), FO_AF_AT(c, g, e0),
+                    FO_AF_AT(c, rv, b * L->nr + r0), FO_AF_AT(c, cv, b * L->nc), bi, rmc[b],
+                    cvmin[b], r1 - r0, L->nc, coef);
+        else
+            FO_CALL(c->tab, af_unorm, c->dtype, c->a, FO_AF_AT(c, p, e0), FO_AF_AT(c, g, e0),
+                    FO_AF_AT(c, rv, b * L->nr + r0), FO_AF_AT(c, cv, b * L->nc), bi, rmc[b],
+                    cvmin[b], r1 - r0, L->nc, uacc, pacc);
+    }
+    if (apply)
+        return 0.0;
+    FO_FOLD_LANES(uacc);
+    FO_FOLD_LANES(pacc);
+    *psum = pacc[0];
+    return uacc[0];
+}
+
+/* One factored tensor: pass 1 (statistics), pass 2 (||U||, ||p||), pass 3 (update). */
+static void fo_af_factored(fo_af_ctx *c, int nt)
+{
+    const fo_af_layout *L = &c->L;
+    const fo_index nc = L->nc, round = fo_af_round(nc);
+    double *acc = c->scratch, *parts = c->scratch + nc;
+    double *rmc = c->scratch + fo_af_rmc_at(L), *cvmin = rmc + L->nb;
+    char *binv = (char *)(cvmin + L->nb);
+    double psum = 0.0, usum = 0.0, part[FO_AF_ROUND], ppart[FO_AF_ROUND];
+    for (fo_index u0 = 0; u0 < L->units; u0 += round) {
+        const fo_index ru = L->units - u0 < round ? L->units - u0 : round;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+        for (fo_index k = 0; k < ru; k++) fo_af_pass1(c, u0 + k, parts + k * nc);
+        for (fo_index k = 0; k < ru && !L->mb; k++) {
+            const fo_index u = u0 + k, j = u % L->upm, b = u / L->upm;
+            const double *pc = parts + k * nc;
+            if (j == 0) for (fo_index i = 0; i < nc; i++) acc[i] = pc[i];
+            else for (fo_index i = 0; i < nc; i++) acc[i] += pc[i];
+            if (j == L->upm - 1)
+                FO_CALL(c->tab, af_cols, c->dtype, c->a, acc, FO_AF_AT(c, cv, b * nc), nc,
+                        L->nr);
+        }
+    }
+    /* each matrix's clamped mean row_var, min(col_var) and column factors */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && L->nb > 1)
+#endif
+    for (fo_index b = 0; b < L->nb; b++) {
+        rmc[b] = FO_CALL(c->tab, af_rmean, c->dtype, FO_AF_AT(c, rv, b * L->nr), L->nr,
+                         c->a->eps1);
+        cvmin[b] = FO_CALL(c->tab, af_colinv, c->dtype, FO_AF_AT(c, cv, b * nc),
+                           (void *)(binv + b * nc * c->esz), nc);
+    }
+    for (fo_index u0 = 0; u0 < L->units; u0 += round) {
+        const fo_index ru = L->units - u0 < round ? L->units - u0 : round;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+        for (fo_index k = 0; k < ru; k++)
+            part[k] = fo_af_pass23(c, u0 + k, 0, 0.0, ppart + k);
+        for (fo_index k = 0; k < ru; k++) { usum += part[k]; psum += ppart[k]; }
+    }
+    const fo_index n = L->nb * L->nr * nc;
+    const double coef = fo_af_coef(c->a, c->dtype, n, psum, usum);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (fo_index u = 0; u < L->units; u++) fo_af_pass23(c, u, 1, coef, NULL);
+    (void)nt;
+}
+
+/* ---------------------------------------------------------------- per-tensor two passes
+ * A step whose update of a tensor needs two sums over it first (Adafactor's vectors,
+ * LAMB): pass 1 over blocks of FO_BLOCK elements returns each block's two sums, added in
+ * block order (FO_AF_ROUND blocks at a time in parallel); pass 2 updates the blocks with
+ * one coefficient made from the totals. */
+typedef void (*fo_sums_fn)(const void *ctx, fo_index i0, fo_index len, double *s0,
+                           double *s1);
+typedef void (*fo_blocks_fn)(const void *ctx, fo_index i0, fo_index len, double coef);
+
+static void fo_tensor_sums(fo_sums_fn fn, const void *ctx, fo_index n, int nt, double *s0,
+                           double *s1)
+{
+    const fo_index nbk = fo_nblocks(n);
+    double t0 = 0.0, t1 = 0.0, p0[FO_AF_ROUND], p1[FO_AF_ROUND];
+    for (fo_index u0 = 0; u0 < nbk; u0 += FO_AF_ROUND) {
+        const fo_index ru = nbk - u0 < FO_AF_ROUND ? nbk - u0 : FO_AF_ROUND;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+        for (fo_index k = 0; k < ru; k++) {
+            const fo_index i0 = (u0 + k) * FO_BLOCK;
+            fn(ctx, i0, n - i0 < FO_BLOCK ? n - i0 : FO_BLOCK, p0 + k, p1 + k);
+        }
+        for (fo_index k = 0; k < ru; k++) { t0 += p0[k]; t1 += p1[k]; }
+    }
+    *s0 = t0;
+    *s1 = t1;
+    (void)nt;
+}
+
+static void fo_tensor_blocks(fo_blocks_fn fn, const void *ctx, fo_index n, int nt,
+                             double coef)
+{
+    const fo_index nbk = fo_nblocks(n);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+    for (fo_index b = 0; b < nbk; b++) {
+        const fo_index i0 = b * FO_BLOCK;
+        fn(ctx, i0, n - i0 < FO_BLOCK ? n - i0 : FO_BLOCK, coef);
+    }
+    (void)nt;
+}
+
+/* One vector Adafactor tensor (its variance v). */
+typedef struct { const fo_af_ctx *c; void *v; } fo_af_vec_ctx;
+
+static void fo_af_vec_sums(const void *ctx, fo_index i0, fo_index len, double *ps,
+                           double *us)
+{
+    const fo_af_vec_ctx *x = ctx;
+    const fo_af_ctx *c = x->c;
+    double pacc[FO_LANES] = {0}, uacc[FO_LANES] = {0};
+    FO_CALL(c->tab, af_vec, c->dtype, c->a, FO_OFF(c->p, i0, c->esz),
+            FO_OFF(c->g, i0, c->esz), FO_OFF(x->v, i0, c->esz), len, pacc, uacc);
+    FO_FOLD_LANES(pacc);
+    FO_FOLD_LANES(uacc);
+    *ps = pacc[0];
+    *us = uacc[0];
+}
+
+static void fo_af_vec_blocks(const void *ctx, fo_index i0, fo_index len, double coef)
+{
+    const fo_af_vec_ctx *x = ctx;
+    const fo_af_ctx *c = x->c;
+    FO_CALL(c->tab, af_vec_apply, c->dtype, c->a, FO_OFF(c->p, i0, c->esz),
+            FO_OFF(c->g, i0, c->esz), FO_OFF(x->v, i0, c->esz), len, coef);
+}
+
+static void fo_af_vector(const fo_af_ctx *c, void *v, fo_index n, int nt)
+{
+    const fo_af_vec_ctx x = {c, v};
+    double psum, usum;
+    fo_tensor_sums(fo_af_vec_sums, &x, n, nt, &psum, &usum);
+    fo_tensor_blocks(fo_af_vec_blocks, &x, n, nt, fo_af_coef(c->a, c->dtype, n, psum, usum));
+}
+
+void fo_adafactor(int dtype, const fo_adafactor_args *a, int ntensors, void *const *ps,
+                  const void *const *gs, void *const *rows, void *const *cols,
+                  void *const *vars, const fo_index *nb, const fo_index *nr,
+                  const fo_index *nc, double *scratch, int n_threads)
+{
+    for (int t = 0; t < ntensors; t++) {
+        const fo_index n = nb[t] * nr[t] * nc[t];
+        if (n == 0) continue;
+        fo_af_ctx c = {fo_active, a, dtype, FO_ESZ(dtype), ps[t], (char *)gs[t],
+                       rows ? rows[t] : NULL, cols ? cols[t] : NULL,
+                       fo_af_layout_of(nb[t], nr[t], nc[t]), scratch};
+        const int nt = fo_threads_for(n, fo_nblocks(n), n_threads);
+        if (vars && vars[t]) fo_af_vector(&c, vars[t], n, nt);
+        else fo_af_factored(&c, nt);
+    }
 }
 
 /* ---------------------------------------------------------------- reductions

@@ -11,6 +11,11 @@
 #define FO_HAVE_X86_PATHS 0
 #endif
 
+/* Sums the FO_LANES double accumulators in a fixed pairwise order. */
+#define FO_FOLD_LANES(acc) \
+    do { for (int w_ = FO_LANES / 2; w_ > 0; w_ /= 2) \
+             for (int j_ = 0; j_ < w_; j_++) (acc)[j_] += (acc)[j_ + w_]; } while (0)
+
 /* The parameters of an optimizer step kernel (FO_OPTIMIZER in fo_kernels.def). */
 #define FO_STEP_PARAMS (const void *args, FO_T *p, const FO_T *g, void *const *s, fo_index n)
 

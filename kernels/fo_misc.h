@@ -27,12 +27,27 @@ int FO_NAME(unscale_check)(FO_T *restrict g, fo_index n, FO_T scale, int do_scal
     return t != t;
 }
 
+/* x's sum of squares in double lanes (the reductions' read of the bandwidth probes). */
+static double FO_NAME(stream_sumsq)(const FO_T *restrict x, fo_index n)
+{
+    double acc[FO_LANES] = {0};
+    fo_index i = 0;
+    for (; i + FO_LANES <= n; i += FO_LANES)
+        for (int j = 0; j < FO_LANES; j++) acc[j] += (double)x[i + j] * (double)x[i + j];
+    for (; i < n; i++) acc[0] += (double)x[i] * (double)x[i];
+    FO_FOLD_LANES(acc);
+    return acc[0];
+}
+
 /* The memory access patterns of the kernels with trivial arithmetic: what the memory
- * system allows, measured in the same run as the kernels (fusedopt bench). */
+ * system allows, measured in the same run as the kernels (fusedopt bench).  A pattern
+ * with a reduction stores its block's sum in d[0]. */
 void FO_NAME(stream)(int pattern, FO_T *restrict a, const FO_T *restrict b,
                      FO_T *restrict c, FO_T *restrict d, fo_index n)
 {
     const FO_T s = (FO_T)0.5;
+    if (n <= 0)
+        return;
     switch (pattern) {
     case FO_STREAM_COPY:      /* 1 read, 1 write */
         for (fo_index i = 0; i < n; i++) c[i] = b[i];
@@ -49,16 +64,22 @@ void FO_NAME(stream)(int pattern, FO_T *restrict a, const FO_T *restrict b,
     case FO_STREAM_SGD:       /* 3 reads, 2 writes, in place */
         for (fo_index i = 0; i < n; i++) { FO_T bb = c[i] * s + b[i]; c[i] = bb; a[i] = a[i] - s * bb; }
         break;
-    case FO_STREAM_READ: {    /* 1 read: b's sum of squares, kept in d[0] */
-        double acc[FO_LANES] = {0};
-        fo_index i = 0;
-        for (; i + FO_LANES <= n; i += FO_LANES)
-            for (int j = 0; j < FO_LANES; j++) acc[j] += (double)b[i + j] * (double)b[i + j];
-        for (; i < n; i++) acc[0] += (double)b[i] * (double)b[i];
-        FO_FOLD_LANES(acc);
-        if (n > 0) d[0] = (FO_T)acc[0];
+    case FO_STREAM_READ:      /* 1 read: b's sum of squares */
+        d[0] = (FO_T)FO_NAME(stream_sumsq)(b, n);
         break;
-    }
+    case FO_STREAM_READ2:     /* 2 reads: a's and b's sums of squares */
+        d[0] = (FO_T)(FO_NAME(stream_sumsq)(a, n) + FO_NAME(stream_sumsq)(b, n));
+        break;
+    case FO_STREAM_AXPY:      /* 2 reads, 1 write, in place */
+        for (fo_index i = 0; i < n; i++) a[i] = a[i] + s * b[i];
+        break;
+    case FO_STREAM_ACC:       /* 3 reads, 1 write: c updated, a's sum of squares */
+        for (fo_index i = 0; i < n; i++) c[i] = c[i] * s + b[i] * b[i];
+        d[0] = (FO_T)FO_NAME(stream_sumsq)(a, n);
+        break;
+    case FO_STREAM_APPLY:     /* 3 reads, 1 write, in place */
+        for (fo_index i = 0; i < n; i++) a[i] = a[i] - s * b[i] * c[i];
+        break;
     case FO_STREAM_SCALE: {   /* 1 read, 1 write, in place (by 1: values stay put) */
         volatile FO_T one_ = 1;
         const FO_T k = one_;

@@ -64,7 +64,11 @@ void fo_step(int opt, int dtype, const void *args, int ntensors, void *const *ps
 enum fo_stream { FO_STREAM_COPY = 0, FO_STREAM_TRIAD = 1, FO_STREAM_ADAM = 2,
                  FO_STREAM_SGD = 3, FO_STREAM_LOSS = 4,
                  FO_STREAM_READ = 5,      /* 1 read (sum of squares, one store per block) */
-                 FO_STREAM_SCALE = 6 };   /* 1 read, 1 write, in place */
+                 FO_STREAM_SCALE = 6,     /* 1 read, 1 write, in place */
+                 FO_STREAM_READ2 = 7,     /* 2 reads (sums of squares) */
+                 FO_STREAM_AXPY = 8,      /* 2 reads, 1 write, in place */
+                 FO_STREAM_ACC = 9,       /* 3 reads (one summed), 1 write */
+                 FO_STREAM_APPLY = 10 };  /* 3 reads, 1 write, in place */
 void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d, fo_index n,
                int n_threads);
 

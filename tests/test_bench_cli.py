@@ -34,7 +34,10 @@ def check_row(row):
         assert part["time_s"] > 0 and part["min_s"] > 0
         assert part["gbps"] > 0 and part["melem_per_s"] > 0
         assert part["repeats"] >= 1 and part["number"] >= 1
-    assert row["ceiling"]["pattern"] in ("adam", "sgd", "loss", "clip")
+    # the ceiling moves the bytes per element the row is accounted with
+    from fusedopt import _core
+    _, reads, writes = _core.STREAM_PATTERNS[row["ceiling"]["pattern"]]
+    assert row["bytes_per_element"] == (reads + writes) * np.dtype(row["dtype"]).itemsize
     assert row["pct_of_ceiling"] > 0
     assert "others_cpu" in row             # CPU used by other processes (None without /proc)
     for peer in row["peers"].values():
@@ -75,9 +78,9 @@ def test_json_structure(capsys):
 def test_every_kernel_numpy_only(capsys):
     rows = run_json(capsys, "--kernels", "all", "--peers", "numpy", "--threads", "1,2")
     kernels = {r["kernel"] for r in rows}
-    assert kernels == {"adam", "adam64", "sgd", "lion", "adagrad", "rmsprop", "ce", "multi",
-                       "clip", "overhead"}
-    assert len(rows) == 22                 # 9 kernels x 2 threads, 2 overhead cases x 2
+    assert kernels == {"adam", "adam64", "sgd", "lion", "adagrad", "rmsprop", "adafactor",
+                       "adafactor2d", "ce", "multi", "clip", "overhead"}
+    assert len(rows) == 26                 # 11 kernels x 2 threads, 2 overhead cases x 2
     for r in rows:
         if r["kernel"] == "overhead":
             check_overhead_row(r)
@@ -156,8 +159,8 @@ def test_subprocess_cli():
     assert "SGD" in proc.stderr            # progress goes to stderr
 
 
-@pytest.mark.parametrize("kernel", ["adam", "adam64", "sgd", "lion", "adagrad", "rmsprop", "ce",
-                                    "multi", "clip"])
+@pytest.mark.parametrize("kernel", ["adam", "adam64", "sgd", "lion", "adagrad", "rmsprop",
+                                    "adafactor", "adafactor2d", "ce", "multi", "clip"])
 def test_peers_compute_the_same_thing(kernel):
     """The benchmarked NumPy and torch versions do the same work as fusedopt."""
     spec = _cases.KERNELS[kernel]
@@ -331,14 +334,23 @@ def test_wheel_lists_the_bench_package():
     assert found == sorted(listed) and "fusedopt.bench" in listed
 
 
-@pytest.mark.parametrize("kernel", ["adagrad", "rmsprop"])
+@pytest.mark.parametrize("kernel", ["adagrad", "rmsprop", "adafactor", "adafactor2d"])
 def test_the_ceiling_leaves_accumulators_alone(kernel):
     """The ceiling writes arbitrary values: it must not run on a sum of squares, which the
     timed kernels (and NumPy's sqrt) then read."""
     from fusedopt import _core
     case = _cases.CASES[kernel](1000, np.float32, np.random.default_rng(0))
+    states = [case.s] if hasattr(case, "s") else [a for a in case.states if a is not None]
+    before = [a.copy() for a in states]
     step = case.fusedopt(1)
     for _ in range(5):
         _core.stream(_cases.KERNELS[kernel]["pattern"], *case.stream_args())
         step()
-    assert (case.s >= 0).all() and np.isfinite(case.p).all()
+    assert all((a >= 0).all() for a in states) and np.isfinite(case.p).all()
+    assert any((a != b).any() for a, b in zip(states, before))     # the step ran on them
+
+
+@pytest.mark.parametrize("n,shape", [(10 ** 7, (3125, 3200)), (10 ** 6, (1000, 1000)),
+                                     (1000, (25, 40)), (7, (1, 7)), (12, (3, 4))])
+def test_adafactor_matrix_shape(n, shape):
+    assert _cases.matrix_shape(n) == shape

@@ -158,8 +158,18 @@ RMSPROP_CASES: Dict[str, Dict[str, Any]] = {
     "optax-centered": dict(convention="optax", alpha=0.9, centered=True),
 }
 
+ADAFACTOR_CASES: Dict[str, Dict[str, Any]] = {
+    "torch": dict(convention="torch"),
+    "torch-wd-max": dict(convention="torch", weight_decay=0.1, maximize=True),
+    "torch-decay1-d1.5-eps": dict(convention="torch", beta2_decay=-1.0, d=1.5,
+                                  eps=(1e-20, 1e-4)),
+}
+
 FUNC_N = 1037            # not a multiple of any vector width; one block
 CLASS_SIZES = (1, 17, 1000, 40000)   # the last spans 3 blocks (threads split it)
+#: Adafactor's: a vector, small matrices several to a block, a stack of matrices each
+#: split into row bands (its column sums combined across units)
+ADAFACTOR_SHAPES = ((1,), (17, 3), (1000,), (3, 130, 200))
 
 
 def _lr_at(base: float, t: int) -> float:
@@ -222,6 +232,21 @@ def _rmsprop_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[
     return [p] + [a for a in states if a is not None]
 
 
+def _adafactor_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
+    out: List[Any] = []
+    for k, shape in enumerate([(FUNC_N,), (37, 29), (2, 70, 300)]):
+        p = _arange_like(11 + k, shape, dtype)
+        states = [np.zeros(shape[:-1] + (1,), dtype),
+                  np.zeros(shape[:-2] + (1,) + shape[-1:], dtype),
+                  None] if len(shape) >= 2 else [None, None, np.zeros_like(p)]
+        grads = _Grads(14 + k, p.shape, dtype)
+        for t in range(1, STEPS + 1):
+            fusedopt.adafactor_step(p, grads(t), *states, step=t, lr=_lr_at(1e-2, t),
+                                    n_threads=n_threads, **kw)
+        out += [p] + [a for a in states if a is not None]
+    return out
+
+
 def _class_kwargs(kw: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
     kw = dict(kw)
     if kw.pop("decoupled_weight_decay", False):
@@ -229,12 +254,16 @@ def _class_kwargs(kw: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
     return fusedopt.Adam, dict(kw, weight_decay=kw.get("weight_decay", 0.0))
 
 
+def _shape(n: Any) -> Tuple[int, ...]:
+    return tuple(n) if isinstance(n, tuple) else (n,)
+
+
 def _run_class(make: Callable[[List[Dict[str, Any]]], Any], dtype: Any, seed: int,
-               n_threads: int) -> List[Any]:
+               n_threads: int, sizes: Tuple[Any, ...] = CLASS_SIZES) -> List[Any]:
     """Two param groups (the second with a lower lr and a float64 tensor mixed in), an lr
     schedule, a step where one parameter has no gradient, loss-scaled steps and one
     non-finite gradient (skipped by check_finite)."""
-    params = [_arange_like(seed + k, (n,), dtype) for k, n in enumerate(CLASS_SIZES)]
+    params = [_arange_like(seed + k, _shape(n), dtype) for k, n in enumerate(sizes)]
     extra = _arange_like(seed + 9, (300,), np.float64)
     opt = make([{"params": params[:2]}, {"params": params[2:] + [extra], "lr": 3e-3}])
     opt.check_finite = True
@@ -252,7 +281,7 @@ def _run_class(make: Callable[[List[Dict[str, Any]]], Any], dtype: Any, seed: in
             inv_scale = 1.0 / 1024
             grads = [None if gr is None else gr * gr.dtype.type(1024) for gr in grads]
         if t == 120:
-            grads[2][5] = np.inf
+            grads[2].reshape(-1)[5] = np.inf
         out.append(opt.step(grads, inv_scale=inv_scale, n_threads=n_threads))
     out.append(opt.skipped_steps)
     sd = opt.state_dict()
@@ -286,6 +315,11 @@ def _rmsprop_class(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
                       n_threads)
 
 
+def _adafactor_class(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
+    return _run_class(lambda groups: fusedopt.Adafactor(groups, lr=1e-2, **kw), dtype, 100,
+                      n_threads, ADAFACTOR_SHAPES)
+
+
 def _torch_adapter(kind: str, dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
     torch = pytest.importorskip("torch")
     import fusedopt.torch as ft
@@ -298,8 +332,9 @@ def _torch_adapter(kind: str, dtype: Any, kw: Dict[str, Any], n_threads: int) ->
         kw.setdefault("weight_decay", 0.0)
     else:
         cls = getattr(ft, kind)
-    params = [torch.nn.Parameter(torch.from_numpy(_arange_like(50 + k, (n,), dtype)))
-              for k, n in enumerate(CLASS_SIZES)]
+    sizes = ADAFACTOR_SHAPES if kind == "Adafactor" else CLASS_SIZES
+    params = [torch.nn.Parameter(torch.from_numpy(_arange_like(50 + k, _shape(n), dtype)))
+              for k, n in enumerate(sizes)]
     opt = cls([{"params": params[:2]}, {"params": params[2:], "lr": 3e-3}], lr=1e-2, **kw)
     gens = [_Grads(60 + k, tuple(p.shape), dtype) for k, p in enumerate(params)]
     base = [g["lr"] for g in opt.param_groups]
@@ -330,6 +365,7 @@ OPTIMIZERS: Dict[str, Tuple[Dict[str, Dict[str, Any]], Callable[..., List[Any]],
     "lion": (LION_CASES, _lion_functional, _lion_class, "Lion"),
     "adagrad": (ADAGRAD_CASES, _adagrad_functional, _adagrad_class, "Adagrad"),
     "rmsprop": (RMSPROP_CASES, _rmsprop_functional, _rmsprop_class, "RMSprop"),
+    "adafactor": (ADAFACTOR_CASES, _adafactor_functional, _adafactor_class, "Adafactor"),
 }
 
 

@@ -79,12 +79,26 @@ RMSPROP_CONFIGS = [
     {"lr": 1e-3, "weight_decay": 0.1, "centered": True, "momentum": 0.1, "maximize": True},
     {"weight_decay": 0.1, "momentum": 0.1},
 ]
+# optim_inputs_func_adafactor (CPU)
+ADAFACTOR_CONFIGS = [
+    {},
+    {"weight_decay": 0.1, "lr": 0.01},
+    # (lr 1e-3: at torch's 1e-2, after 60 ascending steps torch's float32 run is 9.5e-7 from
+    # the float64 trajectory and fusedopt's 4.5e-7, on opposite sides, 1.3e-6 apart: torch
+    # sums the row and column statistics and the norms in float32, fusedopt in double;
+    # both are correct float32 implementations, and 1e-3 keeps them within 1e-6)
+    {"lr": 1e-3, "weight_decay": 0.1, "maximize": True},
+    {"beta2_decay": -1.0},
+    {"d": 1.5},
+]
 PAIRS = {"Adam": (ft.Adam, torch.optim.Adam), "AdamW": (ft.AdamW, torch.optim.AdamW),
          "SGD": (ft.SGD, torch.optim.SGD), "Adagrad": (ft.Adagrad, torch.optim.Adagrad),
-         "RMSprop": (ft.RMSprop, torch.optim.RMSprop)}
+         "RMSprop": (ft.RMSprop, torch.optim.RMSprop),
+         "Adafactor": (ft.Adafactor, torch.optim.Adafactor)}
 CASES = [(name, cfg) for name in ("Adam", "AdamW") for cfg in ADAM_CONFIGS] + \
         [("SGD", cfg) for cfg in SGD_CONFIGS] + [("Adagrad", cfg) for cfg in ADAGRAD_CONFIGS] + \
-        [("RMSprop", cfg) for cfg in RMSPROP_CONFIGS]
+        [("RMSprop", cfg) for cfg in RMSPROP_CONFIGS] + \
+        [("Adafactor", cfg) for cfg in ADAFACTOR_CONFIGS]
 
 
 def _id(case):
@@ -264,6 +278,8 @@ def _roundtrip(sd):
     # 1e-6 by step 120: rounding, not the state format under test)
     ("RMSprop", {"lr": 1e-3, "momentum": 0.9, "centered": True, "weight_decay": 0.01}),
     ("RMSprop", {"lr": 0.01}),
+    ("Adafactor", {"lr": 0.01, "weight_decay": 0.01}),
+    ("Adafactor", {"lr": 0.02, "beta2_decay": -1.0, "d": 1.5}),
 ], ids=lambda x: x if isinstance(x, str) else "-".join(f"{k}={v}" for k, v in x.items()))
 def test_state_dict_interop_both_ways(name, cfg, dtype):
     ours_cls, torch_cls = PAIRS[name]
@@ -587,7 +603,8 @@ def test_defaults_match_torch():
     import inspect
     for ours, theirs in [(ft.Adam, torch.optim.Adam), (ft.AdamW, torch.optim.AdamW),
                          (ft.SGD, torch.optim.SGD), (ft.Adagrad, torch.optim.Adagrad),
-                         (ft.RMSprop, torch.optim.RMSprop)]:
+                         (ft.RMSprop, torch.optim.RMSprop),
+                         (ft.Adafactor, torch.optim.Adafactor)]:
         po = inspect.signature(ours).parameters
         pt = inspect.signature(theirs).parameters
         for name, par in pt.items():

@@ -173,6 +173,27 @@ def rmsprop_step(
     momentum: float = ..., centered: bool = ..., maximize: bool = ..., convention: str = ...,
     n_threads: int | None = None,
 ) -> None: ...
+def adafactor(
+    arrays: list[list[_FloatArray | None] | None] | None,
+    hyper: dict[str, Any],
+    defaults: dict[str, Any],
+    step: int | None,
+    n_threads: int | None = None,
+    pname: str = "param",
+    single: bool = False,
+    index: list[int] | None = None,
+    dry: bool = False,
+    plan: StepPlan | None = None,
+    keep: bool = False,
+    grad_scale: float = 1.0,
+) -> None: ...
+def adafactor_step(
+    param: _FloatArray, grad: _FloatArray, row_var: _FloatArray | None = None,
+    col_var: _FloatArray | None = None, variance: _FloatArray | None = None, *,
+    step: int, lr: float = ..., beta2_decay: float = ...,
+    eps: tuple[float | None, float] = ..., d: float = ..., weight_decay: float = ...,
+    maximize: bool = ..., convention: str = ..., n_threads: int | None = None,
+) -> None: ...
 def grad_norm(
     grads: list[_FloatArray],
     norm_type: float,

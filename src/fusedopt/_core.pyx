@@ -174,6 +174,31 @@ cdef int check_like(view *ref, view *v, int refcode, int code, str refname,
     return 0
 
 
+cdef enum:
+    SHAPE_LIKE = 0
+    SHAPE_ROWS = 1
+    SHAPE_COLS = 2
+
+
+cdef int check_factor(view *ref, view *v, int refcode, int code, int which, str refname,
+                      str name, Py_ssize_t k=-1) except -1:
+    """v must have ref's dtype and its shape with the last (SHAPE_ROWS) or the second to
+    last (SHAPE_COLS) dimension 1: a row or column statistic of ref's last two axes."""
+    if code != refcode:
+        refname, name = nm(refname, k), nm(name, k)
+        raise TypeError(f"{name} must have the dtype of {refname} ({_dtype_name(refcode)}), "
+                        f"got {_dtype_name(code)}")
+    cdef int i, d = ref.ndim - (1 if which == SHAPE_ROWS else 2)
+    want = tuple([1 if i == d else ref.shape[i] for i in range(ref.ndim)])
+    got = tuple([v.shape[i] for i in range(v.ndim)])
+    if ref.ndim < 2 or got != want:
+        refname, name = nm(refname, k), nm(name, k)
+        raise ValueError(f"{name} must have shape {want} (the shape of {refname} "
+                         f"{tuple([ref.shape[i] for i in range(ref.ndim)])} with dimension "
+                         f"{d - ref.ndim} of size 1), got {got}")
+    return 0
+
+
 cdef inline bint overlaps(view *a, view *b):
     cdef char *a0 = <char *>a.buf
     cdef char *b0 = <char *>b.buf
@@ -297,7 +322,10 @@ cdef class TensorLists:
     shape, and all tensors one dtype.  Arrays of writable roles must be writeable and share
     memory with no other array of the call.  Errors name ``names[r]`` (``names[r][k]`` in
     a list call).  ``role(r)`` is the C list of role r's data pointers (NULL if unused).
-    ``fill(..., one_dtype=False)`` only checks the arrays and their overlaps."""
+    ``fill(..., one_dtype=False)`` only checks the arrays and their overlaps.  With
+    ``shapes`` (a code per role) a state role's array may be None for some tensors, and
+    its shape is the reference's (SHAPE_LIKE) or a factor of it (SHAPE_ROWS: the last
+    dimension 1; SHAPE_COLS: the one before it 1), as Adafactor's statistics."""
     cdef view *views
     cdef char *have                # per (role, tensor): buffer acquired
     cdef void **ptrs               # [nroles][n]
@@ -338,7 +366,7 @@ cdef class TensorLists:
         memset(self.ptrs, 0, sizeof(void *) * m)
 
     cdef int fill(self, list lists, tuple writable, bint single, list index,
-                  bint one_dtype=True, tuple used=None) except -1:
+                  bint one_dtype=True, tuple used=None, tuple shapes=None) except -1:
         cdef Py_ssize_t n = self.n, k, r, ki, nsp = 0
         cdef int code
         cdef view *ref
@@ -363,8 +391,10 @@ cdef class TensorLists:
                 if (lists[r] is None and not single) or (used is not None and not used[r]):
                     continue
                 vb = self.views + r * n + k
-                code = acquire(vb, lists[r] if single else (<list>lists[r])[k], self.names[r],
-                               writable[r], False, ki)
+                obj = lists[r] if single else (<list>lists[r])[k]
+                if obj is None and shapes is not None and r >= 2:
+                    continue                # (a state this tensor does not have)
+                code = acquire(vb, obj, self.names[r], writable[r], False, ki)
                 self.have[r * n + k] = 1
                 if r == 0:
                     if self.dtype < 0 or not one_dtype:
@@ -373,8 +403,11 @@ cdef class TensorLists:
                         raise TypeError(f"{nm(self.names[0], ki)} is {_dtype_name(code)} but "
                                         f"earlier arrays are {_dtype_name(self.dtype)}; "
                                         "pass arrays of one dtype per call")
-                else:
+                elif shapes is None or shapes[r] == SHAPE_LIKE:
                     check_like(ref, vb, self.dtype, code, self.names[0], self.names[r], ki)
+                else:
+                    check_factor(ref, vb, self.dtype, code, shapes[r], self.names[0],
+                                 self.names[r], ki)
                 set_span(self.spans + nsp, vb, ki, <int>r, writable[r])
                 nsp += 1
                 self.ptrs[r * n + k] = vb.buf
@@ -1612,6 +1645,207 @@ def rmsprop_step(param, grad, square_avg=_REQUIRED, momentum_buffer=None, grad_a
                 "param", True, None, False, None)
 
 
+# ----------------------------------------------------------------------------- Adafactor
+
+cdef extern from "fusedopt.h" nogil:
+    ctypedef struct fo_adafactor_args:
+        int maximize, decay
+        double grad_scale, w, eps1, eps1_sq, eps2, rho, decay_factor, d
+    void fo_adafactor(int dtype, const fo_adafactor_args *a, int ntensors, void **ps,
+                      const void **gs, void **rows, void **cols, void **vars,
+                      const fo_index *nb, const fo_index *nr, const fo_index *nc,
+                      double *scratch, int n_threads)
+    fo_index fo_adafactor_scratch(fo_index nb, fo_index nr, fo_index nc)
+
+
+ctypedef struct adafactor_h:
+    double lr, beta2_decay, eps1, eps2, d, wd, gs
+    int conv
+    bint eps1_auto, maximize
+
+
+cdef int adafactor_set(adafactor_h *h, object lr, object beta2_decay, object eps, object d,
+                       object wd, object maximize, object convention, bint truthy) except -1:
+    """As adam_set, for Adafactor (torch.optim.Adafactor's checks)."""
+    if lr is not _MISSING:
+        h.lr = learning_rate(lr)
+    if beta2_decay is not _MISSING:
+        h.beta2_decay = real(beta2_decay, "beta2_decay", -INF, False, 0.0)
+    if eps is not _MISSING:
+        if truthy and type(eps) is not tuple and isinstance(eps, list):
+            eps = tuple(eps)
+        if type(eps) is not tuple and not isinstance(eps, list) or len(eps) != 2:
+            raise TypeError(f"eps must be a pair (eps1 or None, eps2), got {eps!r}")
+        h.eps1_auto = eps[0] is None
+        h.eps1 = 0.0 if h.eps1_auto else real(eps[0], "epsilon1", 0.0)
+        h.eps2 = real(eps[1], "epsilon2", 0.0)
+    if d is not _MISSING:
+        h.d = real(d, "clipping threshold d", 1.0)
+    if wd is not _MISSING:
+        h.wd = weight_decay(wd)
+    if maximize is not _MISSING:
+        h.maximize = flag(maximize, "maximize", truthy)
+    if convention is not _MISSING:
+        h.conv = convention_code(convention)
+    return 0
+
+
+cdef int adafactor_from(adafactor_h *h, dict hyper, dict defaults) except -1:
+    adafactor_set(h, hp(hyper, defaults, "lr"), hp(hyper, defaults, "beta2_decay"),
+                  hp(hyper, defaults, "eps"), hp(hyper, defaults, "d"),
+                  hp(hyper, defaults, "weight_decay"), hp(hyper, defaults, "maximize"),
+                  hp(hyper, defaults, "convention"),
+                  PyDict_GetItem(defaults, "torch_values") != NULL)
+    max_grad_norm_arg(hp(hyper, defaults, "max_grad_norm"))
+    h.gs = 1.0
+    return 0
+
+
+cdef int adafactor_presence(list arrays, bint single, Py_ssize_t n, list index) except -1:
+    """Which statistics each tensor needs: row_var and col_var for a tensor of two or more
+    dimensions (factored over its last two, as torch.optim.Adafactor), else variance."""
+    cdef Py_ssize_t k, ki
+    cdef int ndim
+    for k in range(n):
+        p = arrays[0] if single else (<list>arrays[0])[k]
+        if not cnp.PyArray_Check(p):
+            continue                        # (fill names the argument)
+        ndim = cnp.PyArray_NDIM(<cnp.ndarray>p)
+        ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
+        r, c, v = [arrays[j] if single else
+                   (None if arrays[j] is None else (<list>arrays[j])[k]) for j in (2, 3, 4)]
+        if ndim >= 2:
+            if r is None or c is None:
+                raise ValueError(f"{nm('param', ki)} has {ndim} dimensions: Adafactor "
+                                 "factors its last two and needs row_var and col_var "
+                                 "(initially zeros, of its shape with the last, and the "
+                                 "second to last, dimension 1)")
+            if v is not None:
+                raise ValueError(f"{nm('param', ki)} has {ndim} dimensions and is "
+                                 "factored: pass row_var and col_var, not variance")
+        else:
+            if r is not None or c is not None:
+                raise ValueError(f"{nm('param', ki)} has {ndim} dimension(s): it is not "
+                                 "factored (torch factors tensors of 2 or more "
+                                 "dimensions); pass variance, not row_var or col_var")
+            if v is None:
+                raise ValueError(f"{nm('param', ki)} has {ndim} dimension(s): Adafactor "
+                                 "keeps its full variance (an array like it, initially "
+                                 "zeros)")
+    return 0
+
+
+cdef object adafactor_run(adafactor_h *h, list arrays, object step, object n_threads,
+                          str pname, bint single, list index, bint dry):
+    """torch.optim.Adafactor's rule (fo_adafactor.h), its scalars as torch computes them:
+    Python floats from the float step count t (``t**beta2_decay``, ``min(lr,
+    1/t**0.5)``), eps1 None meaning the dtype's machine epsilon."""
+    cdef int nt = nthreads_arg(n_threads)
+    if h.conv != C_TORCH:
+        raise ValueError(f"convention {CONVENTIONS[h.conv]!r} has no Adafactor in fusedopt "
+                         "yet; use 'torch'")
+    cdef long long t = integer(step, "step", 1)
+    if not single and (type(arrays[0]) is not list or type(arrays[1]) is not list):
+        raise TypeError(f"{pname} and grads must be lists of arrays")
+    cdef Py_ssize_t n = 1 if single else len(<list>arrays[0]), k, j
+    adafactor_presence(arrays, single, n, index)
+    cdef TensorLists tl = TensorLists(n, (pname, "grad", "row_var", "col_var", "variance"))
+    tl.fill(arrays, (True, False, True, True, True), single, index, True, None,
+            (SHAPE_LIKE, SHAPE_LIKE, SHAPE_ROWS, SHAPE_COLS, SHAPE_LIKE))
+    if dry or n == 0:
+        return None
+    cdef int dtype = tl.dtype
+    cdef fo_adafactor_args a
+    memset(&a, 0, sizeof(fo_adafactor_args))
+    a.grad_scale, a.maximize = h.gs, h.maximize
+    cdef double tf = <double>t
+    a.w = pow(tf, h.beta2_decay)             # (Python's float ** is C's pow)
+    a.rho = 1.0 / pow(tf, 0.5)
+    if h.lr < a.rho:                         # min(lr, 1/t**0.5)
+        a.rho = h.lr
+    a.eps1 = (np.finfo(np.float32).eps if dtype == FO_F32 else np.finfo(np.float64).eps) \
+        if h.eps1_auto else h.eps1
+    a.eps1_sq, a.eps2, a.d = a.eps1 * a.eps1, h.eps2, h.d
+    a.decay_factor = 1.0 - h.lr * h.wd
+    a.decay = FO_DECAY_MUL if h.wd != 0.0 else FO_DECAY_NONE
+    cdef fo_index *dims = <fo_index *>PyMem_Malloc(sizeof(fo_index) * 3 * n)
+    if dims == NULL:
+        raise MemoryError()
+    cdef fo_index total = 0, need = 0, s
+    cdef view *v
+    cdef double *scratch = NULL
+    try:
+        for k in range(n):
+            v = tl.views + k
+            if v.ndim >= 2:
+                dims[k] = 1
+                for j in range(v.ndim - 2):
+                    dims[k] *= v.shape[j]
+                dims[n + k], dims[2 * n + k] = v.shape[v.ndim - 2], v.shape[v.ndim - 1]
+                s = fo_adafactor_scratch(dims[k], dims[n + k], dims[2 * n + k])
+                need = max(need, s)
+            else:
+                dims[k], dims[n + k], dims[2 * n + k] = 1, 1, tl.ns[k]
+            total += tl.ns[k]
+        scratch = <double *>PyMem_Malloc(sizeof(double) * max(need, 1))
+        if scratch == NULL:
+            raise MemoryError()
+        if total <= GIL_HELD_MAX:
+            fo_adafactor(dtype, &a, <int>n, tl.ptrs, <const void **>(tl.ptrs + n),
+                         tl.ptrs + 2 * n, tl.ptrs + 3 * n, tl.ptrs + 4 * n, dims, dims + n,
+                         dims + 2 * n, scratch, nt)
+        else:
+            with nogil:
+                fo_adafactor(dtype, &a, <int>n, tl.ptrs, <const void **>(tl.ptrs + n),
+                             tl.ptrs + 2 * n, tl.ptrs + 3 * n, tl.ptrs + 4 * n, dims,
+                             dims + n, dims + 2 * n, scratch, nt)
+    finally:
+        PyMem_Free(dims)
+        PyMem_Free(scratch)
+    return None
+
+
+def adafactor(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
+              bint single=False, list index=None, bint dry=False, StepPlan plan=None,
+              bint keep=False, double grad_scale=1.0):
+    """One Adafactor step over lists of tensors, in one C call: ``arrays`` is ``[params,
+    grads, row_vars, col_vars, variances]`` (an entry None where a tensor has no such
+    statistic, a whole list None when none has); ``step`` the 1-based step of every
+    tensor.  Hyper-parameters and errors as :func:`adam`.  Holds no arrays across steps
+    (``keep`` returns None: the statistics are not shaped like their parameters)."""
+    if plan is not None:
+        raise ValueError("internal: Adafactor steps take no plan")
+    if len(arrays) != 5 or type(arrays[0]) is not list:
+        raise TypeError("arrays must be [params, grads, row_vars, col_vars, variances], "
+                        "lists of arrays (None where unused)")
+    cdef adafactor_h h
+    adafactor_from(&h, hyper, defaults)
+    h.gs = grad_scale
+    return adafactor_run(&h, arrays, step, n_threads, pname, single, index, dry)
+
+
+cdef adafactor_h ADAFACTOR_DEFAULTS
+cdef bint adafactor_defaults_set = False
+
+
+def adafactor_step(param, grad, row_var=None, col_var=None, variance=None, *,
+                   step=_REQUIRED, lr=_MISSING, beta2_decay=_MISSING, eps=_MISSING,
+                   d=_MISSING, weight_decay=_MISSING, maximize=_MISSING,
+                   convention=_MISSING, n_threads=None):
+    """The functional Adafactor step (``fusedopt.adafactor_step``, documented there)."""
+    if not adafactor_defaults_set:
+        raise RuntimeError("internal: adafactor_step's defaults are not set")
+    if step is _REQUIRED:
+        raise TypeError("adafactor_step() missing required keyword argument: 'step'")
+    for a, name in ((row_var, "row_var"), (col_var, "col_var"), (variance, "variance")):
+        if a is not None:
+            state_type(a, name)
+    cdef adafactor_h h = ADAFACTOR_DEFAULTS
+    adafactor_set(&h, lr, beta2_decay, eps, d, weight_decay, maximize, convention, False)
+    adafactor_run(&h, [param, grad, row_var, col_var, variance], step, n_threads, "param",
+                  True, None, False)
+
+
 # ----------------------------------------------------------------------------- functional steps
 
 cdef int state_type(object a, str name) except -1:
@@ -1630,7 +1864,7 @@ REQUIRED = _REQUIRED
 def set_defaults(str name, dict defaults):
     """Gives a functional step its description's defaults (validated once, here)."""
     global adam_defaults_set, sgd_defaults_set, lion_defaults_set, adagrad_defaults_set, \
-        rmsprop_defaults_set
+        rmsprop_defaults_set, adafactor_defaults_set
     if name == "adam_step":
         adam_from(&ADAM_DEFAULTS, defaults, defaults)
         adam_defaults_set = True
@@ -1646,6 +1880,9 @@ def set_defaults(str name, dict defaults):
     elif name == "rmsprop_step":
         rmsprop_from(&RMSPROP_DEFAULTS, defaults, defaults)
         rmsprop_defaults_set = True
+    elif name == "adafactor_step":
+        adafactor_from(&ADAFACTOR_DEFAULTS, defaults, defaults)
+        adafactor_defaults_set = True
     else:
         raise ValueError(f"internal: no functional step {name!r}")
 
@@ -2029,14 +2266,22 @@ STREAM_PATTERNS = {"copy": (FO_STREAM_COPY, 1, 1), "triad": (FO_STREAM_TRIAD, 2,
                    "adam": (FO_STREAM_ADAM, 4, 3), "sgd": (FO_STREAM_SGD, 3, 2),
                    "loss": (FO_STREAM_LOSS, 2, 1),
                    # clip_grad_norm_: a pass reading b, then a pass scaling a in place
-                   "clip": ((FO_STREAM_READ, FO_STREAM_SCALE), 2, 1)}
+                   "clip": ((FO_STREAM_READ, FO_STREAM_SCALE), 2, 1),
+                   # factored Adafactor: a pass reading b (the statistics), one reading a
+                   # and b (the norms), one updating a in place from b
+                   "adafactor2d": ((FO_STREAM_READ, FO_STREAM_READ2, FO_STREAM_AXPY), 5, 1),
+                   # vector Adafactor: a pass updating c from b (a's norm), then one
+                   # updating a from b and c
+                   "adafactor": ((FO_STREAM_ACC, FO_STREAM_APPLY), 6, 2)}
 
 
 def stream(str pattern, a, b, c, d, n_threads=None):
     """Bandwidth probe: runs the access pattern of a kernel ("adam": 4 reads + 3 writes,
     "sgd": 3 + 2, "loss": 2 + 1, "clip": a read pass then an in-place scaling pass,
-    "copy", "triad") over same-shaped float arrays a, b, c, d
-    (a, c, d written).  Returns (reads, writes) per element, for GB/s accounting."""
+    "adafactor2d": 3 passes, 5 reads + 1 write, "adafactor": 2 passes, 6 reads + 2
+    writes, "copy", "triad") over same-shaped float arrays a, b, c, d (a, c, d written;
+    a pattern with a reduction writes d[0] of each block).  Returns (reads, writes) per
+    element, for GB/s accounting."""
     if pattern not in STREAM_PATTERNS:
         raise ValueError(f"pattern must be one of {sorted(STREAM_PATTERNS)}, got {pattern!r}")
     code, reads, writes = STREAM_PATTERNS[pattern]

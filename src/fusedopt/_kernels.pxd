@@ -29,6 +29,10 @@ cdef extern from "fusedopt.h" nogil:
         FO_STREAM_LOSS
         FO_STREAM_READ
         FO_STREAM_SCALE
+        FO_STREAM_READ2
+        FO_STREAM_AXPY
+        FO_STREAM_ACC
+        FO_STREAM_APPLY
     void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d,
                    fo_index n, int n_threads)
     void fo_exp_neg(int dtype, const void *a, void *out, fo_index n)

@@ -88,6 +88,10 @@ class Spec:
     torch_initial_from_defaults: bool = False
     #: the kind of gradient torch's sparse-gradient error points to
     sparse_alternative: str = ""
+    #: the shape of state ``name`` for a parameter of shape ``shape``, or None when such
+    #: a parameter has no such state (Adafactor's factored statistics); None: every
+    #: state of ``states(group)`` is shaped like its parameter
+    state_shape: Optional[Callable[[str, Tuple[int, ...]], Optional[Tuple[int, ...]]]] = None
     #: the functional step: the name of its entry in the binding, which takes the
     #: arrays and the hyper-parameters as arguments ("": none)
     functional: str = ""
@@ -119,6 +123,17 @@ class Spec:
         """The value the state ``name`` starts at, for a parameter of ``group``."""
         hyper = self.initial.get(name)
         return 0.0 if hyper is None else float(group[hyper])
+
+    def shape_of(self, name: str, shape: Tuple[int, ...]) -> Optional[Tuple[int, ...]]:
+        """The shape of state ``name`` for a parameter of ``shape`` (None: it has none)."""
+        return shape if self.state_shape is None else self.state_shape(name, shape)
+
+    def param_states(self, group: Mapping[str, Any], shape: Tuple[int, ...]) -> Tuple[str, ...]:
+        """The states a parameter of ``shape`` in ``group`` has."""
+        names = self.states(group)
+        if self.state_shape is None:
+            return names
+        return tuple(n for n in names if self.state_shape(n, shape) is not None)
 
     def numpy_hypers(self) -> Tuple[Hyper, ...]:
         return tuple(h for h in self.hypers
@@ -756,3 +771,142 @@ RMSPROP = register(Spec(
     initial={"square_avg": "initial_square_avg"}, sparse_alternative="torch.optim.Adagrad",
     functional="rmsprop_step",
     doc=_RMSPROP_DOC, functional_doc=_RMSPROP_FUNCTIONAL_DOC, torch_doc=_RMSPROP_TORCH_DOC))
+
+
+# ----------------------------------------------------------------------------- Adafactor
+
+def _adafactor_shape(name: str, shape: Tuple[int, ...]) -> Optional[Tuple[int, ...]]:
+    """torch.optim.Adafactor's statistics: a tensor of two or more dimensions is factored
+    over its last two (row_var: the last dimension 1, col_var: the one before it 1), any
+    other keeps a full variance."""
+    if len(shape) >= 2:
+        if name == "row_var":
+            return shape[:-1] + (1,)
+        if name == "col_var":
+            return shape[:-2] + (1,) + shape[-1:]
+        return None
+    return shape if name == "variance" else None
+
+
+_ADAFACTOR_DOC = """Adafactor (Shazeer & Stern, 2018) over a list of NumPy arrays, updated in place (one
+    C call per step).
+
+    ``torch.optim.Adafactor``'s rule and defaults (``lr=1e-2, beta2_decay=-0.8,
+    eps=(None, 1e-3), d=1.0, weight_decay=0``; see :func:`adafactor_step`): the step size
+    is relative, ``min(lr, 1/sqrt(t))`` times the parameter's RMS (at least ``eps[1]``),
+    and the update is clipped to RMS ``d``.  A parameter of two or more dimensions keeps
+    factored statistics of its last two: ``row_var`` (its shape with the last dimension
+    1) and ``col_var`` (the second to last 1), so its state is about ``R + C`` numbers
+    per ``R x C`` matrix instead of ``R*C``; any other parameter keeps a ``variance``
+    like it.  State per parameter: ``step`` and those, in its dtype.
+
+    >>> import numpy as np, fusedopt
+    >>> w = np.ones((2, 3), dtype=np.float32)
+    >>> opt = fusedopt.Adafactor([w], lr=0.1)
+    >>> opt.step([np.full((2, 3), 0.5, dtype=np.float32)])
+    True
+    >>> w
+    array([[0.9, 0.9, 0.9],
+           [0.9, 0.9, 0.9]], dtype=float32)
+    >>> sorted(opt.state[0])
+    ['col_var', 'row_var', 'step']
+    """
+
+_ADAFACTOR_FUNCTIONAL_DOC = """One Adafactor update of ``param`` and its statistics in place.
+
+    With ``convention="torch"`` (``torch.optim.Adafactor``, its
+    ``_single_tensor_adafactor``), at step ``t`` (Python floats: ``w = t**beta2_decay``,
+    ``rho = min(lr, 1/t**0.5)``, ``eps1 = eps[0]`` or the dtype's machine epsilon)::
+
+        g = -g if maximize
+        alpha = max(eps[1], ||p|| / sqrt(p.size)) * rho     (before the decay)
+        p = p * (1 - lr*weight_decay)                        (weight_decay != 0)
+        factored (p.ndim >= 2, over the last two axes, R x C):
+            row_var = lerp(row_var, ||g||^2 over each row / C, w)
+            col_var = lerp(col_var, ||g||^2 over each column / R, w)
+            V = (row_var * col_var) / max(mean(row_var over the rows), eps1)
+        else:
+            variance = lerp(variance, g*g, w);  V = variance
+        U = (1/sqrt(max(V, eps1*eps1))) * g
+        p = p + (-alpha / max(1, ||U|| / (sqrt(U.size)*d))) * U
+
+    The norms and means are summed in double in a fixed order (the same for every
+    thread count), and rounded to the dtype where torch computes them in it.  Only the
+    torch convention is available yet (optax's and Keras' Adafactor differ in their
+    factoring rule, epsilon and step size; see the conventions page).
+
+    Args:
+        param, grad: float32 or float64 arrays of one dtype and shape, C-contiguous,
+            distinct; ``param`` writeable.
+        row_var, col_var: with ``param.ndim >= 2``: its shape with the last dimension 1,
+            and with the second to last 1 (initially zeros).
+        variance: with ``param.ndim < 2``: like param (initially zeros).
+        step: the 1-based index of this update (torch's ``state["step"]`` after its
+            increment).
+        lr (>= 0, the relative step's cap), beta2_decay (<= 0), eps (a pair ``(eps1 or
+            None, eps2)``, each >= 0), d (>= 1, the update's RMS threshold),
+            weight_decay (>= 0, decoupled: ``p *= 1 - lr*wd``), maximize: as torch.
+        convention: "torch".
+        n_threads: threads for this call.
+
+    Raises:
+        TypeError / ValueError naming the argument (a factored parameter given a
+        ``variance``, a vector given ``row_var``, a statistic of the wrong shape...); no
+        array is modified then.
+
+    >>> import numpy as np, fusedopt
+    >>> p = np.array([3.0, 4.0]); v = np.zeros(2)
+    >>> fusedopt.adafactor_step(p, np.array([1.0, -1.0]), variance=v, step=1, lr=0.1)
+    >>> p
+    array([2.64644661, 4.35355339])
+    """
+
+_ADAFACTOR_TORCH_DOC = """``torch.optim.Adafactor`` running fusedopt's Adafactor kernel (see the module
+    docstring).
+
+    Args:
+        params: iterable of parameters (or named parameters) or of dicts (param groups).
+        lr, beta2_decay, eps, d, weight_decay, maximize: as ``torch.optim.Adafactor``
+            (same defaults: ``lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0``).
+        foreach: accepted for signature compatibility; only its default (None) is
+            supported.
+        convention: "torch" (the only one yet; see :func:`fusedopt.adafactor_step`).
+
+    The state per parameter is torch's: ``step`` (float32 scalar tensor) and, for a
+    parameter of two or more dimensions, ``row_var`` and ``col_var`` (factored over its
+    last two), else ``variance``.
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.ones(2, 3))
+    >>> opt = fusedopt.torch.Adafactor([w], lr=0.1)
+    >>> w.grad = torch.full((2, 3), 0.5)
+    >>> opt.step()
+    >>> w.detach()
+    tensor([[0.9000, 0.9000, 0.9000],
+            [0.9000, 0.9000, 0.9000]])
+    """
+
+ADAFACTOR = register(Spec(
+    name="Adafactor",
+    hypers=(
+        Hyper("lr", 1e-2, "learning rate (>= 0): the cap of the relative step "
+              "min(lr, 1/sqrt(t))"),
+        Hyper("beta2_decay", -0.8, "the second moment's decay: weight t**beta2_decay "
+              "(<= 0)"),
+        Hyper("eps", (None, 1e-3), "(eps1, eps2): eps1 bounds the variance below (None: "
+              "the dtype's machine epsilon), eps2 the parameter's RMS (each >= 0)"),
+        Hyper("d", 1.0, "clipping threshold of the update's RMS (>= 1)"),
+        Hyper("weight_decay", 0.0, "decoupled weight decay (>= 0): p *= 1 - lr*wd"),
+        Hyper("maximize", False, "ascend the objective"),
+        Hyper("convention", "torch", "whose update rule: 'torch'"),
+    ),
+    roles=("row_var", "col_var", "variance"),
+    states=lambda group: ("row_var", "col_var", "variance"),
+    state_shape=_adafactor_shape,
+    kernel=_core.adafactor, kernel_step=_adam_step,
+    torch_positional=("lr", "beta2_decay", "eps", "d", "weight_decay"),
+    torch_flags=("foreach",),
+    sparse_alternative="torch.optim.Adam",
+    functional="adafactor_step",
+    doc=_ADAFACTOR_DOC, functional_doc=_ADAFACTOR_FUNCTIONAL_DOC,
+    torch_doc=_ADAFACTOR_TORCH_DOC))

@@ -489,3 +489,166 @@ def clip_grad_norm_(grads: Any, max_norm: float, norm_type: float = 2.0,
             for g in arrays:
                 g *= g.dtype.type(coef)
     return total
+
+
+# ----------------------------------------------------------------------------- Adafactor
+
+#: the kernels' summation order (kernels/fo_adafactor.h, fo_driver.c): work blocks of
+#: _BLOCK elements, double accumulators in _LANES lanes folded pairwise
+_BLOCK, _LANES = 16384, 16
+
+
+def _fold(acc: np.ndarray) -> np.ndarray:
+    """The lanes (last axis) folded pairwise: lane j += lane j + w, w = 8, 4, 2, 1."""
+    acc = acc.copy()
+    w = _LANES // 2
+    while w:
+        acc[..., :w] += acc[..., w:2 * w]
+        w //= 2
+    return np.asarray(acc[..., 0])
+
+
+def _lane_sum(x: np.ndarray) -> float:
+    """The sum of rows x (2-D, float64) as a kernel unit adds them: element c of each row
+    to lane c % _LANES, rows and chunks in order, lanes folded."""
+    pad = (-x.shape[1]) % _LANES
+    chunks = np.pad(x, ((0, 0), (0, pad))).reshape(-1, _LANES)
+    if not chunks.size:
+        return 0.0
+    return float(_fold(np.add.accumulate(chunks, axis=0)[-1]))
+
+
+def _ordered_sum(parts: Any) -> float:
+    total = 0.0
+    for x in parts:
+        total += float(x)
+    return total
+
+
+def _adafactor_units(nb: int, nr: int, nc: int) -> Any:
+    """The kernel's units of a factored tensor, as (first global row, last + 1, matrix or
+    None when the unit holds whole matrices)."""
+    if nr * nc <= _BLOCK:
+        mb = max(1, _BLOCK // max(nr * nc, 1))
+        for b0 in range(0, nb, mb):
+            yield b0 * nr, min(nb, b0 + mb) * nr, None
+    else:
+        h = min(nr, 64 if nc >= _BLOCK // 64 else _BLOCK // nc)
+        for b in range(nb):
+            for r0 in range(0, nr, h):
+                yield b * nr + r0, b * nr + min(nr, r0 + h), b
+
+
+def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.ndarray] = None,
+                   col_var: Optional[np.ndarray] = None,
+                   variance: Optional[np.ndarray] = None, *, step: int, lr: float = 1e-2,
+                   beta2_decay: float = -0.8, eps: Tuple[Optional[float], float] = (None, 1e-3),
+                   d: float = 1.0, weight_decay: float = 0.0, maximize: bool = False,
+                   convention: str = "torch", n_threads: Optional[int] = None) -> None:
+    """One Adafactor step, in place (see fusedopt.adafactor_step): torch.optim.Adafactor
+    (``_single_tensor_adafactor``): Python-float scalars from the float step ``t``
+    (``one_minus_beta2_t = t**beta2_decay``, ``rho_t = min(lr, 1/t**0.5)``, ``alpha =
+    max(eps2, param.norm(2).item()/param.numel()**0.5)*rho_t``); ``param.mul_(1 -
+    lr*wd)``; factored: ``row_mean = norm(grad, dim=-1).square_().div_(C)``,
+    ``row_var.lerp_(row_mean, w)``, the same over dim -2 for ``col_var``, ``var_estimate
+    = (row_var @ col_var).div_(row_var.mean(dim=-2).clamp_(min=eps1))``; else
+    ``variance.lerp_(grad*grad, w)``; ``update = var_estimate.clamp_(min=eps1*eps1)
+    .rsqrt_().mul_(grad)``; ``param.add_(update, alpha=-alpha/max(1, update.norm(2)
+    .item()/(update.numel()**0.5*d)))``.  torch's float32 norms and means are float32
+    reductions; here (as in the kernels) they are double sums in the kernels' order,
+    rounded to the dtype: the value torch would have without its accumulation error."""
+    _spec.ADAFACTOR.validate(dict(lr=lr, beta2_decay=beta2_decay, eps=tuple(eps), d=d,
+                                  weight_decay=weight_decay, maximize=maximize,
+                                  convention=convention))
+    T = param.dtype.type
+    t = float(step)
+    w = t ** beta2_decay
+    rho = min(lr, 1 / t ** 0.5)
+    eps1 = float(np.finfo(param.dtype).eps) if eps[0] is None else float(eps[0])
+    eps2 = float(eps[1])
+    wT, e1sq = T(w), T(eps1 * eps1)
+    omw = T(1) - wT
+
+    def lerp(a: np.ndarray, b: np.ndarray) -> np.ndarray:      # torch's lerp
+        return np.asarray(a + wT * (b - a) if wT < 0.5 else b - (b - a) * omw)
+
+    def clamp(v: np.ndarray, e: Any) -> np.ndarray:            # NaN kept
+        return np.asarray(np.where(v < e, e, v))
+
+    def mean_sq(s: np.ndarray, n: int) -> np.ndarray:          # norm rounded, squared, / n
+        nrm = np.sqrt(s).astype(param.dtype)
+        return np.asarray((nrm * nrm) / T(n))
+
+    n = param.size
+    if n == 0:
+        return
+    g = -grad if maximize else grad.copy()
+    p = param.copy()
+    p2 = p.astype(np.float64) ** 2
+    with np.errstate(all="ignore"):
+        if param.ndim >= 2:
+            assert row_var is not None and col_var is not None
+            nr, nc = param.shape[-2:]
+            nb = n // (nr * nc)
+            G = g.reshape(nb, nr, nc)
+            x = G.astype(np.float64) ** 2
+            rv = row_var.reshape(nb, nr).copy()
+            cv = col_var.reshape(nb, nc).copy()
+            pad = (-nc) % _LANES
+            rows = np.pad(x.reshape(nb * nr, nc), ((0, 0), (0, pad))).reshape(nb * nr, -1, _LANES)
+            rowsum = _fold(np.add.accumulate(rows, axis=1)[:, -1, :])
+            rv = lerp(rv, mean_sq(rowsum.reshape(nb, nr), nc))
+            colsum = np.zeros((nb, nc))
+            xr = x.reshape(nb * nr, nc)
+            units = list(_adafactor_units(nb, nr, nc))
+            for r0, r1, b in units:       # column sums: per unit in row order, units in order
+                if b is None:                 # (whole matrices)
+                    colsum[r0 // nr:r1 // nr] = np.add.accumulate(
+                        x[r0 // nr:r1 // nr], axis=1)[:, -1]
+                else:
+                    part = np.add.accumulate(xr[r0:r1], axis=0)[-1]
+                    colsum[b] = part if r0 == b * nr else colsum[b] + part
+            cv = lerp(cv, mean_sq(colsum, nr))
+            rmc = np.array([T(_seq_sum(rv[b]) / nr) for b in range(nb)], dtype=param.dtype)
+            rmc = clamp(rmc, T(eps1))
+            # torch's U = rsqrt(clamp(row_var*col_var/rmc, eps1**2))*g; a row none of
+            # whose elements is clamped (q*min(col_var) >= eps1**2, q = row_var/rmc) as
+            # g*((1/sqrt(q))*(1/sqrt(col_var))), as the kernels (a few ulps apart)
+            V = (rv[:, :, None] * cv[:, None, :]) / rmc[:, None, None]
+            slow = (T(1) / np.sqrt(clamp(V, e1sq))) * G
+            q = rv / rmc[:, None]
+            cvmin = np.where(np.isnan(cv).any(axis=1), np.nan, cv.min(axis=1)).astype(T)
+            fast_rows = q * cvmin[:, None] >= e1sq
+            fast = G * ((T(1) / np.sqrt(q))[:, :, None] * (T(1) / np.sqrt(cv))[:, None, :])
+            U = np.where(fast_rows[:, :, None], fast, slow).reshape(nb * nr, nc)
+            u2, pr = U.astype(np.float64) ** 2, p2.reshape(nb * nr, nc)
+            psum = _ordered_sum(_lane_sum(pr[r0:r1]) for r0, r1, _ in units)
+            usum = _ordered_sum(_lane_sum(u2[r0:r1]) for r0, r1, _ in units)
+            U = U.reshape(param.shape)
+        else:
+            assert variance is not None
+            v = lerp(variance, g * g)
+            U = (T(1) / np.sqrt(clamp(v, e1sq))) * g
+            flat_p, flat_u = p2.reshape(1, -1), (U.astype(np.float64) ** 2).reshape(1, -1)
+            psum = _ordered_sum(_lane_sum(flat_p[:, i:i + _BLOCK]) for i in range(0, n, _BLOCK))
+            usum = _ordered_sum(_lane_sum(flat_u[:, i:i + _BLOCK]) for i in range(0, n, _BLOCK))
+        sn = float(n) ** 0.5
+        alpha = max(eps2, float(T(math.sqrt(psum))) / sn) * rho
+        denom = max(1.0, float(T(math.sqrt(usum))) / (sn * d))
+        if weight_decay != 0:
+            p = p * T(1 - lr * weight_decay)
+        p = p + T(-alpha / denom) * U
+    param[...] = p
+    if param.ndim >= 2:
+        assert row_var is not None and col_var is not None
+        row_var[...] = rv.reshape(row_var.shape)
+        col_var[...] = cv.reshape(col_var.shape)
+    else:
+        assert variance is not None
+        variance[...] = v
+
+
+def _seq_sum(x: np.ndarray) -> float:
+    """The sum of x's elements in double, one after the other."""
+    acc = np.add.accumulate(x.astype(np.float64).ravel())
+    return float(acc[-1]) if acc.size else 0.0

@@ -51,6 +51,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+import functools
+
 import numpy as np
 import torch
 from torch.optim import Optimizer
@@ -58,17 +60,27 @@ from torch.optim import Optimizer
 from . import _clip, _spec
 from ._spec import Spec
 
+_torch_use_grad: Optional[Callable[..., Any]]
 try:  # torch's own decorator: grad mode follows defaults["differentiable"] (False here)
-    from torch.optim.optimizer import _use_grad_for_differentiable as _use_grad
+    from torch.optim.optimizer import _use_grad_for_differentiable as _torch_use_grad
 except ImportError:  # pragma: no cover - other torch versions
-    import functools
+    _torch_use_grad = None
 
-    def _use_grad(func: Any) -> Any:  # type: ignore[misc]
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with torch.no_grad():
-                return func(*args, **kwargs)
-        return wrapper
+
+def _use_grad(func: Any) -> Any:
+    """The step runs without grad mode: through torch's own decorator where the class
+    has a ``differentiable`` flag (always False here), else under ``torch.no_grad()`` as
+    torch.optim.Adafactor's step (which has no such flag)."""
+    wrapped = _torch_use_grad(func) if _torch_use_grad is not None else None
+
+    @functools.wraps(func)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if wrapped is not None and "differentiable" in self.defaults:
+            return wrapped(self, *args, **kwargs)
+        with torch.no_grad():
+            return func(self, *args, **kwargs)
+    return wrapper
+
 
 _get_scalar_dtype: Callable[..., Any]   # (torch's own is untyped)
 try:
@@ -142,15 +154,19 @@ def _array(t: torch.Tensor) -> np.ndarray:
         return t.detach().resolve_neg().resolve_conj().numpy()
 
 
-def _check_state(t: Any, p: torch.Tensor, what: str) -> None:
+def _check_state(t: Any, p: torch.Tensor, what: str,
+                 shape: Optional[Tuple[int, ...]] = None) -> None:
+    """A state tensor: dense, CPU, contiguous, of the parameter's dtype and its shape (or
+    ``shape``: Adafactor's factored statistics)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{what} must be a tensor, got {type(t).__name__}")
     if t.layout != torch.strided or t.device.type != "cpu":
         raise ValueError(f"{what} must be a dense CPU tensor, got layout {t.layout} on "
                          f"{t.device}")
-    if t.dtype != p.dtype or t.shape != p.shape:
+    want = tuple(p.shape) if shape is None else shape
+    if t.dtype != p.dtype or tuple(t.shape) != want:
         raise ValueError(f"{what} must have the parameter's dtype {p.dtype} and shape "
-                         f"{tuple(p.shape)}, got {t.dtype} {tuple(t.shape)}")
+                         f"{want}, got {t.dtype} {tuple(t.shape)}")
     if not t.is_contiguous():
         raise ValueError(f"{what} is not contiguous (strides {t.stride()})")
 
@@ -296,7 +312,10 @@ class _FusedOptimizer(Optimizer):
         flags reset, missing hyper-parameters at the description's defaults ("convention":
         a group saved by torch.optim is torch's), fixed ones forced (AdamW's decay)."""
         for flag, value in _IMPL_FLAGS.items():
-            if flag in self.defaults:   # (SGD and Adagrad have no "capturable", as torch's)
+            # (the description's flags: SGD and Adagrad have no "capturable", Adafactor
+            # only "foreach", as torch's; torch's __setstate__ adds "differentiable" to
+            # every optimizer's defaults, not to its groups)
+            if flag in self.spec.torch_flags:
                 if group.get(flag):     # saved by torch.optim: the kernels replace it
                     group[flag] = value
                 group.setdefault(flag, value)
@@ -387,7 +406,8 @@ class _FusedOptimizer(Optimizer):
                     new_items.append((p, n, t))
                     st = dict(st, **{n: t})
                 else:
-                    _check_state(t, p, f"{what}[{n!r}]")
+                    _check_state(t, p, f"{what}[{n!r}]",
+                                 self.spec.shape_of(n, tuple(p.shape)))
         return _Entry(p, names, tuple(st[n] for n in names),
                       st["step"] if step_state else None, first)
 
@@ -396,8 +416,11 @@ class _FusedOptimizer(Optimizer):
         constructor's where torch reads that: torch.optim.Adagrad's
         initial_accumulator_value)."""
         source = self.defaults if self.spec.torch_initial_from_defaults else group
-        return torch.full_like(p, self.spec.initial_value(source, name),
-                               memory_format=torch.preserve_format)
+        value = self.spec.initial_value(source, name)
+        shape = self.spec.shape_of(name, tuple(p.shape))
+        if shape is not None and shape != tuple(p.shape):   # (a factored statistic)
+            return torch.full(shape, value, dtype=p.dtype, device=p.device)
+        return torch.full_like(p, value, memory_format=torch.preserve_format)
 
     def _new_state(self, p: torch.Tensor, names: Tuple[str, ...],
                    group: Dict[str, Any]) -> Dict[str, Any]:
@@ -415,6 +438,7 @@ class _FusedOptimizer(Optimizer):
         new_states: List[Any] = []
         new_items: List[Any] = []
         written: List[Any] = []
+        by_shape = spec.state_shape is not None
         for gi, group in enumerate(self.param_groups):
             names = spec.states(group)
             b: Any                 # the batch of the previous gradient, when its key matches
@@ -423,6 +447,8 @@ class _FusedOptimizer(Optimizer):
                 g = p.grad
                 if g is None:
                     continue
+                if by_shape:       # (the states this parameter has, by its shape)
+                    names = spec.param_states(group, tuple(p.shape))
                 st = state.get(p)
                 e = cache.get(id(p))
                 if careful or e is None or not e.valid(p, st, names, step_state):
@@ -472,7 +498,10 @@ class _FusedOptimizer(Optimizer):
             names = es[0].names
             arrays: List[Any] = [[e.view for e in es], b[1]]
             for r in roles:
-                if r in names:
+                if by_shape:       # (None for the parameters without that state)
+                    arrays.append([e.views[e.names.index(r)] if r in e.names else None
+                                   for e in es])
+                elif r in names:
                     j = names.index(r)
                     arrays.append([e.views[j] for e in es])
                 else:
@@ -608,6 +637,8 @@ if TYPE_CHECKING:   # what static type checkers see of the classes made above
     class Lion(_FusedOptimizer): ...
     class Adagrad(_FusedOptimizer): ...
     class RMSprop(_FusedOptimizer): ...
+    class Adafactor(_FusedOptimizer): ...
 else:
-    Adam, AdamW, SGD, Lion, Adagrad, RMSprop = (
-        FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion", "Adagrad", "RMSprop"))
+    Adam, AdamW, SGD, Lion, Adagrad, RMSprop, Adafactor = (
+        FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion", "Adagrad", "RMSprop",
+                               "Adafactor"))

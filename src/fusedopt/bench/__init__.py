@@ -28,7 +28,7 @@ import argparse
 import time
 from typing import Any, Callable, List, Sequence
 
-from ._cases import KERNEL_ORDER
+from ._cases import KERNEL_ORDER, KERNELS
 from ._goals import check_goals, render_goals
 from ._machine import loadavg, usable_cpus
 from ._peers import PEERS
@@ -91,11 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sizes 1e3,1e6,1e7 and fewer repeats (under a minute)")
     parser.add_argument("--kernels", type=_list_of(_choice(KERNEL_ORDER + ["all"]), "kernel"),
                         default=None, metavar="LIST",
-                        help="comma-separated subset of: adam (f32), adam64 (f64), sgd "
-                        "(momentum, f32), ce (sigmoid cross-entropy loss+grad), multi "
-                        "(1000 x 1000-element tensors, class API), overhead (call overhead: "
-                        "the class step over 1000 x 1e3 tensors against 1 x 1e6, adam_step "
-                        "at n=1e3 against numpy.add); default all")
+                        help="comma-separated subset of: " + ", ".join(
+                            f"{k} ({KERNELS[k]['label']})" for k in KERNEL_ORDER) +
+                        "; default all")
     parser.add_argument("--sizes", type=_list_of(_size, "size"), default=None, metavar="LIST",
                         help="element counts, e.g. 1e3,1e6 (default 1e3,1e5,1e6,1e7,1e8; "
                         "--quick: 1e3,1e6,1e7); sizes that do not fit in the available "

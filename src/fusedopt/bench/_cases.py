@@ -8,7 +8,7 @@ before the next one is built.  ``memory`` estimates the bytes a case needs with 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,6 +28,14 @@ KERNELS: Dict[str, Dict[str, Any]] = {
                     what="fusedopt.adagrad_step, torch convention, lr 1e-2"),
     "rmsprop": dict(label="RMSprop f32", dtype="float32", pattern="sgd", bpe=20, unit="GB/s",
                     what="fusedopt.rmsprop_step, torch convention and defaults"),
+    "adafactor": dict(label="Adafactor f32, vector", dtype="float32", pattern="adafactor",
+                      bpe=32, unit="GB/s", what="fusedopt.adafactor_step on a 1-D array, "
+                      "torch convention and defaults (2 passes)"),
+    "adafactor2d": dict(label="Adafactor f32, matrix", dtype="float32",
+                        pattern="adafactor2d", bpe=24, unit="GB/s",
+                        what="fusedopt.adafactor_step on the most nearly square R x C "
+                        "matrix of n elements (3125 x 3200 at 1e7), factored second "
+                        "moment, torch convention and defaults (3 passes)"),
     "ce": dict(label="sigmoid CE loss+grad f32", dtype="float32", pattern="loss", bpe=12,
                unit="Melem/s", what="fusedopt.sigmoid_cross_entropy_and_grad, float32 "
                "labels, reduction mean, out= preallocated"),
@@ -487,6 +495,106 @@ class RMSpropCase(_Accumulator):
         raise Unsupported("no RMSprop")
 
 
+def matrix_shape(n: int) -> Tuple[int, int]:
+    """The most nearly square (rows, cols) with rows * cols == n and rows <= cols."""
+    r = math.isqrt(n)
+    while n % r:
+        r -= 1
+    return r, n // r
+
+
+class AdafactorCase(_Step):
+    """``fusedopt.adafactor_step`` (torch's rule and defaults) on one array of n elements,
+    1-D (the unfactored second moment ``v``).  torch has no fused Adafactor: its peer is
+    torch.optim.Adafactor's default (the for-loop over tensors)."""
+
+    arrays, peer_arrays = 4, {"numpy": 1, "torch": 2, "deepspeed": 0}
+    torch_impl, torch_op = "torch.optim.Adafactor (no fused CPU kernel)", None
+    torch_label, deepspeed_skip = "torch", "no Adafactor"
+    LR, DECAY, EPS1, EPS2, D = 1e-2, -0.8, None, 1e-3, 1.0
+    factored = False
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        super().__init__(n, dtype, rng)
+        self.shape: Tuple[int, ...] = matrix_shape(n) if self.factored else (n,)
+        self.p, self.g = self.p.reshape(self.shape), self.g.reshape(self.shape)
+        self.states: List[Any]
+        if self.factored:
+            r, c = matrix_shape(n)
+            self.states = [aligned_zeros(r, dtype).reshape(r, 1),
+                           aligned_zeros(c, dtype).reshape(1, c), None]
+        else:
+            self.states = [None, None, aligned_zeros(n, dtype)]
+        self.scratch = aligned_zeros(n, dtype)   # the ceiling's c and d (v stays >= 0)
+
+    def stream_args(self) -> Quad:
+        return self.p.reshape(-1), self.g.reshape(-1), self.scratch, self.scratch
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        step = fusedopt.adafactor_step
+        p, g, states, t = self.p, self.g, self.states, [0]
+
+        def run() -> None:
+            t[0] += 1
+            step(p, g, *states, step=t[0], n_threads=k)
+        return run
+
+    def numpy(self) -> Peer:
+        """torch's rule in NumPy: in-place ufuncs and one temporary, the norms and means
+        NumPy's own reductions in the array's dtype."""
+        p, g = self.p, self.g
+        dt = self.dtype.type
+        tmp = aligned_empty(self.n, self.dtype).reshape(self.shape)
+        eps1 = float(np.finfo(self.dtype).eps) if self.EPS1 is None else self.EPS1
+        e1sq, sqrt_n, t = dt(eps1 * eps1), math.sqrt(self.n), [0]
+        rv, cv, v = self.states
+        mul, sqrt = np.multiply, np.sqrt
+
+        def run() -> None:
+            t[0] += 1
+            w = dt(t[0] ** self.DECAY)
+            rho = min(self.LR, 1 / math.sqrt(t[0]))
+            alpha = max(self.EPS2, math.sqrt(float(np.dot(p.ravel(), p.ravel()))) /
+                        sqrt_n) * rho
+            mul(g, g, out=tmp)
+            if self.factored:
+                r, c = matrix_shape(self.n)
+                np.add(rv, w * (tmp.sum(axis=1, keepdims=True) / dt(c) - rv), out=rv)
+                np.add(cv, w * (tmp.sum(axis=0, keepdims=True) / dt(r) - cv), out=cv)
+                rmc = max(float(rv.mean()), eps1)
+                mul(rv / dt(rmc), cv, out=tmp)             # the variance estimate
+            else:
+                np.subtract(tmp, v, out=tmp)               # v = lerp(v, g*g, w)
+                mul(tmp, w, out=tmp)
+                np.add(v, tmp, out=v)
+                np.copyto(tmp, v)
+            np.maximum(tmp, e1sq, out=tmp)               # U = g/sqrt(max(V, eps1**2))
+            sqrt(tmp, out=tmp)
+            np.divide(g, tmp, out=tmp)
+            unorm = math.sqrt(float(np.dot(tmp.ravel(), tmp.ravel())))
+            mul(tmp, dt(-alpha / max(1.0, unorm / (sqrt_n * self.D))), out=tmp)
+            np.add(p, tmp, out=p)
+        return run, None
+
+    def torch(self, env: Env) -> Peer:
+        opt = env.torch.optim.Adafactor(torch_params(env.torch, [self.p], [self.g]),
+                                        lr=self.LR, beta2_decay=self.DECAY,
+                                        eps=(self.EPS1, self.EPS2), d=self.D)
+        return opt.step, None
+
+    def deepspeed(self, env: Env) -> Peer:
+        raise Unsupported("no Adafactor")
+
+
+class Adafactor2dCase(AdafactorCase):
+    """``fusedopt.adafactor_step`` on an R x C matrix of n elements (the most nearly
+    square), the factored second moment: row and column statistics."""
+
+    arrays, peer_arrays = 3, {"numpy": 1, "torch": 3, "deepspeed": 0}
+    factored = True
+
+
 class CECase(_Flat):
     """``fusedopt.sigmoid_cross_entropy_and_grad`` (mean) on n logits, float32 labels."""
 
@@ -560,4 +668,5 @@ FIXED: Dict[str, Tuple[int, int]] = {"multi": (MULTI_TENSORS, MULTI_SIZE),
                                      "clip": (CLIP_TENSORS, CLIP_SIZE)}
 CASES: Dict[str, Any] = {"adam": AdamCase, "adam64": AdamCase, "sgd": SGDCase,
                          "lion": LionCase, "adagrad": AdagradCase, "rmsprop": RMSpropCase,
+                         "adafactor": AdafactorCase, "adafactor2d": Adafactor2dCase,
                          "ce": CECase, "multi": MultiCase, "clip": ClipCase}

@@ -1,0 +1,278 @@
+/* fusedopt: the Adafactor family (template over FO_T, see fo_common.h).
+ *
+ * Shazeer & Stern 2018, as torch.optim.Adafactor computes it (_single_tensor_adafactor):
+ * per tensor, at step t, with w = t**beta2_decay (the lerp weight, 1 - beta2_t),
+ * rho = min(lr, 1/sqrt(t)) and g = g*sign (maximize, clipping):
+ *     alpha = max(eps2, ||p|| / sqrt(numel)) * rho       (||p|| before the decay)
+ *     p = p*(1 - lr*wd)                                  (weight_decay != 0)
+ * A tensor of two or more dimensions is factored over its last two: as B matrices R x C,
+ *     row_var = lerp(row_var, ||g_r||^2 / C, w)   per row r
+ *     col_var = lerp(col_var, ||g_c||^2 / R, w)   per column c (of each matrix)
+ *     V = (row_var[r]*col_var[c]) / max(mean(row_var), eps1)
+ * any other tensor keeps a full variance,  V = variance = lerp(variance, g*g, w).  Then
+ *     U = (1/sqrt(max(V, eps1*eps1))) * g;  denom = max(1, ||U|| / (sqrt(numel)*d))
+ *     p = p + (-alpha/denom)*U
+ * each value rounded to the element type as torch rounds it (torch's lerp, its clamp
+ * that keeps NaN; Python's max/min for the scalars, whose norms torch reads as the
+ * element type's value).
+ *
+ * Three passes over a factored tensor (the statistics need whole rows and columns, U's
+ * norm needs the statistics, the update needs U's norm): read g (row and column sums of
+ * g*g), read p and g (||U||, ||p||), read p and g and write p: 24 bytes per float32
+ * element.  A vector takes two: read p, g, variance, write variance (||p||, ||U||), then
+ * read p, g, variance, write p: 32 bytes per element.
+ * Every sum is in double, in an order fixed by the shape alone (fo_driver.c cuts a
+ * tensor into units; inside a unit, element c of a row, or i of a vector block, goes to
+ * lane c % FO_LANES, lanes folded pairwise; units are added in order), so results do not
+ * depend on the thread count or the CPU path; fusedopt.reference follows the same order.
+ */
+#ifdef FO_API
+/* The interface (fusedopt.h includes it): the step's scalars (Python floats as torch
+ * computes them; the kernels round them to the element type where torch does). */
+typedef struct {
+    int maximize, decay;                 /* decay: FO_DECAY_NONE or FO_DECAY_MUL */
+    double grad_scale;                   /* the clip coefficient (1: none) */
+    double w;                            /* t**beta2_decay */
+    double eps1, eps1_sq, eps2;          /* eps1_sq: eps1*eps1 (a Python float) */
+    double rho;                          /* min(lr, 1/sqrt(t)) */
+    double decay_factor;                 /* 1 - lr*wd */
+    double d;
+} fo_adafactor_args;
+
+/* One Adafactor step over a list of tensors, in one call.  Tensor k is nb[k] matrices of
+ * nr[k] x nc[k] elements at ps[k] (its gradient at gs[k]); factored (vars[k] NULL) with
+ * rows[k] (nb*nr elements) and cols[k] (nb*nc), else with its full variance vars[k].
+ * `scratch` holds at least the largest fo_adafactor_scratch() of the factored tensors. */
+void fo_adafactor(int dtype, const fo_adafactor_args *a, int ntensors, void *const *ps,
+                  const void *const *gs, void *const *rows, void *const *cols,
+                  void *const *vars, const fo_index *nb, const fo_index *nr,
+                  const fo_index *nc, double *scratch, int n_threads);
+/* The doubles of scratch a factored tensor of nb matrices nr x nc needs. */
+fo_index fo_adafactor_scratch(fo_index nb, fo_index nr, fo_index nc);
+#else
+#include <math.h>
+
+typedef struct { FO_T sgn, w, omw, eps1_sq; int lerp_lo; } FO_NAME(af_k);
+
+FO_INLINE FO_NAME(af_k) FO_NAME(af_consts)(const fo_adafactor_args *a)
+{
+    FO_NAME(af_k) k;
+    k.sgn = FO_GRAD_FACTOR(a);
+    k.w = (FO_T)a->w;
+    k.omw = (FO_T)1 - k.w;
+    k.lerp_lo = k.w < (FO_T)0.5;
+    k.eps1_sq = (FO_T)a->eps1_sq;
+    return k;
+}
+
+/* torch's lerp(a, b, w): |w| < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w) */
+FO_INLINE FO_T FO_NAME(af_lerp)(const FO_NAME(af_k) *k, FO_T a, FO_T b)
+{
+    return k->lerp_lo ? a + k->w * (b - a) : b - (b - a) * k->omw;
+}
+
+/* clamp(v, min=e), NaN kept (torch's clamp) */
+FO_INLINE FO_T FO_NAME(af_clamp)(FO_T v, FO_T e) { return v < e ? e : v; }
+
+/* torch's rsqrt(v) is 1/sqrt(v) */
+FO_INLINE FO_T FO_NAME(af_rsqrt)(FO_T v) { return (FO_T)1 / FO_SQRT(v); }
+
+/* A sum's norm squared as torch has it: the norm rounded, squared, divided by n. */
+FO_INLINE FO_T FO_NAME(af_mean_sq)(double sum, fo_index n)
+{
+    const FO_T nrm = (FO_T)sqrt(sum);
+    return (nrm * nrm) / (FO_T)n;
+}
+
+/* The lane accumulators of a unit live in locals while it runs (out of memory that
+ * might alias the arrays it writes, so they stay in registers): copied in, copied out,
+ * the same additions in the same order. */
+#define FO_AF_LANES_IN(loc, acc) double loc[FO_LANES]; \
+    for (int j_ = 0; j_ < FO_LANES; j_++) loc[j_] = (acc)[j_]
+#define FO_AF_LANES_OUT(loc, acc) for (int j_ = 0; j_ < FO_LANES; j_++) (acc)[j_] = loc[j_]
+
+/* Element c of a row, lane j = c % FO_LANES: a loop over whole lanes, then the tail. */
+#define FO_AF_COLS(cols, ...)                                                           \
+    do {                                                                                \
+        const fo_index full_ = (cols) - (cols) % FO_LANES;                              \
+        for (fo_index c0_ = 0; c0_ < full_; c0_ += FO_LANES)                            \
+            for (int j = 0; j < FO_LANES; j++) { const fo_index c = c0_ + j; __VA_ARGS__; } \
+        for (fo_index c = full_, j = 0; c < (cols); c++, j++) { __VA_ARGS__; }          \
+    } while (0)
+
+/* Rows [0, rows) of one matrix (cols wide): each row's sum of g*g updates its row_var;
+ * colsum[c] += g*g row after row (the caller zeroes it).  Four rows at a time, so that
+ * colsum is loaded and stored once per four rows: the same additions in the same order. */
+void FO_NAME(af_rows)(const fo_adafactor_args *a, const FO_T *restrict g,
+                      FO_T *restrict row_var, double *restrict colsum, fo_index rows,
+                      fo_index cols)
+{
+    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    fo_index r = 0;
+    for (; r + 4 <= rows; r += 4) {
+        const FO_T *restrict g0 = g + r * cols, *restrict g1 = g0 + cols;
+        const FO_T *restrict g2 = g1 + cols, *restrict g3 = g2 + cols;
+        double s0[FO_LANES] = {0}, s1[FO_LANES] = {0}, s2[FO_LANES] = {0},
+               s3[FO_LANES] = {0};
+        FO_AF_COLS(cols, {
+            const double x0 = (double)(g0[c] * k.sgn), x1 = (double)(g1[c] * k.sgn);
+            const double x2 = (double)(g2[c] * k.sgn), x3 = (double)(g3[c] * k.sgn);
+            s0[j] += x0 * x0; s1[j] += x1 * x1; s2[j] += x2 * x2; s3[j] += x3 * x3;
+            colsum[c] = (((colsum[c] + x0 * x0) + x1 * x1) + x2 * x2) + x3 * x3;
+        });
+        FO_FOLD_LANES(s0); FO_FOLD_LANES(s1); FO_FOLD_LANES(s2); FO_FOLD_LANES(s3);
+        row_var[r] = FO_NAME(af_lerp)(&k, row_var[r], FO_NAME(af_mean_sq)(s0[0], cols));
+        row_var[r + 1] = FO_NAME(af_lerp)(&k, row_var[r + 1], FO_NAME(af_mean_sq)(s1[0], cols));
+        row_var[r + 2] = FO_NAME(af_lerp)(&k, row_var[r + 2], FO_NAME(af_mean_sq)(s2[0], cols));
+        row_var[r + 3] = FO_NAME(af_lerp)(&k, row_var[r + 3], FO_NAME(af_mean_sq)(s3[0], cols));
+    }
+    for (; r < rows; r++) {
+        const FO_T *restrict gr = g + r * cols;
+        double s0[FO_LANES] = {0};
+        FO_AF_COLS(cols, {
+            const double x = (double)(gr[c] * k.sgn);
+            s0[j] += x * x;
+            colsum[c] += x * x;
+        });
+        FO_FOLD_LANES(s0);
+        row_var[r] = FO_NAME(af_lerp)(&k, row_var[r], FO_NAME(af_mean_sq)(s0[0], cols));
+    }
+}
+
+/* A matrix's column sums (over its `rows` rows) update its col_var. */
+void FO_NAME(af_cols)(const fo_adafactor_args *a, const double *colsum, FO_T *col_var,
+                      fo_index cols, fo_index rows)
+{
+    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    for (fo_index c = 0; c < cols; c++)
+        col_var[c] = FO_NAME(af_lerp)(&k, col_var[c], FO_NAME(af_mean_sq)(colsum[c], rows));
+}
+
+/* max(mean(row_var), eps1), the mean's sum in double in row order, rounded to FO_T. */
+double FO_NAME(af_rmean)(const FO_T *row_var, fo_index rows, double eps1)
+{
+    double s = 0.0;
+    for (fo_index r = 0; r < rows; r++) s += (double)row_var[r];
+    return (double)FO_NAME(af_clamp)((FO_T)(s / (double)rows), (FO_T)eps1);
+}
+
+/* A matrix's column factors: binv[c] = 1/sqrt(col_var[c]); returns min(col_var), NaN
+ * when any is NaN (cols >= 1). */
+double FO_NAME(af_colinv)(const FO_T *col_var, FO_T *binv, fo_index cols)
+{
+    FO_T lo = col_var[0];
+    for (fo_index c = 0; c < cols; c++) {
+        const FO_T v = col_var[c];
+        binv[c] = FO_NAME(af_rsqrt)(v);
+        if (v < lo || v != v) lo = v;           /* (a NaN stays) */
+    }
+    return (double)lo;
+}
+
+/* U of a factored matrix's row: the element type's value of torch's
+ *     rsqrt(clamp(row_var*col_var / rmc, eps1*eps1)) * g
+ * computed as g * ((1/sqrt(row_var/rmc)) * (1/sqrt(col_var))) when no element of the
+ * row is clamped (q*min(col_var) >= eps1^2 with q = row_var/rmc; rounding is monotonic),
+ * two multiplications per element instead of a division, a square root and a division,
+ * within a few ulps of torch's rounding of the same value (torch's float32 row and
+ * column norms are further from the exact ones); a row with a clamped or NaN element
+ * takes torch's formula itself.  Runs body with u set for element c (lane j). */
+#define FO_AF_ROW(k, rv, rmc, cvmin, col_var, binv, gr, cols, body)                       \
+    do {                                                                                \
+        const FO_T q_ = (rv) / (rmc);                                                   \
+        if (q_ * (cvmin) >= (k).eps1_sq) {                                              \
+            const FO_T ar_ = FO_NAME(af_rsqrt)(q_);                                     \
+            FO_AF_COLS(cols, const FO_T u = ((gr)[c] * (k).sgn) * (ar_ * (binv)[c]); body); \
+        } else {                                                                        \
+            FO_AF_COLS(cols, const FO_T u = FO_NAME(af_rsqrt)(FO_NAME(af_clamp)(        \
+                           ((rv) * (col_var)[c]) / (rmc), (k).eps1_sq)) * ((gr)[c] * (k).sgn); \
+                       body);                                                           \
+        }                                                                               \
+    } while (0)
+
+/* uacc[c % FO_LANES] += U*U and pacc[c % FO_LANES] += p*p over rows [0, rows) of one
+ * factored matrix. */
+void FO_NAME(af_unorm)(const fo_adafactor_args *a, const FO_T *restrict p,
+                       const FO_T *restrict g, const FO_T *restrict row_var,
+                       const FO_T *restrict col_var, const FO_T *restrict binv, double rmc,
+                       double cvmin, fo_index rows, fo_index cols, double *restrict uacc,
+                       double *restrict pacc)
+{
+    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    const FO_T m = (FO_T)rmc, lo = (FO_T)cvmin;
+    FO_AF_LANES_IN(ul, uacc);
+    FO_AF_LANES_IN(pl, pacc);
+    for (fo_index r = 0; r < rows; r++) {
+        const FO_T *restrict gr = g + r * cols, *restrict pr = p + r * cols;
+        FO_AF_ROW(k, row_var[r], m, lo, col_var, binv, gr, cols,
+                  ul[j] += (double)u * (double)u; pl[j] += (double)pr[c] * (double)pr[c]);
+    }
+    FO_AF_LANES_OUT(ul, uacc);
+    FO_AF_LANES_OUT(pl, pacc);
+}
+
+/* The update of rows [0, rows) of one factored matrix: p = p*decay_factor (with weight
+ * decay), then p + coef*U. */
+void FO_NAME(af_apply)(const fo_adafactor_args *a, FO_T *p, const FO_T *g,
+                       const FO_T *row_var, const FO_T *col_var, const FO_T *binv,
+                       double rmc, double cvmin, fo_index rows, fo_index cols, double coef)
+{
+    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    const FO_T m = (FO_T)rmc, lo = (FO_T)cvmin, cf = (FO_T)coef, df = (FO_T)a->decay_factor;
+    const int decay = a->decay == FO_DECAY_MUL;
+    for (fo_index r = 0; r < rows; r++) {
+        FO_T *restrict pr = p + r * cols;
+        const FO_T *restrict gr = g + r * cols;
+        if (decay)
+            FO_AF_ROW(k, row_var[r], m, lo, col_var, binv, gr, cols,
+                      pr[c] = pr[c] * df + cf * u);
+        else
+            FO_AF_ROW(k, row_var[r], m, lo, col_var, binv, gr, cols, pr[c] = pr[c] + cf * u);
+    }
+}
+
+/* A block of a vector (unfactored) tensor: variance = lerp(variance, g*g, w);
+ * pacc[lane] += p*p, uacc[lane] += U*U. */
+void FO_NAME(af_vec)(const fo_adafactor_args *a, const FO_T *restrict p,
+                     const FO_T *restrict g, FO_T *restrict v, fo_index n,
+                     double *restrict pacc, double *restrict uacc)
+{
+    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    fo_index i = 0;
+    FO_AF_LANES_IN(pl, pacc);
+    FO_AF_LANES_IN(ul, uacc);
+#define FO_AF_VEC(i, j)                                                                 \
+    do {                                                                                \
+        const FO_T gi = g[i] * k.sgn;                                                   \
+        const FO_T vi = FO_NAME(af_lerp)(&k, v[i], gi * gi);                            \
+        const double y = (double)p[i];                                                  \
+        const double u = (double)(FO_NAME(af_rsqrt)(FO_NAME(af_clamp)(vi, k.eps1_sq)) * gi); \
+        v[i] = vi;                                                                      \
+        pl[j] += y * y;                                                                 \
+        ul[j] += u * u;                                                                 \
+    } while (0)
+    for (; i + FO_LANES <= n; i += FO_LANES)
+        for (int j = 0; j < FO_LANES; j++) FO_AF_VEC(i + j, j);
+    for (int j = 0; i < n; i++, j++) FO_AF_VEC(i, j);
+#undef FO_AF_VEC
+    FO_AF_LANES_OUT(pl, pacc);
+    FO_AF_LANES_OUT(ul, uacc);
+}
+
+/* The update of a vector block (its variance already updated by af_vec). */
+void FO_NAME(af_vec_apply)(const fo_adafactor_args *a, FO_T *p, const FO_T *g,
+                           const FO_T *v, fo_index n, double coef)
+{
+    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    const FO_T cf = (FO_T)coef, df = (FO_T)a->decay_factor;
+    const int decay = a->decay == FO_DECAY_MUL;
+    for (fo_index i = 0; i < n; i++) {
+        const FO_T gi = g[i] * k.sgn, pi = decay ? p[i] * df : p[i];
+        p[i] = pi + cf * (FO_NAME(af_rsqrt)(FO_NAME(af_clamp)(v[i], k.eps1_sq)) * gi);
+    }
+}
+#undef FO_AF_ROW
+#undef FO_AF_COLS
+#undef FO_AF_LANES_IN
+#undef FO_AF_LANES_OUT
+#endif

@@ -1,0 +1,383 @@
+"""Adafactor: the kernel against fusedopt.reference bit for bit (every CPU path, thread
+count, dtype, factored and full shapes across the kernels' unit rules, zeros, NaN), in
+every form of the package (the functional step, the NumPy class, fusedopt.torch,
+checkpoints), against torch.optim.Adafactor itself (trajectories with a learning-rate
+change, an MLP with a scheduler, state dicts both ways), and its errors."""
+import copy
+
+import numpy as np
+import pytest
+
+import fusedopt
+from fusedopt import reference as R
+
+from conftest import DTYPES, THREADS
+
+# shapes across the kernels' unit rules (fo_driver.c): vectors of one and several work
+# blocks, matrices of at most 16384 elements (whole matrices per unit: one, several,
+# a partial last unit), larger ones cut into row blocks (64 rows; fewer, wider rows; a
+# partial last block; several matrices), empty and 0-d tensors
+SHAPES = [(), (1,), (7,), (1000,), (100003,), (0,), (1, 1), (5, 1), (1, 5), (13, 29),
+          (3, 4, 6), (300, 3, 5), (7, 0), (0, 3), (20, 1000), (64 * 3 + 5, 300),
+          (2, 9000, 3), (3, 130, 300)]
+VARIANTS = [{}, dict(lr=0.5, weight_decay=0.1, maximize=True),
+            dict(eps=(1e-3, 0.0), d=2.0, beta2_decay=-0.5), dict(eps=(0.0, 1e-3))]
+
+
+def _stats(shape, dtype):
+    """Zeros of torch's statistics for a parameter of this shape: (row_var, col_var,
+    variance), None where it has none."""
+    if len(shape) >= 2:
+        return [np.zeros(shape[:-1] + (1,), dtype), np.zeros(shape[:-2] + (1,) + shape[-1:],
+                                                             dtype), None]
+    return [None, None, np.zeros(shape, dtype)]
+
+
+def _grads(shape, dtype, rng, k=3):
+    grads = []
+    for _ in range(k):
+        g = rng.standard_normal(shape).astype(dtype)
+        if len(shape) >= 2 and shape[-2] > 2 and shape[-1] > 2:
+            g[..., 1, :] = 0.0          # a zero row: its statistics, clamped at eps1
+            g[..., :, 2] = 0.0          # and a zero column
+        grads.append(g)
+    return grads
+
+
+@pytest.mark.parametrize("kw", VARIANTS, ids=["plain", "wd-maximize", "eps-d-decay", "eps1=0"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("threads", THREADS)
+def test_matches_reference_bit_for_bit(cpu_path, kw, dtype, shape, threads):
+    rng = np.random.default_rng(sum(shape) + len(shape))
+    p = rng.standard_normal(shape).astype(dtype)
+    q = p.copy()
+    ours, theirs = _stats(shape, dtype), _stats(shape, dtype)
+    with np.errstate(all="ignore"):
+        for t, g in enumerate(_grads(shape, dtype, rng), 1):
+            g0 = g.copy()
+            fusedopt.adafactor_step(p, g, *ours, step=t, n_threads=threads, **kw)
+            R.adafactor_step(q, g, *theirs, step=t, **kw)
+            assert np.array_equal(g, g0), "the gradient was modified"
+    np.testing.assert_array_equal(p, q)
+    for a, b in zip(ours, theirs):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    assert p.size == 0 or np.isfinite(p).all() or kw.get("eps") == (0.0, 1e-3)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_many_units_and_rounds_match_reference(threads):
+    """A matrix of more units than one round (256 in fo_driver.c) and a NaN gradient."""
+    rng = np.random.default_rng(7)
+    shape = (64 * 300 + 17, 40)
+    p = rng.standard_normal(shape).astype(np.float32)
+    q = p.copy()
+    ours, theirs = _stats(shape, np.float32), _stats(shape, np.float32)
+    for t in range(1, 3):
+        g = rng.standard_normal(shape).astype(np.float32)
+        fusedopt.adafactor_step(p, g, *ours, step=t, lr=0.1, n_threads=threads)
+        R.adafactor_step(q, g, *theirs, step=t, lr=0.1)
+    np.testing.assert_array_equal(p, q)
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    g[5, 7] = np.nan                    # NaN spreads as in torch: its row, column and
+    with np.errstate(invalid="ignore"):  # the norms (so the whole tensor)
+        fusedopt.adafactor_step(p, g, *ours, step=3, n_threads=threads)
+    assert np.isnan(ours[0][5, 0]) and np.isnan(ours[1][0, 7]) and np.isnan(p).all()
+
+
+def test_first_step_by_hand():
+    """At t = 1 the lerp weight is 1 (the statistics are this step's), rho = min(lr, 1)
+    and a constant gradient gives U = 1 (|U| RMS 1: no clipping)."""
+    p = np.full((2, 3), 2.0)
+    r, c, _ = _stats(p.shape, np.float64)
+    fusedopt.adafactor_step(p, np.full((2, 3), 0.5), r, c, step=1, lr=0.1)
+    # the mean of g*g over a row (a column), as torch: the norm rounded, then squared
+    np.testing.assert_array_equal(r, np.full((2, 1), np.sqrt(0.75) ** 2 / 3))
+    np.testing.assert_array_equal(c, np.full((1, 3), np.sqrt(0.5) ** 2 / 2))
+    np.testing.assert_allclose(p, 2.0 - 0.1 * 2.0)            # alpha = RMS(p) * rho
+    # at t = 4: weight 4**-0.8, rho = min(lr, 1/2); RMS(p) below eps2 gives eps2
+    p, v = np.zeros(4), np.zeros(4)
+    fusedopt.adafactor_step(p, np.ones(4), variance=v, step=4, lr=1.0)
+    np.testing.assert_allclose(v, 4 ** -0.8)
+    np.testing.assert_allclose(p, -1e-3 * 0.5)
+
+
+def test_update_clipped_to_rms_d():
+    """denom = max(1, RMS(U)/d): a gradient far from its running statistics is clipped."""
+    p, v = np.ones(2), np.full(2, 1e-4)
+    fusedopt.adafactor_step(p, np.array([1.0, 1.0]), variance=v, step=2, lr=1.0, d=1.0)
+    w = 2 ** -0.8
+    u = 1 / np.sqrt(1e-4 + w * (1 - 1e-4))          # RMS(U) = u > 1
+    np.testing.assert_allclose(v, 1e-4 + w * (1 - 1e-4))
+    np.testing.assert_allclose(p, 1 - (2 ** -0.5) / (u / 1.0) * u)   # alpha/denom * U
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_class_equals_functional_over_many_tensors(dtype):
+    shapes = [(3, 4), (0,), (17,), (), (5, 2, 300), (1000,)]
+    rng = np.random.default_rng(2)
+    params = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    ref = [p.copy() for p in params]
+    kw = dict(lr=0.05, weight_decay=0.02, d=1.5)
+    stats = [_stats(s, dtype) for s in shapes]
+    opt = fusedopt.Adafactor(params, **kw)
+    for t in range(1, 6):
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        assert opt.step(grads)
+        for p, g, st in zip(ref, grads, stats):
+            fusedopt.adafactor_step(p, g, *st, step=t, **kw)
+    for k, (p, r) in enumerate(zip(params, ref)):
+        np.testing.assert_array_equal(p, r)
+        names = ("row_var", "col_var") if len(shapes[k]) >= 2 else ("variance",)
+        assert set(opt.state[k]) == {"step", *names}
+        for name, a in zip(("row_var", "col_var", "variance"), stats[k]):
+            if a is not None:
+                np.testing.assert_array_equal(opt.state[k][name], a)
+        assert opt.state[k]["step"] == 5
+
+
+def test_statistics_are_torchs_rule_on_exact_sums():
+    """The row and column statistics and the norms are summed in double: after a step of
+    a 3000 x 300 float32 matrix they are torch's rule (the norm rounded to float32,
+    squared, divided by the count) applied to the exact sums, to the ulp; torch's own
+    float32 reductions over 3000 rows are off by up to ~2e-6 relative (~20 ulps)."""
+    rng = np.random.default_rng(4)
+    p = rng.standard_normal((3000, 300)).astype(np.float32)
+    g = rng.standard_normal(p.shape).astype(np.float32)
+    r, c, _ = _stats(p.shape, np.float32)
+    fusedopt.adafactor_step(p, g, r, c, step=1)
+    g64 = g.astype(np.float64) ** 2
+    for got, total, n in ((r, g64.sum(axis=1, keepdims=True), 300),
+                          (c, g64.sum(axis=0, keepdims=True), 3000)):
+        nrm = np.sqrt(total).astype(np.float32)
+        want = (nrm * nrm) / np.float32(n)
+        assert (np.abs(got - want) <= np.spacing(want)).all()
+        assert (got == want).mean() > 0.99
+
+
+def test_state_dict_and_checkpoint_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    params = [rng.standard_normal(s).astype(np.float32) for s in ((6, 5), (10,))]
+    opt = fusedopt.Adafactor(params, lr=0.01, eps=(1e-20, 1e-3), weight_decay=0.1)
+    opt.step([np.ones(p.shape, np.float32) for p in params])
+    path = tmp_path / "adafactor.ckpt"
+    opt.save(path)
+    resumed = fusedopt.load_optimizer(path)
+    assert type(resumed).__name__ == "Adafactor"
+    assert resumed.param_groups[0]["eps"] == (1e-20, 1e-3)
+    assert resumed.state[0]["row_var"].shape == (6, 1)
+    g = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+    opt.step(g)
+    resumed.step(g)
+    for a, b in zip(opt.params, resumed.params):
+        np.testing.assert_array_equal(a, b)
+    other = fusedopt.Adafactor([p.copy() for p in params], lr=0.5)
+    other.load_state_dict(opt.state_dict())
+    for name in ("row_var", "col_var"):
+        np.testing.assert_array_equal(other.state[0][name], opt.state[0][name])
+    bad = opt.state_dict()
+    bad["state"][0]["row_var"] = np.zeros((6, 5), np.float32)    # not the factor's shape
+    before = other.state_dict()
+    with pytest.raises(ValueError, match=r"state\[0\]\['row_var'\] must be an array of "
+                                         r"shape \(6, 1\)"):
+        other.load_state_dict(bad)
+    np.testing.assert_array_equal(other.state[0]["row_var"], before["state"][0]["row_var"])
+    bad = opt.state_dict()
+    bad["state"][1] = dict(bad["state"][1], row_var=np.zeros((10, 1), np.float32))
+    with pytest.raises(ValueError, match=r"state\[1\] has entries"):
+        other.load_state_dict(bad)
+
+
+@pytest.mark.parametrize("kw,exc,pattern", [
+    (dict(lr=-1.0), ValueError, r"Invalid learning rate: -1\.0"),
+    (dict(beta2_decay=0.5), ValueError, r"Invalid beta2_decay value: 0\.5"),
+    (dict(beta2_decay=float("nan")), ValueError, r"beta2_decay must be finite"),
+    (dict(eps=(-1.0, 1e-3)), ValueError, r"Invalid epsilon1 value"),
+    (dict(eps=(None, -1e-3)), ValueError, r"Invalid epsilon2 value"),
+    (dict(eps=1e-3), TypeError, r"eps must be a pair \(eps1 or None, eps2\)"),
+    (dict(eps=(None, None)), TypeError, r"epsilon2 must be a real number"),
+    (dict(d=0.5), ValueError, r"Invalid clipping threshold d value: 0\.5"),
+    (dict(weight_decay=-0.1), ValueError, r"weight_decay"),
+    (dict(maximize=1), TypeError, r"maximize"),
+    (dict(convention="optax"), ValueError, r"'optax' has no Adafactor in fusedopt yet"),
+    (dict(convention="jax"), ValueError, r"convention must be one of"),
+    (dict(betas=(0.9, 0.99)), TypeError, r"unexpected keyword argument 'betas'"),
+])
+def test_bad_hyper_parameters_change_nothing(kw, exc, pattern):
+    p, g, r, c = np.ones((3, 4)), np.ones((3, 4)), np.full((3, 1), 0.5), np.full((1, 4), 0.5)
+    with pytest.raises(exc, match=pattern):
+        fusedopt.adafactor_step(p, g, r, c, step=1, **kw)
+    assert (p == 1).all() and (r == 0.5).all() and (c == 0.5).all()
+    if "betas" not in kw:
+        with pytest.raises(exc, match=pattern):
+            fusedopt.Adafactor([p], **kw)
+
+
+@pytest.mark.parametrize("make,exc,pattern", [
+    # a vector given factored statistics, a matrix given a full variance
+    (lambda p1, p2: (p1, np.ones(5), np.zeros(5), np.zeros(5), None), ValueError,
+     r"param has 1 dimension\(s\): it is not factored .*pass variance, not row_var"),
+    (lambda p1, p2: (p2, np.ones((3, 4)), None, None, np.zeros((3, 4))), ValueError,
+     r"param has 2 dimensions: Adafactor factors its last two and needs row_var"),
+    (lambda p1, p2: (p2, np.ones((3, 4)), np.zeros((3, 1)), np.zeros((1, 4)),
+                     np.zeros((3, 4))), ValueError, r"pass row_var and col_var, not variance"),
+    (lambda p1, p2: (p1, np.ones(5), None, None, None), ValueError,
+     r"keeps its full variance"),
+    (lambda p1, p2: (p2, np.ones((3, 4)), np.zeros((3, 4)), np.zeros((1, 4)), None),
+     ValueError, r"row_var must have shape \(3, 1\)"),
+    (lambda p1, p2: (p2, np.ones((3, 4)), np.zeros((3, 1)), np.zeros((4, 1)), None),
+     ValueError, r"col_var must have shape \(1, 4\)"),
+    (lambda p1, p2: (p2, np.ones((3, 4)), np.zeros((3, 1), np.float32), np.zeros((1, 4)),
+                     None), TypeError, r"row_var must have the dtype of param"),
+    (lambda p1, p2: (p2, np.ones((3, 4)), p2[:, :1], np.zeros((1, 4)), None),
+     ValueError, r"C-contiguous"),
+    (lambda p1, p2: (p2, np.ones((3, 4)), p2.reshape(-1)[:3].reshape(3, 1), np.zeros((1, 4)),
+                     None), ValueError, r"share memory"),
+    (lambda p1, p2: (p1, np.ones(4), None, None, np.zeros(5)), ValueError,
+     r"grad must have the shape of param"),
+])
+def test_bad_arrays_change_nothing(make, exc, pattern):
+    p1, p2 = np.ones(5), np.ones((3, 4))
+    args = make(p1, p2)
+    with pytest.raises(exc, match=pattern):
+        fusedopt.adafactor_step(*args, step=1)
+    assert (p1 == 1).all() and (p2 == 1).all()
+    for a in args[2:]:
+        if a is not None and not np.shares_memory(a, p2):
+            assert not a.any()
+
+
+def test_read_only_statistic_and_missing_step():
+    p, g = np.ones((3, 4)), np.ones((3, 4))
+    r, c = np.zeros((3, 1)), np.zeros((1, 4))
+    c.flags.writeable = False
+    with pytest.raises(ValueError, match="col_var is read-only"):
+        fusedopt.adafactor_step(p, g, r, c, step=1)
+    assert (p == 1).all()
+    with pytest.raises(TypeError, match="'step'"):
+        fusedopt.adafactor_step(p, g, r, np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        fusedopt.adafactor_step(p, g, r, np.zeros((1, 4)), step=0)
+
+
+# ----------------------------------------------------------------------------- torch
+
+TORCH_SHAPES = [(13, 29), (40,), (3, 4, 6), (), (1, 7)]
+TORCH_CONFIGS = [dict(), dict(lr=0.05, weight_decay=0.1), dict(maximize=True, d=2.0),
+                 dict(beta2_decay=-0.5, eps=(1e-20, 1e-2))]
+
+
+@pytest.mark.parametrize("cfg", TORCH_CONFIGS, ids=["default", "wd", "maximize-d",
+                                                    "decay-eps"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matches_torch_optim_over_200_steps_with_an_lr_change(cfg, dtype):
+    """fusedopt.Adafactor (NumPy) and fusedopt.torch.Adafactor against
+    torch.optim.Adafactor, 200 steps, lr halved at step 100; the tolerance of
+    test_frameworks.py (rtol = atol = 1e-6 in float32, 1e-12 in float64: a few ulps that
+    random-walk).  torch's float32 norms are float32 reductions, so it is compared on
+    tensors small enough that they are within a few ulps (see the accuracy test)."""
+    torch = pytest.importorskip("torch")
+    import fusedopt.torch as ft
+    tdt = getattr(torch, dtype)
+    rng = np.random.default_rng(11)
+    p0 = [np.asarray(rng.standard_normal(s), dtype) for s in TORCH_SHAPES]
+    theirs = [torch.nn.Parameter(torch.tensor(p)) for p in p0]
+    mine = [torch.nn.Parameter(torch.tensor(p)) for p in p0]
+    arrays = [p.copy() for p in p0]
+    opts = [torch.optim.Adafactor(theirs, **cfg), ft.Adafactor(mine, **cfg),
+            fusedopt.Adafactor(arrays, **cfg)]
+    tol = 1e-6 if dtype == "float32" else 1e-12
+    lr = opts[0].param_groups[0]["lr"]
+    for step in range(200):
+        if step == 100:
+            for o in opts:
+                o.param_groups[0]["lr"] = lr / 2
+        grads = [np.asarray(rng.standard_normal(s) * np.exp(rng.standard_normal()), dtype)
+                 for s in TORCH_SHAPES]
+        for ps in (theirs, mine):
+            for p, g in zip(ps, grads):
+                p.grad = torch.tensor(g, dtype=tdt)
+        opts[0].step()
+        opts[1].step()
+        opts[2].step(grads)
+        for t, m, a in zip(theirs, mine, arrays):
+            ref = t.detach().numpy()
+            np.testing.assert_allclose(m.detach().numpy(), ref, rtol=tol, atol=tol,
+                                       err_msg=f"fusedopt.torch, step {step + 1}")
+            np.testing.assert_allclose(a, ref, rtol=tol, atol=tol,
+                                       err_msg=f"fusedopt.Adafactor, step {step + 1}")
+    st, sm = opts[0].state_dict()["state"], opts[1].state_dict()["state"]
+    for k in st:
+        assert st[k].keys() == sm[k].keys()
+        for name in st[k]:
+            assert st[k][name].shape == sm[k][name].shape
+            torch.testing.assert_close(sm[k][name], st[k][name], rtol=1e-4, atol=tol)
+
+
+def test_torch_drop_in_takes_torchs_positional_arguments():
+    torch = pytest.importorskip("torch")
+    import fusedopt.torch as ft
+    w = torch.nn.Parameter(torch.ones(4, 3))
+    #                 lr    beta2_decay eps          d    weight_decay
+    opt = ft.Adafactor([w], 0.02, -0.7, (None, 1e-2), 1.5, 0.1, maximize=True)
+    assert opt.param_groups[0]["beta2_decay"] == -0.7
+    assert opt.param_groups[0]["d"] == 1.5 and opt.param_groups[0]["maximize"] is True
+    ref = torch.optim.Adafactor([torch.nn.Parameter(torch.ones(4, 3))], 0.02, -0.7,
+                                (None, 1e-2), 1.5, 0.1, maximize=True)
+    assert {k for k in ref.defaults} <= set(opt.defaults)
+    with pytest.raises(ValueError, match="foreach=True is not supported"):
+        ft.Adafactor([w], foreach=True)
+    with pytest.raises(TypeError):
+        ft.Adafactor([w], fused=True)         # torch.optim.Adafactor has no such argument
+
+
+@pytest.mark.parametrize("cfg", [dict(), dict(lr=0.05, weight_decay=1e-2),
+                                 dict(max_grad_norm=0.5)])
+def test_torch_drop_in_with_a_scheduler_matches_torch(cfg):
+    """An MLP (factored weights, full-variance biases) with StepLR, state dicts swapped
+    both ways mid-training; max_grad_norm against torch's clip_grad_norm_ then step."""
+    torch = pytest.importorskip("torch")
+    import fusedopt.torch as ft
+    torch.manual_seed(0)
+    X, y = torch.randn(64, 5), torch.randn(64, 1)
+    models = [torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(),
+                                  torch.nn.Linear(8, 1)) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    clip = cfg.get("max_grad_norm")
+    tcfg = {k: v for k, v in cfg.items() if k != "max_grad_norm"}
+    opts = [ft.Adafactor(models[0].parameters(), **cfg),
+            torch.optim.Adafactor(models[1].parameters(), **tcfg)]
+    scheds = [torch.optim.lr_scheduler.StepLR(o, step_size=20, gamma=0.5) for o in opts]
+    for i in range(100):
+        if i == 50 and clip is None:     # state dicts both ways, mid-training
+            sd = copy.deepcopy(opts[0].state_dict())
+            opts[0].load_state_dict(copy.deepcopy(opts[1].state_dict()))
+            opts[1].load_state_dict(sd)
+        for k, (m, o, s) in enumerate(zip(models, opts, scheds)):
+            o.zero_grad()
+            torch.nn.functional.mse_loss(m(X), y).backward()
+            if clip is not None and k == 1:
+                torch.nn.utils.clip_grad_norm_(m.parameters(), clip)
+            o.step()
+            s.step()
+    assert opts[0].param_groups[0]["lr"] == opts[1].param_groups[0]["lr"]
+    for p, q in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+    for p, q in zip(models[0].parameters(), models[1].parameters()):
+        assert opts[0].state[p].keys() == opts[1].state[q].keys()
+
+
+def test_torch_drop_in_refuses_a_state_of_the_wrong_shape():
+    torch = pytest.importorskip("torch")
+    import fusedopt.torch as ft
+    w = torch.nn.Parameter(torch.ones(4, 3))
+    opt = ft.Adafactor([w])
+    w.grad = torch.ones(4, 3)
+    opt.step()
+    opt.state[w]["row_var"] = torch.zeros(4, 3)
+    before = w.detach().clone()
+    with pytest.raises(ValueError, match=r"row_var'\] must have the parameter's dtype "
+                                         r"torch.float32 and shape \(4, 1\)"):
+        opt.step()
+    torch.testing.assert_close(w.detach(), before)
