@@ -579,6 +579,58 @@ void fo_adafactor(int dtype, const fo_adafactor_args *a, int ntensors, void *con
     }
 }
 
+/* ---------------------------------------------------------------- LAMB */
+typedef struct {
+    const fo_table *tab;
+    const fo_lamb_args *a;
+    int dtype;
+    fo_index esz;
+    char *p, *m, *v;
+    const char *g;
+} fo_lamb_ctx;
+
+static void fo_lamb_sums(const void *ctx, fo_index i0, fo_index len, double *ps, double *us)
+{
+    const fo_lamb_ctx *c = ctx;
+    FO_CALL(c->tab, lamb_stats, c->dtype, c->a, FO_OFF(c->p, i0, c->esz),
+            FO_OFF((void *)c->g, i0, c->esz), FO_OFF(c->m, i0, c->esz),
+            FO_OFF(c->v, i0, c->esz), len, ps, us);
+}
+
+static void fo_lamb_blocks(const void *ctx, fo_index i0, fo_index len, double coef)
+{
+    const fo_lamb_ctx *c = ctx;
+    FO_CALL(c->tab, lamb_apply, c->dtype, c->a, FO_OFF(c->p, i0, c->esz),
+            FO_OFF(c->m, i0, c->esz), FO_OFF(c->v, i0, c->esz), len, coef);
+}
+
+/* The trust ratio from the two sums, each norm rounded to the element type: optax's
+ * pn/un (1 when either is 0) or Keras' (1 unless both are > 0); Keras' factor r*lr. */
+static double fo_lamb_coef(const fo_lamb_args *a, int dtype, double psum, double usum)
+{
+    const double pn = fo_round_to(dtype, sqrt(psum)), un = fo_round_to(dtype, sqrt(usum));
+    if (a->trust == FO_LAMB_OPTAX)
+        return pn == 0.0 || un == 0.0 ? 1.0 : fo_round_to(dtype, pn / un);
+    const double r = pn > 0.0 && un > 0.0 ? fo_round_to(dtype, pn / un) : 1.0;
+    return fo_round_to(dtype, r * fo_round_to(dtype, a->adam.lr));
+}
+
+void fo_lamb(int dtype, const fo_lamb_args *a, int ntensors, void *const *ps,
+             const void *const *gs, void *const *ms, void *const *vs, const fo_index *ns,
+             int n_threads)
+{
+    for (int t = 0; t < ntensors; t++) {
+        const fo_index n = ns[t];
+        if (n == 0) continue;
+        const fo_lamb_ctx c = {fo_active, a, dtype, FO_ESZ(dtype), ps[t], ms[t], vs[t],
+                               gs[t]};
+        const int nt = fo_threads_for(n, fo_nblocks(n), n_threads);
+        double psum, usum;
+        fo_tensor_sums(fo_lamb_sums, &c, n, nt, &psum, &usum);
+        fo_tensor_blocks(fo_lamb_blocks, &c, n, nt, fo_lamb_coef(a, dtype, psum, usum));
+    }
+}
+
 /* ---------------------------------------------------------------- reductions
  * Sum of per-block partials in block order; blocks of one round run in parallel.  A
  * reduction kernel is a block function over the call described by ctx. */

@@ -80,6 +80,13 @@ void FO_NAME(stream)(int pattern, FO_T *restrict a, const FO_T *restrict b,
     case FO_STREAM_APPLY:     /* 3 reads, 1 write, in place */
         for (fo_index i = 0; i < n; i++) a[i] = a[i] - s * b[i] * c[i];
         break;
+    case FO_STREAM_MOMENTS:   /* 4 reads, 2 writes: c and d updated, a's sum of squares */
+        for (fo_index i = 0; i < n; i++) { c[i] = c[i] * s + b[i]; d[i] = d[i] * s + b[i] * b[i]; }
+        d[0] = (FO_T)FO_NAME(stream_sumsq)(a, n);
+        break;
+    case FO_STREAM_APPLY_CD:  /* 3 reads, 1 write, in place */
+        for (fo_index i = 0; i < n; i++) a[i] = a[i] - s * c[i] * d[i];
+        break;
     case FO_STREAM_SCALE: {   /* 1 read, 1 write, in place (by 1: values stay put) */
         volatile FO_T one_ = 1;
         const FO_T k = one_;

@@ -68,7 +68,9 @@ enum fo_stream { FO_STREAM_COPY = 0, FO_STREAM_TRIAD = 1, FO_STREAM_ADAM = 2,
                  FO_STREAM_READ2 = 7,     /* 2 reads (sums of squares) */
                  FO_STREAM_AXPY = 8,      /* 2 reads, 1 write, in place */
                  FO_STREAM_ACC = 9,       /* 3 reads (one summed), 1 write */
-                 FO_STREAM_APPLY = 10 };  /* 3 reads, 1 write, in place */
+                 FO_STREAM_APPLY = 10,    /* 3 reads, 1 write, in place */
+                 FO_STREAM_MOMENTS = 11,  /* 4 reads (one summed), 2 writes */
+                 FO_STREAM_APPLY_CD = 12 }; /* 3 reads (a, c, d), 1 write, in place */
 void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d, fo_index n,
                int n_threads);
 

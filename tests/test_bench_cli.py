@@ -79,8 +79,8 @@ def test_every_kernel_numpy_only(capsys):
     rows = run_json(capsys, "--kernels", "all", "--peers", "numpy", "--threads", "1,2")
     kernels = {r["kernel"] for r in rows}
     assert kernels == {"adam", "adam64", "sgd", "lion", "adagrad", "rmsprop", "adafactor",
-                       "adafactor2d", "ce", "multi", "clip", "overhead"}
-    assert len(rows) == 26                 # 11 kernels x 2 threads, 2 overhead cases x 2
+                       "adafactor2d", "lamb", "ce", "multi", "clip", "overhead"}
+    assert len(rows) == 28                 # 12 kernels x 2 threads, 2 overhead cases x 2
     for r in rows:
         if r["kernel"] == "overhead":
             check_overhead_row(r)
@@ -160,7 +160,8 @@ def test_subprocess_cli():
 
 
 @pytest.mark.parametrize("kernel", ["adam", "adam64", "sgd", "lion", "adagrad", "rmsprop",
-                                    "adafactor", "adafactor2d", "ce", "multi", "clip"])
+                                    "adafactor", "adafactor2d", "lamb", "ce", "multi",
+                                    "clip"])
 def test_peers_compute_the_same_thing(kernel):
     """The benchmarked NumPy and torch versions do the same work as fusedopt."""
     spec = _cases.KERNELS[kernel]
@@ -334,13 +335,14 @@ def test_wheel_lists_the_bench_package():
     assert found == sorted(listed) and "fusedopt.bench" in listed
 
 
-@pytest.mark.parametrize("kernel", ["adagrad", "rmsprop", "adafactor", "adafactor2d"])
+@pytest.mark.parametrize("kernel", ["adagrad", "rmsprop", "adafactor", "adafactor2d", "lamb"])
 def test_the_ceiling_leaves_accumulators_alone(kernel):
     """The ceiling writes arbitrary values: it must not run on a sum of squares, which the
     timed kernels (and NumPy's sqrt) then read."""
     from fusedopt import _core
     case = _cases.CASES[kernel](1000, np.float32, np.random.default_rng(0))
-    states = [case.s] if hasattr(case, "s") else [a for a in case.states if a is not None]
+    states = ([case.s] if hasattr(case, "s") else [case.v] if hasattr(case, "v") else
+              [a for a in case.states if a is not None])
     before = [a.copy() for a in states]
     step = case.fusedopt(1)
     for _ in range(5):

@@ -212,7 +212,7 @@ def assert_close_scaled(actual, desired, scale, k, dtype, what=""):
 @dataclasses.dataclass(frozen=True)
 class OptCase:
     framework: str  # torch | torch_fused | tf1 | keras | optax | sklearn
-    kind: str  # adam | sgd | lion | adagrad | rmsprop
+    kind: str  # adam | sgd | lion | adagrad | rmsprop | lamb
     name: str
     hp: dict  # keyword arguments for fusedopt.<kind>_step (without state/step/convention;
     #           adagrad's initial_accumulator_value fills its state_sum, rmsprop's
@@ -335,6 +335,13 @@ OPT_CASES = (
         OptCase("keras", "lion", "wd0.01", dict(lr=1e-3, weight_decay=0.01), ("float32",)),
         OptCase("keras", "lion", "f32exact-hp-wd", dict(lr=2.0**-10, betas=(0.875, 0.9921875),
                                                         weight_decay=2.0**-6)),
+        # optax.lamb (fusedopt's torch convention is the same rule) and keras.optimizers.Lamb
+        OptCase("optax", "lamb", "default", {}),
+        OptCase("optax", "lamb", "wd0.01-betas0.8-0.99", dict(lr=3e-3, betas=(0.8, 0.99),
+                                                             weight_decay=0.01)),
+        OptCase("keras", "lamb", "default", dict(eps=1e-7), ("float32",)),
+        OptCase("keras", "lamb", "wd0.01", dict(eps=1e-7, weight_decay=0.01), ("float32",)),
+        OptCase("keras", "lamb", "f32exact-hp-wd", dict(F32_EXACT, weight_decay=2.0**-6)),
         # tf.compat.v1.train.AdagradOptimizer (no epsilon; accumulator from 0.1),
         # keras.optimizers.Adagrad and optax.adagrad (eps 1e-7 inside the square root)
         OptCase("tf1", "adagrad", "default", dict(initial_accumulator_value=0.1, eps=0.0)),
@@ -388,9 +395,10 @@ _ADAGRAD_DEFAULTS = dict(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumu
                          eps=1e-10, maximize=False)
 _RMSPROP_DEFAULTS = dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                          centered=False, maximize=False, initial_square_avg=0.0)
+_LAMB_DEFAULTS = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0)
 #: the optimizers added after Adam and SGD run 200 steps with the learning rate halved
 #: after LR_CHANGE_AT of them (a scheduler's change, as every framework allows it)
-SCHEDULED = ("lion", "adagrad", "rmsprop")
+SCHEDULED = ("lion", "adagrad", "rmsprop", "lamb")
 SCHEDULED_STEPS, LR_CHANGE_AT = 200, 100
 
 
@@ -409,7 +417,8 @@ def _full_hp(case):
     always constructed with every value spelled out, while fusedopt is called with only
     ``case.hp`` (so its defaults are exercised too)."""
     defaults = {"adam": _ADAM_DEFAULTS, "sgd": _SGD_DEFAULTS, "lion": _LION_DEFAULTS,
-                "adagrad": _ADAGRAD_DEFAULTS, "rmsprop": _RMSPROP_DEFAULTS}
+                "adagrad": _ADAGRAD_DEFAULTS, "rmsprop": _RMSPROP_DEFAULTS,
+                "lamb": _LAMB_DEFAULTS}
     return dict(defaults[case.kind], **case.hp)
 
 
@@ -435,6 +444,14 @@ def run_fusedopt(fo, case, p0, grads):
             g_in = g.copy()
             fo.lion_step(p, g_in, m, convention=conv, **dict(case.hp, lr=_lr_at(case, t)))
             assert np.array_equal(g_in, g), "lion_step modified the gradient"
+            traj.append(p.copy())
+    elif case.kind == "lamb":
+        m, v = np.zeros_like(p), np.zeros_like(p)
+        for t, g in enumerate(grads, start=1):
+            g_in = g.copy()
+            fo.lamb_step(p, g_in, m, v, step=t, convention=conv,
+                         **dict(case.hp, lr=_lr_at(case, t)))
+            assert np.array_equal(g_in, g), "lamb_step modified the gradient"
             traj.append(p.copy())
     elif case.kind == "adagrad":
         hp = dict(case.hp)
@@ -595,6 +612,10 @@ def run_keras(keras, case, p0, grads):
     elif case.kind == "lion":
         opt = keras.optimizers.Lion(learning_rate=hp["lr"], beta_1=hp["betas"][0],
                                     beta_2=hp["betas"][1], weight_decay=wd)
+    elif case.kind == "lamb":
+        opt = keras.optimizers.Lamb(learning_rate=hp["lr"], beta_1=hp["betas"][0],
+                                    beta_2=hp["betas"][1], epsilon=hp["eps"],
+                                    weight_decay=wd)
     elif case.kind == "adagrad":
         opt = keras.optimizers.Adagrad(
             learning_rate=hp["lr"], initial_accumulator_value=hp["initial_accumulator_value"],
@@ -641,6 +662,9 @@ def run_optax(jax, optax, case, p0, grads):
         def make(lr):
             if case.kind == "lion":
                 return optax.lion(lr, b1=hp["betas"][0], b2=hp["betas"][1],
+                                  weight_decay=hp["weight_decay"])
+            if case.kind == "lamb":
+                return optax.lamb(lr, b1=hp["betas"][0], b2=hp["betas"][1], eps=hp["eps"],
                                   weight_decay=hp["weight_decay"])
             if case.kind == "rmsprop":
                 return optax.rmsprop(lr, decay=hp["alpha"], eps=hp["eps"],
@@ -772,6 +796,8 @@ _UNSUPPORTED = [
     ("adagrad", "optax", dict(lr_decay=0.1)),
     ("adagrad", "optax", dict(weight_decay=0.1)),
     ("rmsprop", "sklearn", {}),                 # scikit-learn has no RMSprop
+    ("lamb", "tf1", {}),                        # TF1 and scikit-learn have no LAMB
+    ("lamb", "sklearn", {}),
     ("rmsprop", "tf1", dict(maximize=True)),
     ("rmsprop", "tf1", dict(weight_decay=0.1)),
     ("rmsprop", "keras", dict(maximize=True)),
@@ -803,6 +829,8 @@ def test_unsupported_options_raise(fo, kind, convention, kw):
         elif kind == "rmsprop":
             fo.rmsprop_step(p, g, np.zeros(7), np.zeros(7), np.zeros(7),
                             convention=convention, **kw)
+        elif kind == "lamb":
+            fo.lamb_step(p, g, np.zeros(7), np.zeros(7), step=1, convention=convention, **kw)
         else:
             fo.sgd_step(p, g, np.zeros(7), lr=0.1, momentum=0.9, step=1, convention=convention, **kw)
     np.testing.assert_array_equal(p, before)

@@ -165,6 +165,12 @@ ADAFACTOR_CASES: Dict[str, Dict[str, Any]] = {
                                   eps=(1e-20, 1e-4)),
 }
 
+LAMB_CASES: Dict[str, Dict[str, Any]] = {
+    "torch": dict(convention="torch"),
+    "optax-wd": dict(convention="optax", weight_decay=0.01, betas=(0.8, 0.99)),
+    "keras-wd": dict(convention="keras", weight_decay=0.01, eps=1e-7),
+}
+
 FUNC_N = 1037            # not a multiple of any vector width; one block
 CLASS_SIZES = (1, 17, 1000, 40000)   # the last spans 3 blocks (threads split it)
 #: Adafactor's: a vector, small matrices several to a block, a stack of matrices each
@@ -247,6 +253,16 @@ def _adafactor_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> Lis
     return out
 
 
+def _lamb_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
+    p = _arange_like(17, (FUNC_N,), dtype)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    grads = _Grads(18, p.shape, dtype)
+    for t in range(1, STEPS + 1):
+        fusedopt.lamb_step(p, grads(t), m, v, step=t, lr=_lr_at(1e-2, t), n_threads=n_threads,
+                           **kw)
+    return [p, m, v]
+
+
 def _class_kwargs(kw: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
     kw = dict(kw)
     if kw.pop("decoupled_weight_decay", False):
@@ -320,6 +336,11 @@ def _adafactor_class(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any
                       n_threads, ADAFACTOR_SHAPES)
 
 
+def _lamb_class(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
+    return _run_class(lambda groups: fusedopt.LAMB(groups, lr=1e-2, **kw), dtype, 110,
+                      n_threads)
+
+
 def _torch_adapter(kind: str, dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
     torch = pytest.importorskip("torch")
     import fusedopt.torch as ft
@@ -366,6 +387,7 @@ OPTIMIZERS: Dict[str, Tuple[Dict[str, Dict[str, Any]], Callable[..., List[Any]],
     "adagrad": (ADAGRAD_CASES, _adagrad_functional, _adagrad_class, "Adagrad"),
     "rmsprop": (RMSPROP_CASES, _rmsprop_functional, _rmsprop_class, "RMSprop"),
     "adafactor": (ADAFACTOR_CASES, _adafactor_functional, _adafactor_class, "Adafactor"),
+    "lamb": (LAMB_CASES, _lamb_functional, _lamb_class, "LAMB"),
 }
 
 

@@ -2,7 +2,7 @@
 
 The loss and its gradient in one pass over memory (sigmoid cross-entropy with logits,
 L1, L2) and optimizer updates applied in place (Adam, AdamW, SGD with momentum/Nesterov,
-Lion, Adagrad, RMSprop, Adafactor),
+Lion, Adagrad, RMSprop, Adafactor, LAMB),
 reproducing the update rules of torch, TF1, Keras, optax and scikit-learn
 (``convention=``).  ``fusedopt.reference`` states every formula in plain NumPy.
 
@@ -20,8 +20,9 @@ from ._losses import (l1_loss, l1_loss_and_grad, l2_loss, l2_loss_and_grad,
                       sigmoid_cross_entropy, sigmoid_cross_entropy_and_grad)
 from ._checkpoint import CheckpointError, load_optimizer
 from ._clip import clip_grad_norm_
-from ._optim import (SGD, Adam, AdamW, Lion, Adagrad, RMSprop, Adafactor, adam_step,
+from ._optim import (SGD, Adam, AdamW, Lion, Adagrad, RMSprop, Adafactor, LAMB, adam_step,
                      sgd_step, lion_step, adagrad_step, rmsprop_step, adafactor_step,
+                     lamb_step,
                      CONVENTIONS, all_finite, unscale_and_check, FRONT_END as _FRONT_END)
 
 __version__ = "0.1.0"
@@ -30,7 +31,8 @@ __all__ = [
     "sigmoid_cross_entropy", "sigmoid_cross_entropy_and_grad",
     "l1_loss", "l1_loss_and_grad", "l2_loss", "l2_loss_and_grad",
     "adam_step", "sgd_step", "lion_step", "adagrad_step", "rmsprop_step", "adafactor_step",
-    "Adam", "AdamW", "SGD", "Lion", "Adagrad", "RMSprop", "Adafactor", "CONVENTIONS",
+    "lamb_step", "Adam", "AdamW", "SGD", "Lion", "Adagrad", "RMSprop", "Adafactor", "LAMB",
+    "CONVENTIONS",
     "clip_grad_norm_", "unscale_and_check", "all_finite", "load_optimizer", "CheckpointError",
     "cpu_info", "set_num_threads", "get_num_threads", "__version__",
 ]

@@ -194,6 +194,26 @@ def adafactor_step(
     eps: tuple[float | None, float] = ..., d: float = ..., weight_decay: float = ...,
     maximize: bool = ..., convention: str = ..., n_threads: int | None = None,
 ) -> None: ...
+def lamb(
+    arrays: list[list[_FloatArray] | None] | None,
+    hyper: dict[str, Any],
+    defaults: dict[str, Any],
+    step: int | None,
+    n_threads: int | None = None,
+    pname: str = "param",
+    single: bool = False,
+    index: list[int] | None = None,
+    dry: bool = False,
+    plan: StepPlan | None = None,
+    keep: bool = False,
+    grad_scale: float = 1.0,
+) -> TensorLists | None: ...
+def lamb_step(
+    param: _FloatArray, grad: _FloatArray, exp_avg: _FloatArray,
+    exp_avg_sq: _FloatArray, *, step: int, lr: float = ...,
+    betas: tuple[float, float] = ..., eps: float = ..., weight_decay: float = ...,
+    convention: str = ..., n_threads: int | None = None,
+) -> None: ...
 def grad_norm(
     grads: list[_FloatArray],
     norm_type: float,

@@ -1846,6 +1846,139 @@ def adafactor_step(param, grad, row_var=None, col_var=None, variance=None, *,
                   True, None, False)
 
 
+# ----------------------------------------------------------------------------- LAMB
+
+cdef extern from "fusedopt.h" nogil:
+    enum:
+        FO_LAMB_OPTAX
+        FO_LAMB_KERAS
+    ctypedef struct fo_lamb_args:
+        fo_adam_args adam
+        int trust
+    void fo_lamb(int dtype, const fo_lamb_args *a, int ntensors, void *const *ps,
+                 const void *const *gs, void *const *ms, void *const *vs, const fo_index *ns,
+                 int n_threads)
+
+
+ctypedef struct lamb_h:
+    double lr, b1, b2, eps, wd, gs
+    int conv
+
+
+cdef int lamb_set(lamb_h *h, object lr, object betas, object eps, object wd,
+                  object convention, bint truthy) except -1:
+    """As adam_set, for LAMB."""
+    if lr is not _MISSING:
+        h.lr = learning_rate(lr)
+    if betas is not _MISSING:
+        betas_pair(betas, truthy, &h.b1, &h.b2)
+    if eps is not _MISSING:
+        h.eps = real(eps, "epsilon", 0.0)
+    if wd is not _MISSING:
+        h.wd = weight_decay(wd)
+    if convention is not _MISSING:
+        h.conv = convention_code(convention)
+    return 0
+
+
+cdef int lamb_from(lamb_h *h, dict hyper, dict defaults) except -1:
+    lamb_set(h, hp(hyper, defaults, "lr"), hp(hyper, defaults, "betas"),
+             hp(hyper, defaults, "eps"), hp(hyper, defaults, "weight_decay"),
+             hp(hyper, defaults, "convention"),
+             PyDict_GetItem(defaults, "torch_values") != NULL)
+    max_grad_norm_arg(hp(hyper, defaults, "max_grad_norm"))
+    h.gs = 1.0
+    return 0
+
+
+cdef TensorLists lamb_run(lamb_h *h, list arrays, object step, object n_threads, str pname,
+                          bint single, list index, bint dry, StepPlan plan):
+    """optax.lamb's rule (the torch convention too: torch has no LAMB) or Keras' Lamb:
+    Adam's moments and bias corrections as adam_resolve makes them for optax (Keras:
+    its own moments, b^t a power in the variable's dtype, lr a float32 variable), then the
+    per-tensor trust ratio (fo_lamb.h)."""
+    cdef long long t = integer(step, "step", 1)
+    cdef int nt = nthreads_arg(n_threads)
+    if h.conv != C_TORCH and h.conv != C_OPTAX and h.conv != C_KERAS:
+        raise ValueError(f"convention {CONVENTIONS[h.conv]!r} has no LAMB; use 'torch', "
+                         "'optax' or 'keras'")
+    if plan is None:
+        for k, role in ((2, "exp_avg"), (3, "exp_avg_sq")):
+            if arrays[k] is (_REQUIRED if single else None):
+                raise TypeError(f"{role} is required (an array like param, initially zeros)")
+    cdef TensorLists tl = step_arrays(arrays, (pname, "grad", "exp_avg", "exp_avg_sq"),
+                                      (True, False, True, True), (True, True, True, True),
+                                      single, index, plan)
+    cdef int dtype = tl.dtype if tl.dtype >= 0 else FO_F32
+    cdef fo_lamb_args a
+    memset(&a, 0, sizeof(fo_lamb_args))
+    cdef int conv = C_KERAS if h.conv == C_KERAS else C_OPTAX
+    adam_resolve(&a.adam, dtype, conv, t, h.lr, h.b1, h.b2, h.eps, h.wd, True, False,
+                 False, 0.0)
+    a.adam.grad_scale = h.gs
+    cdef double b1p, b2p
+    if conv == C_KERAS:
+        a.trust = FO_LAMB_KERAS
+        # m_hat = m/(1 - b1^t), b^t = power(cast(b), cast(t)) in the variable's dtype
+        b1p = round_to(pow(round_to(h.b1, dtype), <double>t), dtype)
+        b2p = round_to(pow(round_to(h.b2, dtype), <double>t), dtype)
+        a.adam.bc1 = round_to(1.0 - b1p, dtype)
+        a.adam.bc2 = round_to(1.0 - b2p, dtype)
+    else:
+        a.trust = FO_LAMB_OPTAX
+    if dry or tl.n == 0:
+        return tl
+    cdef fo_index total = 0
+    cdef Py_ssize_t k2
+    for k2 in range(tl.n):
+        total += tl.ns[k2]
+    cdef void **ps = tl.role(0)
+    cdef const void **gs = <const void **>tl.role(1)
+    cdef void **ms = tl.role(2)
+    cdef void **vs = tl.role(3)
+    cdef int n = <int>tl.n
+    if total <= GIL_HELD_MAX:
+        fo_lamb(dtype, &a, n, ps, gs, ms, vs, tl.ns, nt)
+    else:
+        with nogil:
+            fo_lamb(dtype, &a, n, ps, gs, ms, vs, tl.ns, nt)
+    return tl
+
+
+def lamb(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",
+         bint single=False, list index=None, bint dry=False, StepPlan plan=None,
+         bint keep=False, double grad_scale=1.0):
+    """One LAMB step over lists of tensors, in one C call (each tensor its own trust
+    ratio): ``arrays`` is ``[params, grads, exp_avgs, exp_avg_sqs]``; ``step`` the 1-based
+    step (bias corrections).  Hyper-parameters and errors as :func:`adam`."""
+    if plan is None and (len(arrays) != 4 or type(arrays[0]) is not list):
+        raise TypeError("arrays must be [params, grads, exp_avgs, exp_avg_sqs], lists of "
+                        "arrays")
+    cdef lamb_h h
+    lamb_from(&h, hyper, defaults)
+    h.gs = grad_scale
+    tl = lamb_run(&h, arrays, step, n_threads, pname, single, index, dry, plan)
+    return tl if keep else None
+
+
+cdef lamb_h LAMB_DEFAULTS
+cdef bint lamb_defaults_set = False
+
+
+def lamb_step(param, grad, exp_avg=_REQUIRED, exp_avg_sq=_REQUIRED, *, step=_REQUIRED,
+              lr=_MISSING, betas=_MISSING, eps=_MISSING, weight_decay=_MISSING,
+              convention=_MISSING, n_threads=None):
+    """The functional LAMB step (``fusedopt.lamb_step``, documented there)."""
+    if step is _REQUIRED:
+        raise TypeError("lamb_step() missing required keyword argument 'step'")
+    if not lamb_defaults_set:
+        raise RuntimeError("internal: lamb_step's defaults are not set")
+    cdef lamb_h h = LAMB_DEFAULTS
+    lamb_set(&h, lr, betas, eps, weight_decay, convention, False)
+    lamb_run(&h, [param, grad, exp_avg, exp_avg_sq], step, n_threads, "param", True, None,
+             False, None)
+
+
 # ----------------------------------------------------------------------------- functional steps
 
 cdef int state_type(object a, str name) except -1:
@@ -1864,7 +1997,7 @@ REQUIRED = _REQUIRED
 def set_defaults(str name, dict defaults):
     """Gives a functional step its description's defaults (validated once, here)."""
     global adam_defaults_set, sgd_defaults_set, lion_defaults_set, adagrad_defaults_set, \
-        rmsprop_defaults_set, adafactor_defaults_set
+        rmsprop_defaults_set, adafactor_defaults_set, lamb_defaults_set
     if name == "adam_step":
         adam_from(&ADAM_DEFAULTS, defaults, defaults)
         adam_defaults_set = True
@@ -1883,6 +2016,9 @@ def set_defaults(str name, dict defaults):
     elif name == "adafactor_step":
         adafactor_from(&ADAFACTOR_DEFAULTS, defaults, defaults)
         adafactor_defaults_set = True
+    elif name == "lamb_step":
+        lamb_from(&LAMB_DEFAULTS, defaults, defaults)
+        lamb_defaults_set = True
     else:
         raise ValueError(f"internal: no functional step {name!r}")
 
@@ -2272,14 +2408,17 @@ STREAM_PATTERNS = {"copy": (FO_STREAM_COPY, 1, 1), "triad": (FO_STREAM_TRIAD, 2,
                    "adafactor2d": ((FO_STREAM_READ, FO_STREAM_READ2, FO_STREAM_AXPY), 5, 1),
                    # vector Adafactor: a pass updating c from b (a's norm), then one
                    # updating a from b and c
-                   "adafactor": ((FO_STREAM_ACC, FO_STREAM_APPLY), 6, 2)}
+                   "adafactor": ((FO_STREAM_ACC, FO_STREAM_APPLY), 6, 2),
+                   # LAMB: a pass updating c and d from b (a's norm), then one updating a
+                   # from c and d
+                   "lamb": ((FO_STREAM_MOMENTS, FO_STREAM_APPLY_CD), 7, 3)}
 
 
 def stream(str pattern, a, b, c, d, n_threads=None):
     """Bandwidth probe: runs the access pattern of a kernel ("adam": 4 reads + 3 writes,
     "sgd": 3 + 2, "loss": 2 + 1, "clip": a read pass then an in-place scaling pass,
     "adafactor2d": 3 passes, 5 reads + 1 write, "adafactor": 2 passes, 6 reads + 2
-    writes, "copy", "triad") over same-shaped float arrays a, b, c, d (a, c, d written;
+    writes, "lamb": 2 passes, 7 reads + 3 writes, "copy", "triad") over same-shaped float arrays a, b, c, d (a, c, d written;
     a pattern with a reduction writes d[0] of each block).  Returns (reads, writes) per
     element, for GB/s accounting."""
     if pattern not in STREAM_PATTERNS:

@@ -33,6 +33,8 @@ cdef extern from "fusedopt.h" nogil:
         FO_STREAM_AXPY
         FO_STREAM_ACC
         FO_STREAM_APPLY
+        FO_STREAM_MOMENTS
+        FO_STREAM_APPLY_CD
     void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d,
                    fo_index n, int n_threads)
     void fo_exp_neg(int dtype, const void *a, void *out, fo_index n)

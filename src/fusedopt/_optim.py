@@ -582,14 +582,16 @@ if TYPE_CHECKING:   # what static type checkers see of the objects made above
     class Adagrad(Optimizer): ...
     class RMSprop(Optimizer): ...
     class Adafactor(Optimizer): ...
+    class LAMB(Optimizer): ...
 
     adam_step, sgd_step, lion_step = _core.adam_step, _core.sgd_step, _core.lion_step
     adagrad_step, rmsprop_step = _core.adagrad_step, _core.rmsprop_step
-    adafactor_step = _core.adafactor_step
+    adafactor_step, lamb_step = _core.adafactor_step, _core.lamb_step
 else:
-    Adam, AdamW, SGD, Lion, Adagrad, RMSprop, Adafactor = (
+    Adam, AdamW, SGD, Lion, Adagrad, RMSprop, Adafactor, LAMB = (
         FRONT_END[k] for k in ("Adam", "AdamW", "SGD", "Lion", "Adagrad", "RMSprop",
-                               "Adafactor"))
-    adam_step, sgd_step, lion_step, adagrad_step, rmsprop_step, adafactor_step = (
-        FRONT_END[k] for k in ("adam_step", "sgd_step", "lion_step", "adagrad_step",
-                               "rmsprop_step", "adafactor_step"))
+                               "Adafactor", "LAMB"))
+    adam_step, sgd_step, lion_step, adagrad_step, rmsprop_step, adafactor_step, \
+        lamb_step = (FRONT_END[k] for k in ("adam_step", "sgd_step", "lion_step",
+                                            "adagrad_step", "rmsprop_step",
+                                            "adafactor_step", "lamb_step"))

@@ -910,3 +910,104 @@ ADAFACTOR = register(Spec(
     functional="adafactor_step",
     doc=_ADAFACTOR_DOC, functional_doc=_ADAFACTOR_FUNCTIONAL_DOC,
     torch_doc=_ADAFACTOR_TORCH_DOC))
+
+
+# ----------------------------------------------------------------------------- LAMB
+
+_LAMB_DOC = """LAMB (You et al., 2020, "Large Batch Optimization for Deep Learning") over a list of
+    NumPy arrays, updated in place (one C call per step; each array its own trust ratio).
+
+    torch.optim has no LAMB: the default convention ("torch") is optax.lamb's rule with
+    torch-style arguments (``lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0``:
+    optax's defaults); ``convention="keras"`` is ``keras.optimizers.Lamb`` (pass its
+    ``eps=1e-7``).  State per parameter: ``step``, ``exp_avg`` and ``exp_avg_sq``, in its
+    dtype (see :func:`lamb_step`).
+
+    >>> import numpy as np, fusedopt
+    >>> w = np.array([3.0, 4.0], dtype=np.float32)
+    >>> opt = fusedopt.LAMB([w], lr=0.1)
+    >>> opt.step([np.array([1.0, -1.0], dtype=np.float32)])
+    True
+    >>> w          # u = (1, -1), ||w|| = 5, ||u|| = sqrt(2): w -= 0.1*(5/sqrt(2))*u
+    array([2.6464467, 4.3535533], dtype=float32)
+    """
+
+_LAMB_FUNCTIONAL_DOC = """One LAMB update of ``param``, ``exp_avg`` and ``exp_avg_sq`` in
+    place: Adam's direction scaled per tensor by the trust ratio ``||p|| / ||u||``.
+
+    With ``convention="torch"`` or ``"optax"`` (``optax.lamb``: ``scale_by_adam``,
+    ``add_decayed_weights``, ``scale_by_trust_ratio``, ``scale_by_learning_rate``)::
+
+        m = (1 - b1)*g + b1*m;  v = (1 - b2)*(g*g) + b2*v
+        u = (m/(1 - b1**t)) / (sqrt(v/(1 - b2**t)) + eps) + wd*p
+        r = ||p|| / ||u||   (1 when either norm is 0);   p = p + (u*r)*(-lr)
+
+    (the weight decay inside the trust ratio's norm).  ``convention="keras"``
+    (``keras.optimizers.Lamb``, its weight decay applied first as for every Keras
+    optimizer)::
+
+        p = p - (p*wd)*lr;  m = m + (g - m)*(1 - b1);  v = v + (g*g - v)*(1 - b2)
+        u = (m/(1 - b1**t)) / (sqrt(v/(1 - b2**t)) + eps)
+        r = ||p|| / ||u|| if both are > 0 else 1;   p = p - (r*lr)*u
+
+    with ``lr`` a float32 variable and ``b**t`` a power in the parameter's dtype.  The
+    norms are double sums in a fixed order, rounded to the dtype: the same for every
+    thread count (the frameworks' are reductions in the dtype, a few ulps off).
+
+    Args:
+        param, grad, exp_avg, exp_avg_sq: float32 or float64 arrays of one dtype and
+            shape, C-contiguous, distinct; all but ``grad`` writeable (the moments start
+            at 0).
+        step: the 1-based step (bias corrections).
+        lr, betas, eps, weight_decay: lr, eps, wd >= 0; 0 <= beta < 1.
+        convention: "torch", "optax" or "keras".
+        n_threads: threads for this call.
+
+    Raises:
+        TypeError / ValueError naming the argument; no array is modified then.
+
+    >>> import numpy as np, fusedopt
+    >>> p = np.array([3.0, 4.0]); m = np.zeros(2); v = np.zeros(2)
+    >>> fusedopt.lamb_step(p, np.array([1.0, -1.0]), m, v, step=1, lr=0.1)
+    >>> p.round(6)
+    array([2.646447, 4.353553])
+    """
+
+_LAMB_TORCH_DOC = """LAMB for torch parameters, running fusedopt's LAMB kernel.  torch.optim has no
+    LAMB: the rule is optax.lamb's with torch-style arguments.
+
+    Args:
+        params: iterable of parameters (or named parameters) or of dicts (param groups).
+        lr, betas, eps, weight_decay: ``lr=1e-3, betas=(0.9, 0.999), eps=1e-6,
+            weight_decay=0`` by default (optax's; its weight decay is inside the trust
+            ratio).
+        convention: "torch" (default: optax's rule), "optax" or "keras" (see
+            :func:`fusedopt.lamb_step`).
+
+    The state per parameter: ``step`` (float32 scalar tensor), ``exp_avg`` and
+    ``exp_avg_sq``, as torch.optim.Adam's.
+
+    >>> import torch, fusedopt.torch
+    >>> w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    >>> opt = fusedopt.torch.LAMB([w], lr=0.1)
+    >>> w.grad = torch.tensor([1.0, -1.0])
+    >>> opt.step()
+    >>> w.detach()
+    tensor([2.6464, 4.3536])
+    """
+
+LAMB = register(Spec(
+    name="LAMB",
+    hypers=(
+        Hyper("lr", 1e-3, "learning rate (>= 0)"),
+        Hyper("betas", (0.9, 0.999), "the moments' decay rates (0 <= beta < 1)"),
+        Hyper("eps", 1e-6, "added to the denominator's square root (>= 0)"),
+        Hyper("weight_decay", 0.0, "weight decay (>= 0): optax adds wd*p to the update "
+              "before the trust ratio, Keras decays p first"),
+        Hyper("convention", "torch", "whose update rule: 'torch' (optax's), 'optax' or "
+              "'keras'"),
+    ),
+    roles=("exp_avg", "exp_avg_sq"), states=lambda group: ("exp_avg", "exp_avg_sq"),
+    kernel=_core.lamb, kernel_step=_adam_step,
+    torch_positional=("lr", "betas", "eps", "weight_decay"), functional="lamb_step",
+    doc=_LAMB_DOC, functional_doc=_LAMB_FUNCTIONAL_DOC, torch_doc=_LAMB_TORCH_DOC))

@@ -652,3 +652,58 @@ def _seq_sum(x: np.ndarray) -> float:
     """The sum of x's elements in double, one after the other."""
     acc = np.add.accumulate(x.astype(np.float64).ravel())
     return float(acc[-1]) if acc.size else 0.0
+
+
+# ----------------------------------------------------------------------------- LAMB
+
+def _block_sum(x: np.ndarray) -> float:
+    """The sum of a flat float64 array as the kernels add it: blocks of _BLOCK elements,
+    lanes in each, blocks in order."""
+    flat = x.reshape(1, -1)
+    return _ordered_sum(_lane_sum(flat[:, i:i + _BLOCK]) for i in range(0, x.size, _BLOCK))
+
+
+def lamb_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
+              exp_avg_sq: np.ndarray, *, step: int, lr: float = 1e-3,
+              betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+              weight_decay: float = 0.0, convention: str = "torch",
+              n_threads: Optional[int] = None) -> None:
+    """One LAMB step, in place (see fusedopt.lamb_step).  "torch" and "optax": optax.lamb
+    (``scale_by_adam``: ``m = (1-b1)*g + b1*m``, ``v = (1-b2)*g*g + b2*v``, ``u =
+    (m/(1-b1**t))/(sqrt(v/(1-b2**t) + 0) + eps)``; ``add_decayed_weights``: ``u + wd*p``;
+    ``scale_by_trust_ratio``: ``u*(||p||/||u||)``, the ratio 1 when either norm is 0;
+    ``scale_by_learning_rate``: ``*(-lr)``).  "keras": keras.optimizers.Lamb (its weight
+    decay ``p - (p*wd)*lr`` first; ``m += (g - m)*(1 - b1)``, ``v += (g*g - v)*(1 -
+    b2)``, ``b**t`` a power in the parameter's dtype; ``r = ||p||/||u||`` only when both
+    are > 0, else 1; ``p -= (r*lr)*u``, lr a float32 variable).  The norms are double sums
+    in the kernels' order rounded to the dtype (the frameworks' are reductions in it)."""
+    _spec.LAMB.validate(dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                             convention=convention))
+    T = param.dtype.type
+    p, g, m, v = param.copy(), grad, exp_avg, exp_avg_sq
+    b1, b2 = betas
+    t, wd = int(step), weight_decay
+    with np.errstate(all="ignore"):
+        if convention == "keras":
+            lrT = T(np.float32(lr))
+            if wd != 0:
+                p = p - (p * T(wd)) * lrT
+            m[...] = m + (g - m) * T(1 - b1)
+            v[...] = v + (g * g - v) * T(1 - b2)
+            bc1 = T(1) - T(math.pow(float(T(b1)), t))
+            bc2 = T(1) - T(math.pow(float(T(b2)), t))
+        else:
+            m[...] = T(1 - b1) * g + T(b1) * m
+            v[...] = T(1 - b2) * (g * g) + T(b2) * v
+            bc1, bc2 = T(1 - b1 ** t), T(1 - b2 ** t)
+        u = (m / bc1) / (np.sqrt(v / bc2 + T(0)) + T(eps))
+        if wd != 0 and convention != "keras":
+            u = u + T(wd) * p
+        pn = T(math.sqrt(_block_sum(p.astype(np.float64) ** 2)))
+        un = T(math.sqrt(_block_sum(u.astype(np.float64) ** 2)))
+        if convention == "keras":
+            r = pn / un if pn > 0 and un > 0 else T(1)
+            param[...] = p - T(r * lrT) * u
+        else:
+            r = T(1) if pn == 0 or un == 0 else pn / un
+            param[...] = p + (u * T(r)) * T(-lr)

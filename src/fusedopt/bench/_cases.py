@@ -36,6 +36,9 @@ KERNELS: Dict[str, Dict[str, Any]] = {
                         what="fusedopt.adafactor_step on the most nearly square R x C "
                         "matrix of n elements (3125 x 3200 at 1e7), factored second "
                         "moment, torch convention and defaults (3 passes)"),
+    "lamb": dict(label="LAMB f32", dtype="float32", pattern="lamb", bpe=40, unit="GB/s",
+                 what="fusedopt.lamb_step, optax's rule and defaults, weight decay 0.01 "
+                 "(2 passes)"),
     "ce": dict(label="sigmoid CE loss+grad f32", dtype="float32", pattern="loss", bpe=12,
                unit="Melem/s", what="fusedopt.sigmoid_cross_entropy_and_grad, float32 "
                "labels, reduction mean, out= preallocated"),
@@ -595,6 +598,83 @@ class Adafactor2dCase(AdafactorCase):
     factored = True
 
 
+class LAMBCase(_Step):
+    """``fusedopt.lamb_step`` (optax's rule, weight decay 0.01) on one array of n
+    elements.  torch has no LAMB: its peer is the update in torch's in-place tensor ops
+    (as the torch-optimizer package's Lamb writes it, with optax's rule)."""
+
+    arrays, peer_arrays = 4, {"numpy": 2, "torch": 2, "deepspeed": 0}
+    torch_impl, torch_op, deepspeed_skip = "torch in-place tensor ops", None, "no LAMB"
+    torch_label = "torch ops"
+    B1, B2, EPS, WD = 0.9, 0.999, 1e-6, 0.01
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        super().__init__(n, dtype, rng)
+        self.m = aligned_zeros(n, dtype)
+        self.v = aligned_zeros(n, dtype)
+
+    def stream_args(self) -> Quad:
+        return self.p, self.g, self.m, self.v
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        step = fusedopt.lamb_step
+        p, g, m, v, t = self.p, self.g, self.m, self.v, [0]
+        b, eps, wd = (self.B1, self.B2), self.EPS, self.WD
+
+        def run() -> None:
+            t[0] += 1
+            step(p, g, m, v, step=t[0], lr=LR, betas=b, eps=eps, weight_decay=wd,
+                 n_threads=k)
+        return run
+
+    def numpy(self) -> Peer:
+        p, g, m, v = self.p, self.g, self.m, self.v
+        u, tmp = aligned_empty(self.n, self.dtype), aligned_empty(self.n, self.dtype)
+        dt = self.dtype.type
+        b1, c1, b2, c2 = dt(self.B1), dt(1 - self.B1), dt(self.B2), dt(1 - self.B2)
+        eps, wd, t = dt(self.EPS), dt(self.WD), [0]
+        mul, add = np.multiply, np.add
+
+        def run() -> None:
+            t[0] += 1
+            mul(m, b1, out=m)                  # m = b1*m + (1 - b1)*g
+            add(m, mul(g, c1, out=tmp), out=m)
+            mul(v, b2, out=v)                  # v = b2*v + (1 - b2)*g*g
+            mul(g, g, out=tmp)
+            add(v, mul(tmp, c2, out=tmp), out=v)
+            np.divide(v, dt(1 - self.B2 ** t[0]), out=tmp)    # u = m_hat/(sqrt(v_hat) + eps)
+            np.sqrt(tmp, out=tmp)
+            add(tmp, eps, out=tmp)
+            np.divide(m, dt(1 - self.B1 ** t[0]), out=u)
+            np.divide(u, tmp, out=u)
+            add(u, mul(p, wd, out=tmp), out=u)                # + wd*p
+            pn, un = math.sqrt(float(np.dot(p, p))), math.sqrt(float(np.dot(u, u)))
+            r = pn / un if pn > 0 and un > 0 else 1.0
+            add(p, mul(u, dt(-LR * r), out=u), out=p)
+        return run, None
+
+    def torch(self, env: Env) -> Peer:
+        torch = env.torch
+        p, g, m, v = (torch.from_numpy(a) for a in (self.p, self.g, self.m, self.v))
+        b1, b2, eps, wd, t = self.B1, self.B2, self.EPS, self.WD, [0]
+
+        def run() -> None:
+            t[0] += 1
+            with torch.no_grad():
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                u = (m / (1 - b1 ** t[0])).div_((v / (1 - b2 ** t[0])).sqrt_().add_(eps))
+                u.add_(p, alpha=wd)
+                pn, un = p.norm(), u.norm()
+                r = (pn / un).item() if pn > 0 and un > 0 else 1.0
+                p.add_(u, alpha=-LR * r)
+        return run, None
+
+    def deepspeed(self, env: Env) -> Peer:
+        raise Unsupported("no LAMB")
+
+
 class CECase(_Flat):
     """``fusedopt.sigmoid_cross_entropy_and_grad`` (mean) on n logits, float32 labels."""
 
@@ -669,4 +749,5 @@ FIXED: Dict[str, Tuple[int, int]] = {"multi": (MULTI_TENSORS, MULTI_SIZE),
 CASES: Dict[str, Any] = {"adam": AdamCase, "adam64": AdamCase, "sgd": SGDCase,
                          "lion": LionCase, "adagrad": AdagradCase, "rmsprop": RMSpropCase,
                          "adafactor": AdafactorCase, "adafactor2d": Adafactor2dCase,
+                         "lamb": LAMBCase,
                          "ce": CECase, "multi": MultiCase, "clip": ClipCase}

@@ -8,6 +8,8 @@ so that they hold on any machine; two are absolute, from the project's reference
 * SGD with momentum, Lion, Adagrad and RMSprop at n=1e7, 1 thread: at least 95% of the
   ceiling; Adagrad at least 1.2x ``torch.optim.Adagrad(fused=True)``, RMSprop at least 4x
   ``torch.optim.RMSprop``;
+* LAMB at n=1e7, 1 thread: at least 95% of the ceiling of its two passes (the
+  trust ratio needs both norms before the update);
 * Adafactor at n=1e7 (a vector, and a 3125 x 3200 matrix: the factored statistics), 1
   thread: at least 5x ``torch.optim.Adafactor`` (its percentage of the ceiling of its
   passes' access pattern is reported beside);
@@ -80,7 +82,8 @@ def _adam(rows: List[Row]) -> List[Goal]:
 def _elementwise(rows: List[Row]) -> List[Goal]:
     out: List[Goal] = []
     for kernel, what, vs_torch in (("sgd", "SGD momentum", None), ("lion", "Lion", None),
-                                   ("adagrad", "Adagrad", 1.2), ("rmsprop", "RMSprop", 4.0)):
+                                   ("adagrad", "Adagrad", 1.2), ("rmsprop", "RMSprop", 4.0),
+                                   ("lamb", "LAMB", None)):
         out += _ceiling(rows, kernel, 10 ** 7, 1, 95, what)
         r = _find(rows, kernel, 10 ** 7, 1)
         tt = _torch_t(r) if r and vs_torch else None
