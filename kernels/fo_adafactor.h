@@ -29,13 +29,19 @@
 #ifdef FO_API
 /* The interface (fusedopt.h includes it): the step's scalars (Python floats as torch
  * computes them; the kernels round them to the element type where torch does). */
+enum fo_af_form { FO_AF_TORCH = 0, FO_AF_KERAS = 1 };
+
 typedef struct {
-    int maximize, decay;                 /* decay: FO_DECAY_NONE or FO_DECAY_MUL */
+    int form;                            /* fo_af_form */
+    int maximize, decay;                 /* decay: FO_DECAY_NONE, FO_DECAY_MUL (torch) or
+                                          * FO_DECAY_SUB (Keras: p - (p*wd)*lr first) */
     double grad_scale;                   /* the clip coefficient (1: none) */
-    double w;                            /* t**beta2_decay */
+    double w;                            /* torch: t**beta2_decay */
+    double beta2_t, one_minus_beta2_t;   /* Keras: 1 - t**beta2_decay and its complement */
     double eps1, eps1_sq, eps2;          /* eps1_sq: eps1*eps1 (a Python float) */
     double rho;                          /* min(lr, 1/sqrt(t)) */
-    double decay_factor;                 /* 1 - lr*wd */
+    double decay_factor;                 /* torch: 1 - lr*wd */
+    double wd, lr;                       /* Keras' decay (lr: its float32 variable) */
     double d;
 } fo_adafactor_args;
 
@@ -52,7 +58,8 @@ fo_index fo_adafactor_scratch(fo_index nb, fo_index nr, fo_index nc);
 #else
 #include <math.h>
 
-typedef struct { FO_T sgn, w, omw, eps1_sq; int lerp_lo; } FO_NAME(af_k);
+typedef struct { FO_T sgn, w, omw, eps1_sq, e1, b2, omb2, wd, lr; int lerp_lo, keras, sub; }
+    FO_NAME(af_k);
 
 FO_INLINE FO_NAME(af_k) FO_NAME(af_consts)(const fo_adafactor_args *a)
 {
@@ -62,7 +69,27 @@ FO_INLINE FO_NAME(af_k) FO_NAME(af_consts)(const fo_adafactor_args *a)
     k.omw = (FO_T)1 - k.w;
     k.lerp_lo = k.w < (FO_T)0.5;
     k.eps1_sq = (FO_T)a->eps1_sq;
+    k.keras = a->form == FO_AF_KERAS;
+    k.e1 = (FO_T)a->eps1;
+    k.b2 = (FO_T)a->beta2_t;
+    k.omb2 = (FO_T)a->one_minus_beta2_t;
+    k.sub = a->decay == FO_DECAY_SUB;
+    k.wd = (FO_T)a->wd;
+    k.lr = (FO_T)a->lr;
     return k;
+}
+
+/* Keras: p after its weight decay (the value its RMS and update read) */
+FO_INLINE FO_T FO_NAME(af_p)(const FO_NAME(af_k) *k, FO_T p)
+{
+    return k->sub ? p - (p * k->wd) * k->lr : p;
+}
+
+/* The square a statistic averages: torch g*g exactly (in double), Keras g*g + eps1 in the
+ * element type. */
+FO_INLINE double FO_NAME(af_sq)(const FO_NAME(af_k) *k, FO_T gv, const int keras)
+{
+    return keras ? (double)(gv * gv + k->e1) : (double)gv * (double)gv;
 }
 
 /* torch's lerp(a, b, w): |w| < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w) */
@@ -84,6 +111,15 @@ FO_INLINE FO_T FO_NAME(af_mean_sq)(double sum, fo_index n)
     return (nrm * nrm) / (FO_T)n;
 }
 
+/* A row or column statistic from its sum of squares over n: torch's lerp to the mean
+ * square, Keras' beta2_t*old + (1 - beta2_t)*mean (the sum rounded, then / n). */
+FO_INLINE FO_T FO_NAME(af_stat)(const FO_NAME(af_k) *k, FO_T old, double sum, fo_index n)
+{
+    if (k->keras)
+        return k->b2 * old + k->omb2 * ((FO_T)sum / (FO_T)n);
+    return FO_NAME(af_lerp)(k, old, FO_NAME(af_mean_sq)(sum, n));
+}
+
 /* The lane accumulators of a unit live in locals while it runs (out of memory that
  * might alias the arrays it writes, so they stay in registers): copied in, copied out,
  * the same additions in the same order. */
@@ -100,14 +136,15 @@ FO_INLINE FO_T FO_NAME(af_mean_sq)(double sum, fo_index n)
         for (fo_index c = full_, j = 0; c < (cols); c++, j++) { __VA_ARGS__; }          \
     } while (0)
 
-/* Rows [0, rows) of one matrix (cols wide): each row's sum of g*g updates its row_var;
- * colsum[c] += g*g row after row (the caller zeroes it).  Four rows at a time, so that
- * colsum is loaded and stored once per four rows: the same additions in the same order. */
-void FO_NAME(af_rows)(const fo_adafactor_args *a, const FO_T *restrict g,
-                      FO_T *restrict row_var, double *restrict colsum, fo_index rows,
-                      fo_index cols)
+/* Rows [0, rows) of one matrix (cols wide): each row's sum of squares updates its
+ * row_var; colsum[c] += the square, row after row (the caller zeroes it).  Four rows at
+ * a time, so that colsum is loaded and stored once per four rows: the same additions in
+ * the same order. */
+FO_INLINE void FO_NAME(af_rows_loop)(const FO_NAME(af_k) *kp, const FO_T *restrict g,
+                                     FO_T *restrict row_var, double *restrict colsum,
+                                     fo_index rows, fo_index cols, const int keras)
 {
-    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    const FO_NAME(af_k) k = *kp;
     fo_index r = 0;
     for (; r + 4 <= rows; r += 4) {
         const FO_T *restrict g0 = g + r * cols, *restrict g1 = g0 + cols;
@@ -115,28 +152,40 @@ void FO_NAME(af_rows)(const fo_adafactor_args *a, const FO_T *restrict g,
         double s0[FO_LANES] = {0}, s1[FO_LANES] = {0}, s2[FO_LANES] = {0},
                s3[FO_LANES] = {0};
         FO_AF_COLS(cols, {
-            const double x0 = (double)(g0[c] * k.sgn), x1 = (double)(g1[c] * k.sgn);
-            const double x2 = (double)(g2[c] * k.sgn), x3 = (double)(g3[c] * k.sgn);
-            s0[j] += x0 * x0; s1[j] += x1 * x1; s2[j] += x2 * x2; s3[j] += x3 * x3;
-            colsum[c] = (((colsum[c] + x0 * x0) + x1 * x1) + x2 * x2) + x3 * x3;
+            const double x0 = FO_NAME(af_sq)(&k, g0[c] * k.sgn, keras);
+            const double x1 = FO_NAME(af_sq)(&k, g1[c] * k.sgn, keras);
+            const double x2 = FO_NAME(af_sq)(&k, g2[c] * k.sgn, keras);
+            const double x3 = FO_NAME(af_sq)(&k, g3[c] * k.sgn, keras);
+            s0[j] += x0; s1[j] += x1; s2[j] += x2; s3[j] += x3;
+            colsum[c] = (((colsum[c] + x0) + x1) + x2) + x3;
         });
         FO_FOLD_LANES(s0); FO_FOLD_LANES(s1); FO_FOLD_LANES(s2); FO_FOLD_LANES(s3);
-        row_var[r] = FO_NAME(af_lerp)(&k, row_var[r], FO_NAME(af_mean_sq)(s0[0], cols));
-        row_var[r + 1] = FO_NAME(af_lerp)(&k, row_var[r + 1], FO_NAME(af_mean_sq)(s1[0], cols));
-        row_var[r + 2] = FO_NAME(af_lerp)(&k, row_var[r + 2], FO_NAME(af_mean_sq)(s2[0], cols));
-        row_var[r + 3] = FO_NAME(af_lerp)(&k, row_var[r + 3], FO_NAME(af_mean_sq)(s3[0], cols));
+        row_var[r] = FO_NAME(af_stat)(&k, row_var[r], s0[0], cols);
+        row_var[r + 1] = FO_NAME(af_stat)(&k, row_var[r + 1], s1[0], cols);
+        row_var[r + 2] = FO_NAME(af_stat)(&k, row_var[r + 2], s2[0], cols);
+        row_var[r + 3] = FO_NAME(af_stat)(&k, row_var[r + 3], s3[0], cols);
     }
     for (; r < rows; r++) {
         const FO_T *restrict gr = g + r * cols;
         double s0[FO_LANES] = {0};
         FO_AF_COLS(cols, {
-            const double x = (double)(gr[c] * k.sgn);
-            s0[j] += x * x;
-            colsum[c] += x * x;
+            const double x = FO_NAME(af_sq)(&k, gr[c] * k.sgn, keras);
+            s0[j] += x;
+            colsum[c] += x;
         });
         FO_FOLD_LANES(s0);
-        row_var[r] = FO_NAME(af_lerp)(&k, row_var[r], FO_NAME(af_mean_sq)(s0[0], cols));
+        row_var[r] = FO_NAME(af_stat)(&k, row_var[r], s0[0], cols);
     }
+}
+
+void FO_NAME(af_rows)(const fo_adafactor_args *a, const FO_T *g, FO_T *row_var,
+                      double *colsum, fo_index rows, fo_index cols)
+{
+    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    if (k.keras)
+        FO_NAME(af_rows_loop)(&k, g, row_var, colsum, rows, cols, 1);
+    else
+        FO_NAME(af_rows_loop)(&k, g, row_var, colsum, rows, cols, 0);
 }
 
 /* A matrix's column sums (over its `rows` rows) update its col_var. */
@@ -145,42 +194,51 @@ void FO_NAME(af_cols)(const fo_adafactor_args *a, const double *colsum, FO_T *co
 {
     const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
     for (fo_index c = 0; c < cols; c++)
-        col_var[c] = FO_NAME(af_lerp)(&k, col_var[c], FO_NAME(af_mean_sq)(colsum[c], rows));
+        col_var[c] = FO_NAME(af_stat)(&k, col_var[c], colsum[c], rows);
 }
 
-/* max(mean(row_var), eps1), the mean's sum in double in row order, rounded to FO_T. */
-double FO_NAME(af_rmean)(const FO_T *row_var, fo_index rows, double eps1)
+/* The mean of row_var, its sum in double in row order: torch's max(sum/rows rounded,
+ * eps1); Keras' sum rounded, divided by rows in FO_T, not clamped. */
+double FO_NAME(af_rmean)(const fo_adafactor_args *a, const FO_T *row_var, fo_index rows)
 {
     double s = 0.0;
     for (fo_index r = 0; r < rows; r++) s += (double)row_var[r];
-    return (double)FO_NAME(af_clamp)((FO_T)(s / (double)rows), (FO_T)eps1);
+    if (a->form == FO_AF_KERAS)
+        return (double)((FO_T)s / (FO_T)rows);
+    return (double)FO_NAME(af_clamp)((FO_T)(s / (double)rows), (FO_T)a->eps1);
 }
 
-/* A matrix's column factors: binv[c] = 1/sqrt(col_var[c]); returns min(col_var), NaN
- * when any is NaN (cols >= 1). */
-double FO_NAME(af_colinv)(const FO_T *col_var, FO_T *binv, fo_index cols)
+/* A matrix's column factors: binv[c] = 1/sqrt(col_var[c]); bounds = {min(col_var),
+ * max(col_var)}, both NaN when any is NaN (cols >= 1). */
+void FO_NAME(af_colinv)(const FO_T *col_var, FO_T *binv, fo_index cols, double *bounds)
 {
-    FO_T lo = col_var[0];
+    FO_T lo = col_var[0], hi = col_var[0];
     for (fo_index c = 0; c < cols; c++) {
         const FO_T v = col_var[c];
         binv[c] = FO_NAME(af_rsqrt)(v);
         if (v < lo || v != v) lo = v;           /* (a NaN stays) */
+        if (v > hi || v != v) hi = v;
     }
-    return (double)lo;
+    bounds[0] = (double)lo;
+    bounds[1] = lo != lo ? (double)lo : (double)hi;
 }
 
 /* U of a factored matrix's row: the element type's value of torch's
  *     rsqrt(clamp(row_var*col_var / rmc, eps1*eps1)) * g
  * computed as g * ((1/sqrt(row_var/rmc)) * (1/sqrt(col_var))) when no element of the
- * row is clamped (q*min(col_var) >= eps1^2 with q = row_var/rmc; rounding is monotonic),
+ * row is clamped (q*min(col_var) >= eps1^2 with q = row_var/rmc; rounding is monotonic)
+ * and none overflows (row_var*max(col_var)/rmc finite: torch's rsqrt of inf is 0),
  * two multiplications per element instead of a division, a square root and a division,
  * within a few ulps of torch's rounding of the same value (torch's float32 row and
  * column norms are further from the exact ones); a row with a clamped or NaN element
  * takes torch's formula itself.  Runs body with u set for element c (lane j). */
-#define FO_AF_ROW(k, rv, rmc, cvmin, col_var, binv, gr, cols, body)                       \
+#define FO_AF_ROW(k, rv, rmc, cvlo, cvhi, col_var, binv, gr, cols, body)                 \
     do {                                                                                \
-        const FO_T q_ = (rv) / (rmc);                                                   \
-        if (q_ * (cvmin) >= (k).eps1_sq) {                                              \
+        const FO_T q_ = (rv) / (rmc), top_ = ((rv) * (cvhi)) / (rmc);                   \
+        if ((k).keras) {      /* Keras: g / sqrt((row_var/mean)*col_var) */             \
+            FO_AF_COLS(cols, const FO_T u = ((gr)[c] * (k).sgn) / FO_SQRT(q_ * (col_var)[c]); \
+                       body);                                                           \
+        } else if (q_ * (cvlo) >= (k).eps1_sq && top_ - top_ == 0) {                    \
             const FO_T ar_ = FO_NAME(af_rsqrt)(q_);                                     \
             FO_AF_COLS(cols, const FO_T u = ((gr)[c] * (k).sgn) * (ar_ * (binv)[c]); body); \
         } else {                                                                        \
@@ -190,44 +248,51 @@ double FO_NAME(af_colinv)(const FO_T *col_var, FO_T *binv, fo_index cols)
         }                                                                               \
     } while (0)
 
-/* uacc[c % FO_LANES] += U*U and pacc[c % FO_LANES] += p*p over rows [0, rows) of one
- * factored matrix. */
+/* uacc[c % FO_LANES] += U*U and pacc[c % FO_LANES] += p*p (Keras: p after its decay)
+ * over rows [0, rows) of one factored matrix. */
 void FO_NAME(af_unorm)(const fo_adafactor_args *a, const FO_T *restrict p,
                        const FO_T *restrict g, const FO_T *restrict row_var,
                        const FO_T *restrict col_var, const FO_T *restrict binv, double rmc,
-                       double cvmin, fo_index rows, fo_index cols, double *restrict uacc,
+                       const double *cvb, fo_index rows, fo_index cols, double *restrict uacc,
                        double *restrict pacc)
 {
     const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
-    const FO_T m = (FO_T)rmc, lo = (FO_T)cvmin;
+    const FO_T m = (FO_T)rmc, lo = (FO_T)cvb[0], hi = (FO_T)cvb[1];
     FO_AF_LANES_IN(ul, uacc);
     FO_AF_LANES_IN(pl, pacc);
     for (fo_index r = 0; r < rows; r++) {
         const FO_T *restrict gr = g + r * cols, *restrict pr = p + r * cols;
-        FO_AF_ROW(k, row_var[r], m, lo, col_var, binv, gr, cols,
-                  ul[j] += (double)u * (double)u; pl[j] += (double)pr[c] * (double)pr[c]);
+        FO_AF_ROW(k, row_var[r], m, lo, hi, col_var, binv, gr, cols,
+                  const double y = (double)FO_NAME(af_p)(&k, pr[c]);
+                  ul[j] += (double)u * (double)u; pl[j] += y * y);
     }
     FO_AF_LANES_OUT(ul, uacc);
     FO_AF_LANES_OUT(pl, pacc);
 }
 
-/* The update of rows [0, rows) of one factored matrix: p = p*decay_factor (with weight
- * decay), then p + coef*U. */
+/* The update of rows [0, rows) of one factored matrix: torch p = p*decay_factor (with
+ * weight decay), then p + coef*U; Keras p = p - (p*wd)*lr, then p - alpha*(U/coef). */
 void FO_NAME(af_apply)(const fo_adafactor_args *a, FO_T *p, const FO_T *g,
                        const FO_T *row_var, const FO_T *col_var, const FO_T *binv,
-                       double rmc, double cvmin, fo_index rows, fo_index cols, double coef)
+                       double rmc, const double *cvb, fo_index rows, fo_index cols, double coef,
+                       double alpha)
 {
     const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
-    const FO_T m = (FO_T)rmc, lo = (FO_T)cvmin, cf = (FO_T)coef, df = (FO_T)a->decay_factor;
+    const FO_T m = (FO_T)rmc, lo = (FO_T)cvb[0], hi = (FO_T)cvb[1], cf = (FO_T)coef;
+    const FO_T df = (FO_T)a->decay_factor;
+    const FO_T al = (FO_T)alpha;
     const int decay = a->decay == FO_DECAY_MUL;
     for (fo_index r = 0; r < rows; r++) {
         FO_T *restrict pr = p + r * cols;
         const FO_T *restrict gr = g + r * cols;
-        if (decay)
-            FO_AF_ROW(k, row_var[r], m, lo, col_var, binv, gr, cols,
+        if (k.keras)
+            FO_AF_ROW(k, row_var[r], m, lo, hi, col_var, binv, gr, cols,
+                      pr[c] = FO_NAME(af_p)(&k, pr[c]) - al * (u / cf));
+        else if (decay)
+            FO_AF_ROW(k, row_var[r], m, lo, hi, col_var, binv, gr, cols,
                       pr[c] = pr[c] * df + cf * u);
         else
-            FO_AF_ROW(k, row_var[r], m, lo, col_var, binv, gr, cols, pr[c] = pr[c] + cf * u);
+            FO_AF_ROW(k, row_var[r], m, lo, hi, col_var, binv, gr, cols, pr[c] = pr[c] + cf * u);
     }
 }
 
@@ -241,31 +306,51 @@ void FO_NAME(af_vec)(const fo_adafactor_args *a, const FO_T *restrict p,
     fo_index i = 0;
     FO_AF_LANES_IN(pl, pacc);
     FO_AF_LANES_IN(ul, uacc);
-#define FO_AF_VEC(i, j)                                                                 \
+#define FO_AF_VEC(i, j, keras)                                                          \
     do {                                                                                \
         const FO_T gi = g[i] * k.sgn;                                                   \
-        const FO_T vi = FO_NAME(af_lerp)(&k, v[i], gi * gi);                            \
-        const double y = (double)p[i];                                                  \
-        const double u = (double)(FO_NAME(af_rsqrt)(FO_NAME(af_clamp)(vi, k.eps1_sq)) * gi); \
+        FO_T vi;                                                                        \
+        double u, y;                                                                    \
+        if (keras) {          /* v = b2*v + (1 - b2)*(g*g + eps1); U = g/sqrt(v) */     \
+            vi = k.b2 * v[i] + k.omb2 * (gi * gi + k.e1);                               \
+            u = (double)(gi / FO_SQRT(vi));                                             \
+            y = (double)FO_NAME(af_p)(&k, p[i]);                                        \
+        } else {                                                                        \
+            vi = FO_NAME(af_lerp)(&k, v[i], gi * gi);                                   \
+            u = (double)(FO_NAME(af_rsqrt)(FO_NAME(af_clamp)(vi, k.eps1_sq)) * gi);     \
+            y = (double)p[i];                                                           \
+        }                                                                               \
         v[i] = vi;                                                                      \
         pl[j] += y * y;                                                                 \
         ul[j] += u * u;                                                                 \
     } while (0)
-    for (; i + FO_LANES <= n; i += FO_LANES)
-        for (int j = 0; j < FO_LANES; j++) FO_AF_VEC(i + j, j);
-    for (int j = 0; i < n; i++, j++) FO_AF_VEC(i, j);
+    if (k.keras) {
+        for (; i + FO_LANES <= n; i += FO_LANES)
+            for (int j = 0; j < FO_LANES; j++) FO_AF_VEC(i + j, j, 1);
+        for (int j = 0; i < n; i++, j++) FO_AF_VEC(i, j, 1);
+    } else {
+        for (; i + FO_LANES <= n; i += FO_LANES)
+            for (int j = 0; j < FO_LANES; j++) FO_AF_VEC(i + j, j, 0);
+        for (int j = 0; i < n; i++, j++) FO_AF_VEC(i, j, 0);
+    }
 #undef FO_AF_VEC
     FO_AF_LANES_OUT(pl, pacc);
     FO_AF_LANES_OUT(ul, uacc);
 }
 
-/* The update of a vector block (its variance already updated by af_vec). */
+/* The update of a vector block (its variance already updated by af_vec); coef and alpha
+ * as af_apply's. */
 void FO_NAME(af_vec_apply)(const fo_adafactor_args *a, FO_T *p, const FO_T *g,
-                           const FO_T *v, fo_index n, double coef)
+                           const FO_T *v, fo_index n, double coef, double alpha)
 {
     const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
-    const FO_T cf = (FO_T)coef, df = (FO_T)a->decay_factor;
+    const FO_T cf = (FO_T)coef, df = (FO_T)a->decay_factor, al = (FO_T)alpha;
     const int decay = a->decay == FO_DECAY_MUL;
+    if (k.keras) {
+        for (fo_index i = 0; i < n; i++)
+            p[i] = FO_NAME(af_p)(&k, p[i]) - al * (((g[i] * k.sgn) / FO_SQRT(v[i])) / cf);
+        return;
+    }
     for (fo_index i = 0; i < n; i++) {
         const FO_T gi = g[i] * k.sgn, pi = decay ? p[i] * df : p[i];
         p[i] = pi + cf * (FO_NAME(af_rsqrt)(FO_NAME(af_clamp)(v[i], k.eps1_sq)) * gi);

@@ -327,8 +327,9 @@ static fo_af_layout fo_af_layout_of(fo_index nb, fo_index nr, fo_index nc)
 }
 
 /* Scratch: the running column sum (nc doubles), one partial per unit of a round (nc
- * each), then per matrix its clamped mean row_var and min(col_var) (nb each) and its
- * column factors 1/sqrt(col_var) (nb*nc elements of the tensor's type): at these offsets. */
+ * each), then per matrix its mean row_var (nb), the min and max of its col_var (2*nb) and
+ * its column factors 1/sqrt(col_var) (nb*nc elements of the tensor's type): at these
+ * offsets. */
 static fo_index fo_af_rmc_at(const fo_af_layout *L)
 {
     fo_index u = fo_af_round(L->nc);
@@ -338,7 +339,7 @@ static fo_index fo_af_rmc_at(const fo_af_layout *L)
 fo_index fo_adafactor_scratch(fo_index nb, fo_index nr, fo_index nc)
 {
     fo_af_layout L = fo_af_layout_of(nb, nr, nc);
-    return fo_af_rmc_at(&L) + 2 * nb + nb * nc;
+    return fo_af_rmc_at(&L) + 3 * nb + nb * nc;
 }
 
 static double fo_round_to(int dtype, double x) { return dtype == FO_F32 ? (double)(float)x : x; }
@@ -346,14 +347,28 @@ static double fo_round_to(int dtype, double x) { return dtype == FO_F32 ? (doubl
 static double fo_pymax(double a, double b) { return b > a ? b : a; }
 
 
-/* torch's per-tensor scalars: alpha = max(eps2, ||p||/sqrt(n))*rho, denom =
- * max(1, ||U||/(sqrt(n)*d)); the update's factor -alpha/denom in the element type. */
+/* The per-tensor scalars of the update, from the sums of p*p and U*U over n elements.
+ * torch (Python floats, the norms read as the element type's values): alpha =
+ * max(eps2, ||p||/sqrt(n))*rho, denom = max(1, ||U||/(sqrt(n)*d)); returns the update's
+ * factor -alpha/denom in the element type.  Keras (every scalar in the element type):
+ * alpha = max(eps2, rms(p))*rho, rms = sqrt(sum/n); returns denom = max(1, rms(U)/d)
+ * and *alpha (the update divides by denom, then multiplies by alpha). */
 static double fo_af_coef(const fo_adafactor_args *a, int dtype, fo_index n, double psum,
-                         double usum)
+                         double usum, double *alpha_out)
 {
+    if (a->form == FO_AF_KERAS) {
+        const double nn = fo_round_to(dtype, (double)n);
+        const double rp = fo_round_to(dtype, sqrt(fo_round_to(dtype, fo_round_to(dtype, psum) / nn)));
+        const double ru = fo_round_to(dtype, sqrt(fo_round_to(dtype, fo_round_to(dtype, usum) / nn)));
+        const double e2 = fo_round_to(dtype, a->eps2);
+        *alpha_out = fo_round_to(dtype, (rp > e2 || rp != rp ? rp : e2) * a->rho);
+        const double q = fo_round_to(dtype, ru / fo_round_to(dtype, a->d));
+        return q > 1.0 || q != q ? q : 1.0;
+    }
     const double sn = pow((double)n, 0.5);
     const double alpha = fo_pymax(a->eps2, fo_round_to(dtype, sqrt(psum)) / sn) * a->rho;
     const double denom = fo_pymax(1.0, fo_round_to(dtype, sqrt(usum)) / (sn * a->d));
+    *alpha_out = 0.0;
     return fo_round_to(dtype, -alpha / denom);
 }
 
@@ -404,11 +419,11 @@ static void fo_af_pass1(const fo_af_ctx *c, fo_index u, double *col)
 /* Pass 2 of unit u: ||U||^2 (returned) and ||p||^2 (into *psum); pass 3 (apply): the
  * update. */
 static double fo_af_pass23(const fo_af_ctx *c, fo_index u, int apply, double coef,
-                           double *psum)
+                           double alpha, double *psum)
 {
     const fo_af_layout *L = &c->L;
-    const double *rmc = c->scratch + fo_af_rmc_at(L), *cvmin = rmc + L->nb;
-    char *binv = (char *)(cvmin + L->nb);
+    const double *rmc = c->scratch + fo_af_rmc_at(L), *cvb = rmc + L->nb;
+    char *binv = (char *)(cvb + 2 * L->nb);
     fo_index b0, b1, r0, r1;
     fo_af_unit(L, u, &b0, &b1, &r0, &r1);
     double uacc[FO_LANES] = {0}, pacc[FO_LANES] = {0};
@@ -418,11 +433,11 @@ static double fo_af_pass23(const fo_af_ctx *c, fo_index u, int apply, double coe
         if (apply)
             FO_CALL(c->tab, af_apply, c->dtype, c->a, FO_AF_AT(c, p, e0), FO_AF_AT(c, g, e0),
                     FO_AF_AT(c, rv, b * L->nr + r0), FO_AF_AT(c, cv, b * L->nc), bi, rmc[b],
-                    cvmin[b], r1 - r0, L->nc, coef);
+                    cvb + 2 * b, r1 - r0, L->nc, coef, alpha);
         else
             FO_CALL(c->tab, af_unorm, c->dtype, c->a, FO_AF_AT(c, p, e0), FO_AF_AT(c, g, e0),
                     FO_AF_AT(c, rv, b * L->nr + r0), FO_AF_AT(c, cv, b * L->nc), bi, rmc[b],
-                    cvmin[b], r1 - r0, L->nc, uacc, pacc);
+                    cvb + 2 * b, r1 - r0, L->nc, uacc, pacc);
     }
     if (apply)
         return 0.0;
@@ -438,8 +453,8 @@ static void fo_af_factored(fo_af_ctx *c, int nt)
     const fo_af_layout *L = &c->L;
     const fo_index nc = L->nc, round = fo_af_round(nc);
     double *acc = c->scratch, *parts = c->scratch + nc;
-    double *rmc = c->scratch + fo_af_rmc_at(L), *cvmin = rmc + L->nb;
-    char *binv = (char *)(cvmin + L->nb);
+    double *rmc = c->scratch + fo_af_rmc_at(L), *cvb = rmc + L->nb;
+    char *binv = (char *)(cvb + 2 * L->nb);
     double psum = 0.0, usum = 0.0, part[FO_AF_ROUND], ppart[FO_AF_ROUND];
     for (fo_index u0 = 0; u0 < L->units; u0 += round) {
         const fo_index ru = L->units - u0 < round ? L->units - u0 : round;
@@ -462,10 +477,9 @@ static void fo_af_factored(fo_af_ctx *c, int nt)
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && L->nb > 1)
 #endif
     for (fo_index b = 0; b < L->nb; b++) {
-        rmc[b] = FO_CALL(c->tab, af_rmean, c->dtype, FO_AF_AT(c, rv, b * L->nr), L->nr,
-                         c->a->eps1);
-        cvmin[b] = FO_CALL(c->tab, af_colinv, c->dtype, FO_AF_AT(c, cv, b * nc),
-                           (void *)(binv + b * nc * c->esz), nc);
+        rmc[b] = FO_CALL(c->tab, af_rmean, c->dtype, c->a, FO_AF_AT(c, rv, b * L->nr), L->nr);
+        FO_CALL(c->tab, af_colinv, c->dtype, FO_AF_AT(c, cv, b * nc),
+                (void *)(binv + b * nc * c->esz), nc, cvb + 2 * b);
     }
     for (fo_index u0 = 0; u0 < L->units; u0 += round) {
         const fo_index ru = L->units - u0 < round ? L->units - u0 : round;
@@ -473,15 +487,16 @@ static void fo_af_factored(fo_af_ctx *c, int nt)
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
 #endif
         for (fo_index k = 0; k < ru; k++)
-            part[k] = fo_af_pass23(c, u0 + k, 0, 0.0, ppart + k);
+            part[k] = fo_af_pass23(c, u0 + k, 0, 0.0, 0.0, ppart + k);
         for (fo_index k = 0; k < ru; k++) { usum += part[k]; psum += ppart[k]; }
     }
     const fo_index n = L->nb * L->nr * nc;
-    const double coef = fo_af_coef(c->a, c->dtype, n, psum, usum);
+    double alpha;
+    const double coef = fo_af_coef(c->a, c->dtype, n, psum, usum, &alpha);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
 #endif
-    for (fo_index u = 0; u < L->units; u++) fo_af_pass23(c, u, 1, coef, NULL);
+    for (fo_index u = 0; u < L->units; u++) fo_af_pass23(c, u, 1, coef, alpha, NULL);
     (void)nt;
 }
 
@@ -530,7 +545,7 @@ static void fo_tensor_blocks(fo_blocks_fn fn, const void *ctx, fo_index n, int n
 }
 
 /* One vector Adafactor tensor (its variance v). */
-typedef struct { const fo_af_ctx *c; void *v; } fo_af_vec_ctx;
+typedef struct { const fo_af_ctx *c; void *v; double alpha; } fo_af_vec_ctx;
 
 static void fo_af_vec_sums(const void *ctx, fo_index i0, fo_index len, double *ps,
                            double *us)
@@ -551,15 +566,16 @@ static void fo_af_vec_blocks(const void *ctx, fo_index i0, fo_index len, double 
     const fo_af_vec_ctx *x = ctx;
     const fo_af_ctx *c = x->c;
     FO_CALL(c->tab, af_vec_apply, c->dtype, c->a, FO_OFF(c->p, i0, c->esz),
-            FO_OFF(c->g, i0, c->esz), FO_OFF(x->v, i0, c->esz), len, coef);
+            FO_OFF(c->g, i0, c->esz), FO_OFF(x->v, i0, c->esz), len, coef, x->alpha);
 }
 
 static void fo_af_vector(const fo_af_ctx *c, void *v, fo_index n, int nt)
 {
-    const fo_af_vec_ctx x = {c, v};
+    fo_af_vec_ctx x = {c, v, 0.0};
     double psum, usum;
     fo_tensor_sums(fo_af_vec_sums, &x, n, nt, &psum, &usum);
-    fo_tensor_blocks(fo_af_vec_blocks, &x, n, nt, fo_af_coef(c->a, c->dtype, n, psum, usum));
+    const double coef = fo_af_coef(c->a, c->dtype, n, psum, usum, &x.alpha);
+    fo_tensor_blocks(fo_af_vec_blocks, &x, n, nt, coef);
 }
 
 void fo_adafactor(int dtype, const fo_adafactor_args *a, int ntensors, void *const *ps,

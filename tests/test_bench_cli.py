@@ -340,12 +340,12 @@ def test_the_ceiling_leaves_accumulators_alone(kernel):
     """The ceiling writes arbitrary values: it must not run on a sum of squares, which the
     timed kernels (and NumPy's sqrt) then read."""
     from fusedopt import _core
-    case = _cases.CASES[kernel](1000, np.float32, np.random.default_rng(0))
+    case = _cases.CASES[kernel](3 * 16384, np.float32, np.random.default_rng(0))
     states = ([case.s] if hasattr(case, "s") else [case.v] if hasattr(case, "v") else
               [a for a in case.states if a is not None])
     before = [a.copy() for a in states]
     step = case.fusedopt(1)
-    for _ in range(5):
+    for _ in range(30):      # (as many calls as a timing sample: nothing grows without bound)
         _core.stream(_cases.KERNELS[kernel]["pattern"], *case.stream_args())
         step()
     assert all((a >= 0).all() for a in states) and np.isfinite(case.p).all()
@@ -356,3 +356,17 @@ def test_the_ceiling_leaves_accumulators_alone(kernel):
                                      (1000, (25, 40)), (7, (1, 7)), (12, (3, 4))])
 def test_adafactor_matrix_shape(n, shape):
     assert _cases.matrix_shape(n) == shape
+
+
+@pytest.mark.parametrize("kernel", ["adafactor", "adafactor2d", "lamb"])
+def test_relative_steps_stay_bounded_over_a_timing_run(kernel):
+    """Adafactor's and LAMB's steps are relative to the parameter: fed one gradient over
+    and over it would grow 1e-2 of itself a call and overflow within a timing run (the
+    NumPy peer then fails); the cases alternate g and -g, which keeps it bounded."""
+    case = _cases.CASES[kernel](100, np.float32, np.random.default_rng(0))
+    start = np.abs(case.p).max()
+    fns = [case.fusedopt(1), case.numpy()[0]]
+    for fn in fns:
+        for _ in range(5000):
+            fn()
+    assert np.isfinite(case.p).all() and np.abs(case.p).max() < 10 * start

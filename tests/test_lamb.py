@@ -56,9 +56,7 @@ def test_nan_and_zero_norms(convention):
     fusedopt.lamb_step(p, g, m, v, step=1, lr=0.1, convention=convention)
     q, mm, vv = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
     fusedopt.adam_step(q, g, mm, vv, step=1, lr=0.1, eps=1e-6, convention="optax")
-    # (Keras: 1 - float32(0.999)**1 is 1.3e-5 relative from optax's float32(1 - 0.999),
-    # its square root 6.4e-6: the bias corrections' rounding, not the ratio)
-    np.testing.assert_allclose(p, q, rtol=2e-7 if convention != "keras" else 7e-6)
+    np.testing.assert_allclose(p, q, rtol=2e-7)
     assert (p != 0).sum() == 20 and p[10] == 0 and g[10] == 0
     w = np.ones(5)                                  # ||u|| = 0: r = 1, w unchanged
     fusedopt.lamb_step(w, np.zeros(5), np.zeros(5), np.zeros(5), step=1,

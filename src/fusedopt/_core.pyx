@@ -859,6 +859,20 @@ cdef double round_to(double x, int dtype) noexcept:
     return f32(x) if dtype == FO_F32 else x
 
 
+cdef double optax_power(double beta, long long step, int dtype) noexcept:
+    """optax's beta**count (``tree_bias_correction``: a Python float to the power of an
+    int32 count): JAX's binary exponentiation in the parameter's dtype, each square and
+    product rounded to it (not C's pow: a few ulps apart)."""
+    cdef double b = round_to(beta, dtype), acc = 1.0
+    cdef long long n = step
+    while n > 0:
+        if n & 1:
+            acc = round_to(acc * b, dtype)
+        b = round_to(b * b, dtype)
+        n >>= 1
+    return acc
+
+
 cdef int adam_resolve(fo_adam_args *a, int dtype, int conv, long long step, double lr,
                       double b1, double b2, double eps, double wd, bint decoupled,
                       bint amsgrad, bint maximize, double eps_root) except -1:
@@ -954,8 +968,9 @@ cdef int adam_resolve(fo_adam_args *a, int dtype, int conv, long long step, doub
         a.amsgrad = FO_AMS_HAT if amsgrad else FO_AMS_NONE
         a.beta1, a.beta2 = b1, b2
         a.one_minus_beta1, a.one_minus_beta2 = 1.0 - b1, 1.0 - b2
-        a.bc1 = 1.0 - pow(b1, <double>step)
-        a.bc2 = 1.0 - pow(b2, <double>step)
+        # 1 - beta**count in the parameter's dtype (optax's tree_bias_correction)
+        a.bc1 = round_to(1.0 - optax_power(b1, step, dtype), dtype)
+        a.bc2 = round_to(1.0 - optax_power(b2, step, dtype), dtype)
     return 0
 
 
@@ -1648,9 +1663,13 @@ def rmsprop_step(param, grad, square_avg=_REQUIRED, momentum_buffer=None, grad_a
 # ----------------------------------------------------------------------------- Adafactor
 
 cdef extern from "fusedopt.h" nogil:
+    enum:
+        FO_AF_TORCH
+        FO_AF_KERAS
     ctypedef struct fo_adafactor_args:
-        int maximize, decay
-        double grad_scale, w, eps1, eps1_sq, eps2, rho, decay_factor, d
+        int form, maximize, decay
+        double grad_scale, w, beta2_t, one_minus_beta2_t, eps1, eps1_sq, eps2, rho
+        double decay_factor, wd, lr, d
     void fo_adafactor(int dtype, const fo_adafactor_args *a, int ntensors, void **ps,
                       const void **gs, void **rows, void **cols, void **vars,
                       const fo_index *nb, const fo_index *nr, const fo_index *nc,
@@ -1704,8 +1723,16 @@ cdef int adafactor_from(adafactor_h *h, dict hyper, dict defaults) except -1:
 cdef int adafactor_presence(list arrays, bint single, Py_ssize_t n, list index) except -1:
     """Which statistics each tensor needs: row_var and col_var for a tensor of two or more
     dimensions (factored over its last two, as torch.optim.Adafactor), else variance."""
-    cdef Py_ssize_t k, ki
+    cdef Py_ssize_t k, ki, j
     cdef int ndim
+    if not single:         # (before indexing them; fill words the same errors)
+        for j, role in ((1, "grads"), (2, "row_vars"), (3, "col_vars"), (4, "variances")):
+            if arrays[j] is not None and (type(arrays[j]) is not list or
+                                          len(<list>arrays[j]) != n):
+                raise TypeError(f"{role} must be None or a list of {n} entries (one per "
+                                f"parameter), got {type(arrays[j]).__name__}"
+                                + (f" of {len(arrays[j])}" if isinstance(arrays[j], list)
+                                   else ""))
     for k in range(n):
         p = arrays[0] if single else (<list>arrays[0])[k]
         if not cnp.PyArray_Check(p):
@@ -1739,11 +1766,15 @@ cdef object adafactor_run(adafactor_h *h, list arrays, object step, object n_thr
                           str pname, bint single, list index, bint dry):
     """torch.optim.Adafactor's rule (fo_adafactor.h), its scalars as torch computes them:
     Python floats from the float step count t (``t**beta2_decay``, ``min(lr,
-    1/t**0.5)``), eps1 None meaning the dtype's machine epsilon."""
+    1/t**0.5)``), eps1 None meaning the dtype's machine epsilon; or Keras' (every scalar
+    a tensor of the variable's dtype, lr a float32 variable)."""
     cdef int nt = nthreads_arg(n_threads)
-    if h.conv != C_TORCH:
+    if h.conv != C_TORCH and h.conv != C_KERAS:
         raise ValueError(f"convention {CONVENTIONS[h.conv]!r} has no Adafactor in fusedopt "
-                         "yet; use 'torch'")
+                         "yet; use 'torch' or 'keras'")
+    if h.conv == C_KERAS and h.maximize:
+        raise ValueError("maximize=True is a torch option; convention 'keras' has no such "
+                         "option")
     cdef long long t = integer(step, "step", 1)
     if not single and (type(arrays[0]) is not list or type(arrays[1]) is not list):
         raise TypeError(f"{pname} and grads must be lists of arrays")
@@ -1758,16 +1789,34 @@ cdef object adafactor_run(adafactor_h *h, list arrays, object step, object n_thr
     cdef fo_adafactor_args a
     memset(&a, 0, sizeof(fo_adafactor_args))
     a.grad_scale, a.maximize = h.gs, h.maximize
-    cdef double tf = <double>t
-    a.w = pow(tf, h.beta2_decay)             # (Python's float ** is C's pow)
-    a.rho = 1.0 / pow(tf, 0.5)
-    if h.lr < a.rho:                         # min(lr, 1/t**0.5)
-        a.rho = h.lr
+    cdef double tf = <double>t, lr32, tt, inv
     a.eps1 = (np.finfo(np.float32).eps if dtype == FO_F32 else np.finfo(np.float64).eps) \
         if h.eps1_auto else h.eps1
     a.eps1_sq, a.eps2, a.d = a.eps1 * a.eps1, h.eps2, h.d
-    a.decay_factor = 1.0 - h.lr * h.wd
-    a.decay = FO_DECAY_MUL if h.wd != 0.0 else FO_DECAY_NONE
+    if h.conv == C_TORCH:
+        a.form = FO_AF_TORCH
+        a.w = pow(tf, h.beta2_decay)         # (Python's float ** is C's pow)
+        a.rho = 1.0 / pow(tf, 0.5)
+        if h.lr < a.rho:                     # min(lr, 1/t**0.5)
+            a.rho = h.lr
+        a.decay_factor = 1.0 - h.lr * h.wd
+        a.decay = FO_DECAY_MUL if h.wd != 0.0 else FO_DECAY_NONE
+    else:
+        # keras.optimizers.Adafactor.update_step: local_step, lr = min(lr, 1/sqrt(t)),
+        # beta_2_t = 1 - t**beta_2_decay, in the variable's dtype; lr a float32 variable
+        a.form = FO_AF_KERAS
+        lr32 = f32(h.lr)
+        tt = round_to(tf, dtype)
+        if dtype == FO_F32:
+            inv = f32(1.0 / f32(sqrtf(<float>tt)))
+            a.beta2_t = f32(1.0 - f32(powf(<float>tt, <float>h.beta2_decay)))
+        else:
+            inv = 1.0 / sqrt(tt)
+            a.beta2_t = 1.0 - pow(tt, h.beta2_decay)
+        a.one_minus_beta2_t = round_to(1.0 - a.beta2_t, dtype)
+        a.rho = round_to(lr32, dtype) if round_to(lr32, dtype) < inv else inv
+        a.wd, a.lr = h.wd, lr32          # the base optimizer's decay: p - (p*wd)*lr
+        a.decay = FO_DECAY_SUB if h.wd != 0.0 else FO_DECAY_NONE
     cdef fo_index *dims = <fo_index *>PyMem_Malloc(sizeof(fo_index) * 3 * n)
     if dims == NULL:
         raise MemoryError()
@@ -2418,9 +2467,9 @@ def stream(str pattern, a, b, c, d, n_threads=None):
     """Bandwidth probe: runs the access pattern of a kernel ("adam": 4 reads + 3 writes,
     "sgd": 3 + 2, "loss": 2 + 1, "clip": a read pass then an in-place scaling pass,
     "adafactor2d": 3 passes, 5 reads + 1 write, "adafactor": 2 passes, 6 reads + 2
-    writes, "lamb": 2 passes, 7 reads + 3 writes, "copy", "triad") over same-shaped float arrays a, b, c, d (a, c, d written;
-    a pattern with a reduction writes d[0] of each block).  Returns (reads, writes) per
-    element, for GB/s accounting."""
+    writes, "lamb": 2 passes, 7 reads + 3 writes, "copy", "triad") over same-shaped
+    float arrays a, b, c, d (a, c, d written; "clip" writes its block sums in d[0]).
+    Returns (reads, writes) per element, for GB/s accounting."""
     if pattern not in STREAM_PATTERNS:
         raise ValueError(f"pattern must be one of {sorted(STREAM_PATTERNS)}, got {pattern!r}")
     code, reads, writes = STREAM_PATTERNS[pattern]

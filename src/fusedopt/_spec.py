@@ -794,7 +794,9 @@ _ADAFACTOR_DOC = """Adafactor (Shazeer & Stern, 2018) over a list of NumPy array
     ``torch.optim.Adafactor``'s rule and defaults (``lr=1e-2, beta2_decay=-0.8,
     eps=(None, 1e-3), d=1.0, weight_decay=0``; see :func:`adafactor_step`): the step size
     is relative, ``min(lr, 1/sqrt(t))`` times the parameter's RMS (at least ``eps[1]``),
-    and the update is clipped to RMS ``d``.  A parameter of two or more dimensions keeps
+    and the update is clipped to RMS ``d``; ``convention="keras"`` is
+    ``keras.optimizers.Adafactor``'s rule (pass its ``lr=1e-3, eps=(1e-30, 1e-3)``).
+    A parameter of two or more dimensions keeps
     factored statistics of its last two: ``row_var`` (its shape with the last dimension
     1) and ``col_var`` (the second to last 1), so its state is about ``R + C`` numbers
     per ``R x C`` matrix instead of ``R*C``; any other parameter keeps a ``variance``
@@ -830,10 +832,23 @@ _ADAFACTOR_FUNCTIONAL_DOC = """One Adafactor update of ``param`` and its statist
         U = (1/sqrt(max(V, eps1*eps1))) * g
         p = p + (-alpha / max(1, ||U|| / (sqrt(U.size)*d))) * U
 
+    With ``convention="keras"`` (``keras.optimizers.Adafactor.update_step``, every
+    scalar in the dtype, ``lr`` a float32 variable; the same factoring and the same
+    statistics' layout)::
+
+        p = p - (p*wd)*lr                                    (its weight decay, first)
+        rho = min(lr, 1/sqrt(t));  alpha = max(eps2, rms(p)) * rho
+        b = 1 - t**beta2_decay;  G = g*g + eps1
+        factored:  row_var = b*row_var + (1 - b)*mean(G over each row)
+                   col_var = b*col_var + (1 - b)*mean(G over each column)
+                   V = (row_var / mean(row_var)) * col_var
+        else:      variance = b*variance + (1 - b)*G;  V = variance
+        U = g / sqrt(V);  p = p - alpha * (U / max(1, rms(U)/d))
+
     The norms and means are summed in double in a fixed order (the same for every
-    thread count), and rounded to the dtype where torch computes them in it.  Only the
-    torch convention is available yet (optax's and Keras' Adafactor differ in their
-    factoring rule, epsilon and step size; see the conventions page).
+    thread count), and rounded to the dtype where the framework computes them in it.
+    optax's Adafactor (its factoring rule, epsilon and step size differ; see the
+    conventions page) is not available yet.
 
     Args:
         param, grad: float32 or float64 arrays of one dtype and shape, C-contiguous,
@@ -846,7 +861,7 @@ _ADAFACTOR_FUNCTIONAL_DOC = """One Adafactor update of ``param`` and its statist
         lr (>= 0, the relative step's cap), beta2_decay (<= 0), eps (a pair ``(eps1 or
             None, eps2)``, each >= 0), d (>= 1, the update's RMS threshold),
             weight_decay (>= 0, decoupled: ``p *= 1 - lr*wd``), maximize: as torch.
-        convention: "torch".
+        convention: "torch" or "keras" (``maximize`` is torch's only).
         n_threads: threads for this call.
 
     Raises:
@@ -870,7 +885,7 @@ _ADAFACTOR_TORCH_DOC = """``torch.optim.Adafactor`` running fusedopt's Adafactor
             (same defaults: ``lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0``).
         foreach: accepted for signature compatibility; only its default (None) is
             supported.
-        convention: "torch" (the only one yet; see :func:`fusedopt.adafactor_step`).
+        convention: "torch" (default) or "keras" (see :func:`fusedopt.adafactor_step`).
 
     The state per parameter is torch's: ``step`` (float32 scalar tensor) and, for a
     parameter of two or more dimensions, ``row_var`` and ``col_var`` (factored over its
@@ -898,7 +913,7 @@ ADAFACTOR = register(Spec(
         Hyper("d", 1.0, "clipping threshold of the update's RMS (>= 1)"),
         Hyper("weight_decay", 0.0, "decoupled weight decay (>= 0): p *= 1 - lr*wd"),
         Hyper("maximize", False, "ascend the objective"),
-        Hyper("convention", "torch", "whose update rule: 'torch'"),
+        Hyper("convention", "torch", "whose update rule: 'torch' or 'keras'"),
     ),
     roles=("row_var", "col_var", "variance"),
     states=lambda group: ("row_var", "col_var", "variance"),

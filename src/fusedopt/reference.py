@@ -131,6 +131,17 @@ def _tf1_power(beta: float, step: int) -> np.float32:
     return power
 
 
+def _optax_power(beta: float, t: int, T: Any) -> Any:
+    """optax's ``decay**count`` (an int32 count): JAX's binary exponentiation in the
+    dtype T, every product rounded."""
+    b, acc = T(beta), T(1)
+    while t:
+        if t & 1:
+            acc = T(acc * b)
+        b, t = T(b * b), t >> 1
+    return acc
+
+
 def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
               exp_avg_sq: np.ndarray, *, step: int, lr: float = 1e-3,
               betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -206,8 +217,8 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
         # optax.scale_by_adam / scale_by_amsgrad (+ add_decayed_weights) + scale(-lr)
         m[...] = T(1 - b1) * g + T(b1) * m
         v[...] = T(1 - b2) * (g * g) + T(b2) * v
-        mhat = m / T(1 - b1 ** t)
-        vhat = v / T(1 - b2 ** t)
+        mhat = m / (T(1) - _optax_power(b1, t, T))         # tree_bias_correction
+        vhat = v / (T(1) - _optax_power(b2, t, T))
         if amsgrad:
             assert max_exp_avg_sq is not None
             np.maximum(max_exp_avg_sq, vhat, out=max_exp_avg_sq)
@@ -561,29 +572,42 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
                                   weight_decay=weight_decay, maximize=maximize,
                                   convention=convention))
     T = param.dtype.type
+    keras = convention == "keras"
     t = float(step)
-    w = t ** beta2_decay
-    rho = min(lr, 1 / t ** 0.5)
     eps1 = float(np.finfo(param.dtype).eps) if eps[0] is None else float(eps[0])
     eps2 = float(eps[1])
-    wT, e1sq = T(w), T(eps1 * eps1)
+    wT, e1sq, e1 = T(t ** beta2_decay), T(eps1 * eps1), T(eps1)
     omw = T(1) - wT
+    rho: Any = min(lr, 1 / t ** 0.5)
+    if keras:     # update_step: every scalar in the dtype, lr a float32 variable
+        tt, lr32 = T(t), T(np.float32(lr))
+        b2t = T(1) - T(tt ** T(beta2_decay))
+        omb2 = T(1) - b2t
+        inv = T(T(1) / T(np.sqrt(tt)))
+        rho = lr32 if lr32 < inv else inv
 
-    def lerp(a: np.ndarray, b: np.ndarray) -> np.ndarray:      # torch's lerp
+    def stat(a: np.ndarray, s: np.ndarray, n: int) -> np.ndarray:
+        """A row/column statistic from its sums of squares over n."""
+        if keras:                                  # b2t*r + (1 - b2t)*mean(g*g + eps1)
+            return np.asarray(b2t * a + omb2 * (s.astype(param.dtype) / T(n)))
+        nrm = np.sqrt(s).astype(param.dtype)       # torch: lerp(r, norm**2/n, w)
+        b = (nrm * nrm) / T(n)
         return np.asarray(a + wT * (b - a) if wT < 0.5 else b - (b - a) * omw)
 
     def clamp(v: np.ndarray, e: Any) -> np.ndarray:            # NaN kept
         return np.asarray(np.where(v < e, e, v))
 
-    def mean_sq(s: np.ndarray, n: int) -> np.ndarray:          # norm rounded, squared, / n
-        nrm = np.sqrt(s).astype(param.dtype)
-        return np.asarray((nrm * nrm) / T(n))
+    def square(x: np.ndarray) -> np.ndarray:                   # what the statistics average
+        return np.asarray((x * x + e1).astype(np.float64) if keras else
+                          x.astype(np.float64) ** 2)
 
     n = param.size
     if n == 0:
         return
     g = -grad if maximize else grad.copy()
     p = param.copy()
+    if keras and weight_decay != 0:                # the base optimizer's decay, first
+        p = p - (p * T(weight_decay)) * lr32
     p2 = p.astype(np.float64) ** 2
     with np.errstate(all="ignore"):
         if param.ndim >= 2:
@@ -591,13 +615,13 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
             nr, nc = param.shape[-2:]
             nb = n // (nr * nc)
             G = g.reshape(nb, nr, nc)
-            x = G.astype(np.float64) ** 2
+            x = square(G)
             rv = row_var.reshape(nb, nr).copy()
             cv = col_var.reshape(nb, nc).copy()
             pad = (-nc) % _LANES
             rows = np.pad(x.reshape(nb * nr, nc), ((0, 0), (0, pad))).reshape(nb * nr, -1, _LANES)
             rowsum = _fold(np.add.accumulate(rows, axis=1)[:, -1, :])
-            rv = lerp(rv, mean_sq(rowsum.reshape(nb, nr), nc))
+            rv = stat(rv, rowsum.reshape(nb, nr), nc)
             colsum = np.zeros((nb, nc))
             xr = x.reshape(nb * nr, nc)
             units = list(_adafactor_units(nb, nr, nc))
@@ -608,36 +632,58 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
                 else:
                     part = np.add.accumulate(xr[r0:r1], axis=0)[-1]
                     colsum[b] = part if r0 == b * nr else colsum[b] + part
-            cv = lerp(cv, mean_sq(colsum, nr))
-            rmc = np.array([T(_seq_sum(rv[b]) / nr) for b in range(nb)], dtype=param.dtype)
-            rmc = clamp(rmc, T(eps1))
-            # torch's U = rsqrt(clamp(row_var*col_var/rmc, eps1**2))*g; a row none of
-            # whose elements is clamped (q*min(col_var) >= eps1**2, q = row_var/rmc) as
-            # g*((1/sqrt(q))*(1/sqrt(col_var))), as the kernels (a few ulps apart)
-            V = (rv[:, :, None] * cv[:, None, :]) / rmc[:, None, None]
-            slow = (T(1) / np.sqrt(clamp(V, e1sq))) * G
-            q = rv / rmc[:, None]
-            cvmin = np.where(np.isnan(cv).any(axis=1), np.nan, cv.min(axis=1)).astype(T)
-            fast_rows = q * cvmin[:, None] >= e1sq
-            fast = G * ((T(1) / np.sqrt(q))[:, :, None] * (T(1) / np.sqrt(cv))[:, None, :])
-            U = np.where(fast_rows[:, :, None], fast, slow).reshape(nb * nr, nc)
+            cv = stat(cv, colsum, nr)
+            if keras:                     # mean(r) not clamped; U = g/sqrt((r/mean)*c)
+                rmc = np.array([T(T(_seq_sum(rv[b])) / T(nr)) for b in range(nb)],
+                               dtype=param.dtype)
+                q = rv / rmc[:, None]
+                U = (G / np.sqrt(q[:, :, None] * cv[:, None, :])).reshape(nb * nr, nc)
+            else:
+                rmc = np.array([T(_seq_sum(rv[b]) / nr) for b in range(nb)], dtype=param.dtype)
+                rmc = clamp(rmc, e1)
+                # torch's U = rsqrt(clamp(row_var*col_var/rmc, eps1**2))*g; a row none of
+                # whose elements is clamped (q*min(col_var) >= eps1**2, q = row_var/rmc) or
+                # overflows as g*((1/sqrt(q))*(1/sqrt(col_var))), as the kernels (a few
+                # ulps apart)
+                V = (rv[:, :, None] * cv[:, None, :]) / rmc[:, None, None]
+                slow = (T(1) / np.sqrt(clamp(V, e1sq))) * G
+                q = rv / rmc[:, None]
+                cvnan = np.isnan(cv).any(axis=1)
+                cvmin = np.where(cvnan, np.nan, cv.min(axis=1)).astype(T)
+                cvmax = np.where(cvnan, np.nan, cv.max(axis=1)).astype(T)
+                top = (rv * cvmax[:, None]) / rmc[:, None]       # no element overflows
+                fast_rows = (q * cvmin[:, None] >= e1sq) & np.isfinite(top)
+                fast = G * ((T(1) / np.sqrt(q))[:, :, None] * (T(1) / np.sqrt(cv))[:, None, :])
+                U = np.where(fast_rows[:, :, None], fast, slow).reshape(nb * nr, nc)
             u2, pr = U.astype(np.float64) ** 2, p2.reshape(nb * nr, nc)
             psum = _ordered_sum(_lane_sum(pr[r0:r1]) for r0, r1, _ in units)
             usum = _ordered_sum(_lane_sum(u2[r0:r1]) for r0, r1, _ in units)
             U = U.reshape(param.shape)
         else:
             assert variance is not None
-            v = lerp(variance, g * g)
-            U = (T(1) / np.sqrt(clamp(v, e1sq))) * g
-            flat_p, flat_u = p2.reshape(1, -1), (U.astype(np.float64) ** 2).reshape(1, -1)
-            psum = _ordered_sum(_lane_sum(flat_p[:, i:i + _BLOCK]) for i in range(0, n, _BLOCK))
-            usum = _ordered_sum(_lane_sum(flat_u[:, i:i + _BLOCK]) for i in range(0, n, _BLOCK))
-        sn = float(n) ** 0.5
-        alpha = max(eps2, float(T(math.sqrt(psum))) / sn) * rho
-        denom = max(1.0, float(T(math.sqrt(usum))) / (sn * d))
-        if weight_decay != 0:
-            p = p * T(1 - lr * weight_decay)
-        p = p + T(-alpha / denom) * U
+            if keras:
+                v = b2t * variance + omb2 * (g * g + e1)
+                U = g / np.sqrt(v)
+            else:
+                v = variance + wT * (g * g - variance) if wT < 0.5 else \
+                    (g * g) - ((g * g) - variance) * omw
+                U = (T(1) / np.sqrt(clamp(v, e1sq))) * g
+            psum = _block_sum(p2)
+            usum = _block_sum(U.astype(np.float64) ** 2)
+        if keras:
+            nT = T(n)
+            rp, ru = T(np.sqrt(T(T(psum) / nT))), T(np.sqrt(T(T(usum) / nT)))
+            alpha = T((rp if rp > T(eps2) or rp != rp else T(eps2)) * rho)
+            qd = T(ru / T(d))
+            denom = qd if qd > 1 or qd != qd else T(1)
+            p = p - alpha * (U / denom)
+        else:
+            sn = float(n) ** 0.5
+            alpha = max(eps2, float(T(math.sqrt(psum))) / sn) * rho
+            den = max(1.0, float(T(math.sqrt(usum))) / (sn * d))
+            if weight_decay != 0:
+                p = p * T(1 - lr * weight_decay)
+            p = p + T(-alpha / den) * U
     param[...] = p
     if param.ndim >= 2:
         assert row_var is not None and col_var is not None
@@ -695,7 +741,7 @@ def lamb_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray,
         else:
             m[...] = T(1 - b1) * g + T(b1) * m
             v[...] = T(1 - b2) * (g * g) + T(b2) * v
-            bc1, bc2 = T(1 - b1 ** t), T(1 - b2 ** t)
+            bc1, bc2 = T(1) - _optax_power(b1, t, T), T(1) - _optax_power(b2, t, T)
         u = (m / bc1) / (np.sqrt(v / bc2 + T(0)) + T(eps))
         if wd != 0 and convention != "keras":
             u = u + T(wd) * p

@@ -506,12 +506,41 @@ def matrix_shape(n: int) -> Tuple[int, int]:
     return r, n // r
 
 
-class AdafactorCase(_Step):
+class _RelativeStep(_Step):
+    """A case whose step is relative to the parameter's norm (Adafactor, LAMB): fed one
+    gradient over and over, the parameter grows geometrically (1e-2 of itself a call)
+    and overflows within the calls of a timing run.  Every implementation alternates
+    between g and -g instead (two arrays, no extra pass), which keeps it bounded."""
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        super().__init__(n, dtype, rng)
+        self.g_neg = aligned_empty(n, dtype)
+        np.negative(self.g, out=self.g_neg)
+
+    def grads(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(g, -g), shaped like the parameter."""
+        return self.g, self.g_neg.reshape(self.g.shape)
+
+    def torch_alternating(self, env: Env, make: Callable[[Any], Any]) -> Peer:
+        """A torch optimizer (``make(params)``) stepped with g and -g in turn."""
+        torch = env.torch
+        (tp,) = torch_params(torch, [self.p], [self.g])
+        gs = [torch.from_numpy(g) for g in self.grads()]
+        opt, t = make([tp]), [0]
+
+        def run() -> None:
+            t[0] += 1
+            tp.grad = gs[t[0] % 2]
+            opt.step()
+        return run, None
+
+
+class AdafactorCase(_RelativeStep):
     """``fusedopt.adafactor_step`` (torch's rule and defaults) on one array of n elements,
     1-D (the unfactored second moment ``v``).  torch has no fused Adafactor: its peer is
     torch.optim.Adafactor's default (the for-loop over tensors)."""
 
-    arrays, peer_arrays = 4, {"numpy": 1, "torch": 2, "deepspeed": 0}
+    arrays, peer_arrays = 5, {"numpy": 1, "torch": 2, "deepspeed": 0}
     torch_impl, torch_op = "torch.optim.Adafactor (no fused CPU kernel)", None
     torch_label, deepspeed_skip = "torch", "no Adafactor"
     LR, DECAY, EPS1, EPS2, D = 1e-2, -0.8, None, 1e-3, 1.0
@@ -536,17 +565,17 @@ class AdafactorCase(_Step):
     def fusedopt(self, k: int) -> Callable[[], Any]:
         import fusedopt
         step = fusedopt.adafactor_step
-        p, g, states, t = self.p, self.g, self.states, [0]
+        p, gs, states, t = self.p, self.grads(), self.states, [0]
 
         def run() -> None:
             t[0] += 1
-            step(p, g, *states, step=t[0], n_threads=k)
+            step(p, gs[t[0] % 2], *states, step=t[0], n_threads=k)
         return run
 
     def numpy(self) -> Peer:
         """torch's rule in NumPy: in-place ufuncs and one temporary, the norms and means
         NumPy's own reductions in the array's dtype."""
-        p, g = self.p, self.g
+        p, gs = self.p, self.grads()
         dt = self.dtype.type
         tmp = aligned_empty(self.n, self.dtype).reshape(self.shape)
         eps1 = float(np.finfo(self.dtype).eps) if self.EPS1 is None else self.EPS1
@@ -556,6 +585,7 @@ class AdafactorCase(_Step):
 
         def run() -> None:
             t[0] += 1
+            g = gs[t[0] % 2]
             w = dt(t[0] ** self.DECAY)
             rho = min(self.LR, 1 / math.sqrt(t[0]))
             alpha = max(self.EPS2, math.sqrt(float(np.dot(p.ravel(), p.ravel()))) /
@@ -581,10 +611,8 @@ class AdafactorCase(_Step):
         return run, None
 
     def torch(self, env: Env) -> Peer:
-        opt = env.torch.optim.Adafactor(torch_params(env.torch, [self.p], [self.g]),
-                                        lr=self.LR, beta2_decay=self.DECAY,
-                                        eps=(self.EPS1, self.EPS2), d=self.D)
-        return opt.step, None
+        return self.torch_alternating(env, lambda ps: env.torch.optim.Adafactor(
+            ps, lr=self.LR, beta2_decay=self.DECAY, eps=(self.EPS1, self.EPS2), d=self.D))
 
     def deepspeed(self, env: Env) -> Peer:
         raise Unsupported("no Adafactor")
@@ -594,16 +622,16 @@ class Adafactor2dCase(AdafactorCase):
     """``fusedopt.adafactor_step`` on an R x C matrix of n elements (the most nearly
     square), the factored second moment: row and column statistics."""
 
-    arrays, peer_arrays = 3, {"numpy": 1, "torch": 3, "deepspeed": 0}
+    arrays, peer_arrays = 4, {"numpy": 1, "torch": 3, "deepspeed": 0}
     factored = True
 
 
-class LAMBCase(_Step):
+class LAMBCase(_RelativeStep):
     """``fusedopt.lamb_step`` (optax's rule, weight decay 0.01) on one array of n
     elements.  torch has no LAMB: its peer is the update in torch's in-place tensor ops
     (as the torch-optimizer package's Lamb writes it, with optax's rule)."""
 
-    arrays, peer_arrays = 4, {"numpy": 2, "torch": 2, "deepspeed": 0}
+    arrays, peer_arrays = 5, {"numpy": 2, "torch": 2, "deepspeed": 0}
     torch_impl, torch_op, deepspeed_skip = "torch in-place tensor ops", None, "no LAMB"
     torch_label = "torch ops"
     B1, B2, EPS, WD = 0.9, 0.999, 1e-6, 0.01
@@ -619,17 +647,17 @@ class LAMBCase(_Step):
     def fusedopt(self, k: int) -> Callable[[], Any]:
         import fusedopt
         step = fusedopt.lamb_step
-        p, g, m, v, t = self.p, self.g, self.m, self.v, [0]
+        p, gs, m, v, t = self.p, self.grads(), self.m, self.v, [0]
         b, eps, wd = (self.B1, self.B2), self.EPS, self.WD
 
         def run() -> None:
             t[0] += 1
-            step(p, g, m, v, step=t[0], lr=LR, betas=b, eps=eps, weight_decay=wd,
+            step(p, gs[t[0] % 2], m, v, step=t[0], lr=LR, betas=b, eps=eps, weight_decay=wd,
                  n_threads=k)
         return run
 
     def numpy(self) -> Peer:
-        p, g, m, v = self.p, self.g, self.m, self.v
+        p, gs, m, v = self.p, self.grads(), self.m, self.v
         u, tmp = aligned_empty(self.n, self.dtype), aligned_empty(self.n, self.dtype)
         dt = self.dtype.type
         b1, c1, b2, c2 = dt(self.B1), dt(1 - self.B1), dt(self.B2), dt(1 - self.B2)
@@ -638,6 +666,7 @@ class LAMBCase(_Step):
 
         def run() -> None:
             t[0] += 1
+            g = gs[t[0] % 2]
             mul(m, b1, out=m)                  # m = b1*m + (1 - b1)*g
             add(m, mul(g, c1, out=tmp), out=m)
             mul(v, b2, out=v)                  # v = b2*v + (1 - b2)*g*g
@@ -656,11 +685,13 @@ class LAMBCase(_Step):
 
     def torch(self, env: Env) -> Peer:
         torch = env.torch
-        p, g, m, v = (torch.from_numpy(a) for a in (self.p, self.g, self.m, self.v))
+        p, m, v = (torch.from_numpy(a) for a in (self.p, self.m, self.v))
+        gs = [torch.from_numpy(a) for a in self.grads()]
         b1, b2, eps, wd, t = self.B1, self.B2, self.EPS, self.WD, [0]
 
         def run() -> None:
             t[0] += 1
+            g = gs[t[0] % 2]
             with torch.no_grad():
                 m.mul_(b1).add_(g, alpha=1 - b1)
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
