@@ -463,3 +463,17 @@ def test_huge_gradients_take_torchs_formula():
     fusedopt.adafactor_step(p, g, np.zeros((4, 1), np.float32), np.zeros((1, 5), np.float32),
                             step=1)
     np.testing.assert_allclose(p, t.detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [[np.zeros((3, 1))], (np.zeros((3, 1)), np.zeros((3, 1))),
+                                 np.zeros((3, 1))], ids=["short", "tuple", "array"])
+def test_list_call_checks_its_lists_before_reading_them(bad):
+    """The binding's list entry (what the classes call) refuses a statistics list that is
+    not a list of one entry per parameter, before touching anything."""
+    from fusedopt import _core, _spec
+    ps = [np.ones((3, 4)), np.ones((3, 4))]
+    gs = [np.ones((3, 4)), np.ones((3, 4))]
+    cols = [np.zeros((1, 4)), np.zeros((1, 4))]
+    with pytest.raises(TypeError, match="row_vars must be None or a list of 2 entries"):
+        _core.adafactor([ps, gs, bad, cols, None], {}, _spec.ADAFACTOR.class_defaults, 1)
+    assert all((p == 1).all() for p in ps) and all((c == 0).all() for c in cols)
