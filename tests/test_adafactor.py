@@ -477,3 +477,27 @@ def test_list_call_checks_its_lists_before_reading_them(bad):
     with pytest.raises(TypeError, match="row_vars must be None or a list of 2 entries"):
         _core.adafactor([ps, gs, bad, cols, None], {}, _spec.ADAFACTOR.class_defaults, 1)
     assert all((p == 1).all() for p in ps) and all((c == 0).all() for c in cols)
+
+
+def test_eps1_none_is_each_parameters_own_dtype_epsilon():
+    """eps=(None, ...) in a group mixing float32 and float64: fusedopt takes each
+    parameter's own machine epsilon (torch takes the first parameter's for the whole
+    group; documented on the conventions page)."""
+    rng = np.random.default_rng(14)
+    a, b = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal(5)
+    mixed = [a.copy(), b.copy()]
+    opt = fusedopt.Adafactor(mixed)
+    alone = [fusedopt.Adafactor([a.copy()]), fusedopt.Adafactor([b.copy()])]
+    for _ in range(3):
+        ga = (rng.standard_normal((3, 4)) * 1e-9).astype(np.float32)
+        gb = rng.standard_normal(5) * 1e-9
+        opt.step([ga, gb])
+        alone[0].step([ga])
+        alone[1].step([gb])
+    np.testing.assert_array_equal(mixed[0], alone[0].params[0])
+    np.testing.assert_array_equal(mixed[1], alone[1].params[0])
+    one = fusedopt.Adafactor([b.copy()], eps=(float(np.finfo(np.float32).eps), 1e-3))
+    one.step([np.full(5, 1e-9)])
+    twin = fusedopt.Adafactor([b.copy()])
+    twin.step([np.full(5, 1e-9)])
+    assert not np.array_equal(one.params[0], twin.params[0])   # the epsilon matters here
