@@ -21,6 +21,12 @@
  * g*g), read p and g (||U||, ||p||), read p and g and write p: 24 bytes per float32
  * element.  A vector takes two: read p, g, variance, write variance (||p||, ||U||), then
  * read p, g, variance, write p: 32 bytes per element.
+ * optax (FO_AF_OPTAX) keeps Keras' statistics (g*g + eps1 averaged, b2*old + (1-b2)*mean)
+ * over any two axes (fo_af_dims: rows of nq*nm*ns elements; a row's nq*ns statistics are
+ * means over m), divides the statistic of the second largest axis by its mean, takes
+ * U = (g*f1)*f2 with f = 1/sqrt of each, and p - ((((U/den)*lr)*prms) + wd*p): the same
+ * three passes, walking the tensor in memory order in runs of nm (ns == 1) or ns
+ * elements, whose lanes take the place of a row's.
  * Every sum is in double, in an order fixed by the shape alone (fo_driver.c cuts a
  * tensor into units; inside a unit, element c of a row, or i of a vector block, goes to
  * lane c % FO_LANES, lanes folded pairwise; units are added in order), so results do not
@@ -29,36 +35,49 @@
 #ifdef FO_API
 /* The interface (fusedopt.h includes it): the step's scalars (Python floats as torch
  * computes them; the kernels round them to the element type where torch does). */
-enum fo_af_form { FO_AF_TORCH = 0, FO_AF_KERAS = 1 };
+enum fo_af_form { FO_AF_TORCH = 0, FO_AF_KERAS = 1, FO_AF_OPTAX = 2 };
 
 typedef struct {
     int form;                            /* fo_af_form */
-    int maximize, decay;                 /* decay: FO_DECAY_NONE, FO_DECAY_MUL (torch) or
-                                          * FO_DECAY_SUB (Keras: p - (p*wd)*lr first) */
+    int maximize, decay;                 /* decay: FO_DECAY_NONE, FO_DECAY_MUL (torch),
+                                          * FO_DECAY_SUB (Keras: p - (p*wd)*lr first) or
+                                          * FO_DECAY_OPTAX (u + wd*p, after the scaling) */
     double grad_scale;                   /* the clip coefficient (1: none) */
     double w;                            /* torch: t**beta2_decay */
-    double beta2_t, one_minus_beta2_t;   /* Keras: 1 - t**beta2_decay and its complement */
+    double beta2_t, one_minus_beta2_t;   /* Keras, optax: 1 - t**beta2_decay and its
+                                          * complement */
     double eps1, eps1_sq, eps2;          /* eps1_sq: eps1*eps1 (a Python float) */
-    double rho;                          /* min(lr, 1/sqrt(t)) */
+    double rho;                          /* min(lr, 1/sqrt(t)) (optax: 1) */
     double decay_factor;                 /* torch: 1 - lr*wd */
-    double wd, lr;                       /* Keras' decay (lr: its float32 variable) */
+    double wd, lr;                       /* Keras' decay (lr: its float32 variable);
+                                          * optax's decay rate and learning rate */
     double d;
 } fo_adafactor_args;
 
-/* One Adafactor step over a list of tensors, in one call.  Tensor k is nb[k] matrices of
- * nr[k] x nc[k] elements at ps[k] (its gradient at gs[k]); factored (vars[k] NULL) with
- * rows[k] (nb*nr elements) and cols[k] (nb*nc), else with its full variance vars[k].
- * `scratch` holds at least the largest fo_adafactor_scratch() of the factored tensors. */
+/* A tensor's shape as the kernels see it: nb x nr x nq x nm x ns elements, factored over
+ * the nr and nm axes (torch and Keras: the last two, nq = ns = 1; optax: its two largest
+ * axes, wherever they are).  Each of the nb matrices has nr rows of nc = nq*nm*ns
+ * elements; a row's statistics (row_var, nq*ns per row) are means over m, a column's
+ * (col_var, nc per matrix) means over the rows.  norm_cols (optax, when the nm axis is
+ * the larger): the column statistics are the ones divided by their mean.  A vector
+ * (unfactored) tensor is nb = nr = nq = ns = 1, nm = its size. */
+typedef struct { fo_index nb, nr, nq, nm, ns; int norm_cols; } fo_af_dims;
+
+/* One Adafactor step over a list of tensors, in one call.  Tensor k has the shape dims[k]
+ * at ps[k] (its gradient at gs[k]); factored (vars[k] NULL) with rows[k] (nb*nr*nq*ns
+ * elements) and cols[k] (nb*nc), else with its full variance vars[k].  `scratch` holds
+ * at least the largest fo_adafactor_scratch() of the factored tensors. */
 void fo_adafactor(int dtype, const fo_adafactor_args *a, int ntensors, void *const *ps,
                   const void *const *gs, void *const *rows, void *const *cols,
-                  void *const *vars, const fo_index *nb, const fo_index *nr,
-                  const fo_index *nc, double *scratch, int n_threads);
-/* The doubles of scratch a factored tensor of nb matrices nr x nc needs. */
-fo_index fo_adafactor_scratch(fo_index nb, fo_index nr, fo_index nc);
+                  void *const *vars, const fo_af_dims *dims, double *scratch,
+                  int n_threads);
+/* The doubles of scratch a factored tensor of shape *d needs. */
+fo_index fo_adafactor_scratch(const fo_af_dims *d);
 #else
 #include <math.h>
 
-typedef struct { FO_T sgn, w, omw, eps1_sq, e1, b2, omb2, wd, lr; int lerp_lo, keras, sub; }
+/* keras: the statistics' Keras (and optax) form; sub: Keras' decay; add: optax's */
+typedef struct { FO_T sgn, w, omw, eps1_sq, e1, b2, omb2, wd, lr; int lerp_lo, keras, sub, add; }
     FO_NAME(af_k);
 
 FO_INLINE FO_NAME(af_k) FO_NAME(af_consts)(const fo_adafactor_args *a)
@@ -69,11 +88,12 @@ FO_INLINE FO_NAME(af_k) FO_NAME(af_consts)(const fo_adafactor_args *a)
     k.omw = (FO_T)1 - k.w;
     k.lerp_lo = k.w < (FO_T)0.5;
     k.eps1_sq = (FO_T)a->eps1_sq;
-    k.keras = a->form == FO_AF_KERAS;
+    k.keras = a->form != FO_AF_TORCH;
     k.e1 = (FO_T)a->eps1;
     k.b2 = (FO_T)a->beta2_t;
     k.omb2 = (FO_T)a->one_minus_beta2_t;
     k.sub = a->decay == FO_DECAY_SUB;
+    k.add = a->decay == FO_DECAY_OPTAX;
     k.wd = (FO_T)a->wd;
     k.lr = (FO_T)a->lr;
     return k;
@@ -85,8 +105,8 @@ FO_INLINE FO_T FO_NAME(af_p)(const FO_NAME(af_k) *k, FO_T p)
     return k->sub ? p - (p * k->wd) * k->lr : p;
 }
 
-/* The square a statistic averages: torch g*g exactly (in double), Keras g*g + eps1 in the
- * element type. */
+/* The square a statistic averages: torch g*g exactly (in double), Keras and optax g*g +
+ * eps1 in the element type. */
 FO_INLINE double FO_NAME(af_sq)(const FO_NAME(af_k) *k, FO_T gv, const int keras)
 {
     return keras ? (double)(gv * gv + k->e1) : (double)gv * (double)gv;
@@ -104,6 +124,12 @@ FO_INLINE FO_T FO_NAME(af_clamp)(FO_T v, FO_T e) { return v < e ? e : v; }
 /* torch's rsqrt(v) is 1/sqrt(v) */
 FO_INLINE FO_T FO_NAME(af_rsqrt)(FO_T v) { return (FO_T)1 / FO_SQRT(v); }
 
+/* optax's update of one element: p - ((((U/den)*lr)*prms) + wd*p) (the decay term with
+ * weight_decay_rate only). */
+#define FO_AF_OSTEP(k, y, u, den, prms)                                                 \
+    ((k).add ? (y) - (((((u) / (den)) * (k).lr) * (prms)) + (k).wd * (y))             \
+             : (y) - ((((u) / (den)) * (k).lr) * (prms)))
+
 /* A sum's norm squared as torch has it: the norm rounded, squared, divided by n. */
 FO_INLINE FO_T FO_NAME(af_mean_sq)(double sum, fo_index n)
 {
@@ -112,7 +138,8 @@ FO_INLINE FO_T FO_NAME(af_mean_sq)(double sum, fo_index n)
 }
 
 /* A row or column statistic from its sum of squares over n: torch's lerp to the mean
- * square, Keras' beta2_t*old + (1 - beta2_t)*mean (the sum rounded, then / n). */
+ * square, Keras' (and optax's) beta2_t*old + (1 - beta2_t)*mean (the sum rounded, then
+ * / n). */
 FO_INLINE FO_T FO_NAME(af_stat)(const FO_NAME(af_k) *k, FO_T old, double sum, fo_index n)
 {
     if (k->keras)
@@ -203,7 +230,7 @@ double FO_NAME(af_rmean)(const fo_adafactor_args *a, const FO_T *row_var, fo_ind
 {
     double s = 0.0;
     for (fo_index r = 0; r < rows; r++) s += (double)row_var[r];
-    if (a->form == FO_AF_KERAS)
+    if (a->form != FO_AF_TORCH)
         return (double)((FO_T)s / (FO_T)rows);
     return (double)FO_NAME(af_clamp)((FO_T)(s / (double)rows), (FO_T)a->eps1);
 }
@@ -313,7 +340,7 @@ void FO_NAME(af_vec)(const fo_adafactor_args *a, const FO_T *restrict p,
         double u, y;                                                                    \
         if (keras) {          /* v = b2*v + (1 - b2)*(g*g + eps1); U = g/sqrt(v) */     \
             vi = k.b2 * v[i] + k.omb2 * (gi * gi + k.e1);                               \
-            u = (double)(gi / FO_SQRT(vi));                                             \
+            u = (double)(keras == 2 ? gi * FO_NAME(af_rsqrt)(vi) : gi / FO_SQRT(vi));   \
             y = (double)FO_NAME(af_p)(&k, p[i]);                                        \
         } else {                                                                        \
             vi = FO_NAME(af_lerp)(&k, v[i], gi * gi);                                   \
@@ -324,7 +351,11 @@ void FO_NAME(af_vec)(const fo_adafactor_args *a, const FO_T *restrict p,
         pl[j] += y * y;                                                                 \
         ul[j] += u * u;                                                                 \
     } while (0)
-    if (k.keras) {
+    if (a->form == FO_AF_OPTAX) {     /* (U = g * v**-0.5) */
+        for (; i + FO_LANES <= n; i += FO_LANES)
+            for (int j = 0; j < FO_LANES; j++) FO_AF_VEC(i + j, j, 2);
+        for (int j = 0; i < n; i++, j++) FO_AF_VEC(i, j, 2);
+    } else if (k.keras) {
         for (; i + FO_LANES <= n; i += FO_LANES)
             for (int j = 0; j < FO_LANES; j++) FO_AF_VEC(i + j, j, 1);
         for (int j = 0; i < n; i++, j++) FO_AF_VEC(i, j, 1);
@@ -346,6 +377,11 @@ void FO_NAME(af_vec_apply)(const fo_adafactor_args *a, FO_T *p, const FO_T *g,
     const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
     const FO_T cf = (FO_T)coef, df = (FO_T)a->decay_factor, al = (FO_T)alpha;
     const int decay = a->decay == FO_DECAY_MUL;
+    if (a->form == FO_AF_OPTAX) {     /* coef: the clipping denominator, alpha: prms */
+        for (fo_index i = 0; i < n; i++)
+            p[i] = FO_AF_OSTEP(k, p[i], (g[i] * k.sgn) * FO_NAME(af_rsqrt)(v[i]), cf, al);
+        return;
+    }
     if (k.keras) {
         for (fo_index i = 0; i < n; i++)
             p[i] = FO_NAME(af_p)(&k, p[i]) - al * (((g[i] * k.sgn) / FO_SQRT(v[i])) / cf);
@@ -356,6 +392,151 @@ void FO_NAME(af_vec_apply)(const fo_adafactor_args *a, FO_T *p, const FO_T *g,
         p[i] = pi + cf * (FO_NAME(af_rsqrt)(FO_NAME(af_clamp)(v[i], k.eps1_sq)) * gi);
     }
 }
+/* ---- optax's factored statistics over any two axes (fo_af_dims: rows of nq*nm*ns
+ * elements, element (q, m, s) of a row at (q*nm + m)*ns + s). */
+
+/* Rows [0, rows) of one matrix: each row's nq*ns statistics (means over m of g*g + eps1)
+ * update its row_var; colsum[c] += the square, row after row.  With ns == 1 statistic q
+ * sums its run of nm elements in lanes (m % FO_LANES, folded); else statistic (q, s) sums
+ * over m in order, in acc (nq*ns doubles). */
+void FO_NAME(af_rows_gen)(const fo_adafactor_args *a, const FO_T *g, FO_T *row_var,
+                          double *colsum, double *acc, fo_index rows, fo_index nq,
+                          fo_index nm, fo_index ns)
+{
+    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    const fo_index rs = nq * ns, cols = rs * nm;
+    for (fo_index r = 0; r < rows; r++) {
+        const FO_T *restrict gr = g + r * cols;
+        FO_T *restrict rv = row_var + r * rs;
+        if (ns == 1) {
+            for (fo_index q = 0; q < nq; q++) {
+                const FO_T *restrict gq = gr + q * nm;
+                double *restrict cq = colsum + q * nm;
+                double s0[FO_LANES] = {0};
+                FO_AF_COLS(nm, {
+                    const double x = FO_NAME(af_sq)(&k, gq[c] * k.sgn, 1);
+                    s0[j] += x;
+                    cq[c] += x;
+                });
+                FO_FOLD_LANES(s0);
+                rv[q] = FO_NAME(af_stat)(&k, rv[q], s0[0], nm);
+            }
+            continue;
+        }
+        for (fo_index i = 0; i < rs; i++) acc[i] = 0.0;
+        for (fo_index q = 0; q < nq; q++)
+            for (fo_index m = 0; m < nm; m++) {
+                const fo_index o = (q * nm + m) * ns;
+                double *restrict aq = acc + q * ns;
+                for (fo_index c = 0; c < ns; c++) {
+                    const double x = FO_NAME(af_sq)(&k, gr[o + c] * k.sgn, 1);
+                    aq[c] += x;
+                    colsum[o + c] += x;
+                }
+            }
+        for (fo_index i = 0; i < rs; i++) rv[i] = FO_NAME(af_stat)(&k, rv[i], acc[i], nm);
+    }
+}
+
+/* One matrix's factors as optax has them: the statistic of the second largest axis
+ * divided by its mean over that axis (per (q, s): row_var over the rows, or with
+ * norm_cols col_var over m; the sum in double in order, rounded, divided by the count),
+ * then rf = (row statistic)**-0.5 and cf = (column statistic)**-0.5, as 1/sqrt. */
+void FO_NAME(af_ofactors)(const FO_T *row_var, const FO_T *col_var, FO_T *rf, FO_T *cf,
+                          fo_index rows, fo_index nq, fo_index nm, fo_index ns,
+                          int norm_cols)
+{
+    const fo_index rs = nq * ns, cols = rs * nm;
+    for (fo_index i = 0; i < rows * rs; i++) rf[i] = row_var[i];
+    for (fo_index c = 0; c < cols; c++) cf[c] = col_var[c];
+    FO_T *x = norm_cols ? cf : rf;
+    const fo_index n = norm_cols ? nm : rows, stride = norm_cols ? ns : rs;
+    for (fo_index q = 0; q < nq; q++)
+        for (fo_index c = 0; c < ns; c++) {
+            FO_T *restrict xq = x + (norm_cols ? q * nm * ns : q * ns) + c;
+            double sum = 0.0;
+            for (fo_index i = 0; i < n; i++) sum += (double)xq[i * stride];
+            const FO_T mean = (FO_T)sum / (FO_T)n;
+            for (fo_index i = 0; i < n; i++) xq[i * stride] = xq[i * stride] / mean;
+        }
+    for (fo_index i = 0; i < rows * rs; i++) rf[i] = FO_NAME(af_rsqrt)(rf[i]);
+    for (fo_index c = 0; c < cols; c++) cf[c] = FO_NAME(af_rsqrt)(cf[c]);
+}
+
+/* optax's U over one row (rfr: its nq*ns row factors): (g*f1)*f2, f1 the factor of the
+ * normalized statistic.  With ns == 1 the row runs as nq runs of nm elements (rfr[q]
+ * fixed), else as nq*nm runs of ns elements; element e of the row, lane j = its index in
+ * the run % FO_LANES.  Runs body with u and e set. */
+#define FO_AF_OROW(k, rfr, cf, gr, nq, nm, ns, norm_cols, body)                         \
+    do {                                                                                \
+        if ((ns) == 1) {                                                                \
+            for (fo_index q_ = 0; q_ < (nq); q_++) {                                    \
+                const fo_index o_ = q_ * (nm);                                          \
+                const FO_T fr_ = (rfr)[q_];                                             \
+                const FO_T *restrict cq_ = (cf) + o_, *restrict gq_ = (gr) + o_;        \
+                if (norm_cols)                                                          \
+                    FO_AF_COLS(nm, const fo_index e = o_ + c;                           \
+                               const FO_T u = ((gq_[c] * (k).sgn) * cq_[c]) * fr_; body); \
+                else                                                                    \
+                    FO_AF_COLS(nm, const fo_index e = o_ + c;                           \
+                               const FO_T u = ((gq_[c] * (k).sgn) * fr_) * cq_[c]; body); \
+            }                                                                           \
+        } else {                                                                        \
+            for (fo_index q_ = 0; q_ < (nq); q_++)                                      \
+                for (fo_index m_ = 0; m_ < (nm); m_++) {                                \
+                    const fo_index o_ = (q_ * (nm) + m_) * (ns);                        \
+                    const FO_T *restrict rq_ = (rfr) + q_ * (ns);                       \
+                    const FO_T *restrict cq_ = (cf) + o_, *restrict gq_ = (gr) + o_;    \
+                    if (norm_cols)                                                      \
+                        FO_AF_COLS(ns, const fo_index e = o_ + c;                       \
+                                   const FO_T u = ((gq_[c] * (k).sgn) * cq_[c]) * rq_[c]; body); \
+                    else                                                                \
+                        FO_AF_COLS(ns, const fo_index e = o_ + c;                       \
+                                   const FO_T u = ((gq_[c] * (k).sgn) * rq_[c]) * cq_[c]; body); \
+                }                                                                       \
+        }                                                                               \
+    } while (0)
+
+/* uacc[lane] += U*U, pacc[lane] += p*p over rows [0, rows) of one optax matrix (rf: the
+ * rows' factors, cf: the matrix's). */
+void FO_NAME(af_onorm)(const fo_adafactor_args *a, const FO_T *restrict p,
+                       const FO_T *restrict g, const FO_T *restrict rf,
+                       const FO_T *restrict cf, fo_index rows, fo_index nq, fo_index nm,
+                       fo_index ns, int norm_cols, double *restrict uacc,
+                       double *restrict pacc)
+{
+    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    const fo_index rs = nq * ns, cols = rs * nm;
+    FO_AF_LANES_IN(ul, uacc);
+    FO_AF_LANES_IN(pl, pacc);
+    for (fo_index r = 0; r < rows; r++) {
+        const FO_T *restrict gr = g + r * cols, *restrict pr = p + r * cols;
+        FO_AF_OROW(k, rf + r * rs, cf, gr, nq, nm, ns, norm_cols,
+                   const double y = (double)pr[e];
+                   ul[j] += (double)u * (double)u; pl[j] += y * y);
+    }
+    FO_AF_LANES_OUT(ul, uacc);
+    FO_AF_LANES_OUT(pl, pacc);
+}
+
+/* The update of rows [0, rows) of one optax matrix: den the clipping denominator, prms
+ * the parameter's RMS (at least eps2). */
+void FO_NAME(af_oapply)(const fo_adafactor_args *a, FO_T *p, const FO_T *g, const FO_T *rf,
+                        const FO_T *cf, fo_index rows, fo_index nq, fo_index nm,
+                        fo_index ns, int norm_cols, double den, double prms)
+{
+    const FO_NAME(af_k) k = FO_NAME(af_consts)(a);
+    const fo_index rs = nq * ns, cols = rs * nm;
+    const FO_T dn = (FO_T)den, pm = (FO_T)prms;
+    for (fo_index r = 0; r < rows; r++) {
+        FO_T *restrict pr = p + r * cols;
+        const FO_T *restrict gr = g + r * cols;
+        FO_AF_OROW(k, rf + r * rs, cf, gr, nq, nm, ns, norm_cols,
+                   pr[e] = FO_AF_OSTEP(k, pr[e], u, dn, pm));
+    }
+}
+#undef FO_AF_OROW
+#undef FO_AF_OSTEP
 #undef FO_AF_ROW
 #undef FO_AF_COLS
 #undef FO_AF_LANES_IN

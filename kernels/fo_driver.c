@@ -287,10 +287,12 @@ double fo_grad_norm(int dtype, int ntensors, const void *const *gs, const fo_ind
 }
 
 /* ---------------------------------------------------------------- Adafactor
- * A tensor is cut into units by its shape alone.  Factored, as B matrices R x C: when a
- * matrix has at most FO_BLOCK elements a unit is FO_BLOCK/(R*C) whole matrices (at least
- * one); else a unit is FO_AF_ROWS(C) rows of one matrix, whose column sums are partials
- * (C doubles each, in scratch) added in unit order.  A vector: units of FO_BLOCK elements.
+ * A tensor is cut into units by its shape alone.  Factored, as B matrices of R rows of C
+ * elements (fo_af_dims: C = nq*nm*ns): when a matrix has at most FO_BLOCK elements a unit
+ * is FO_BLOCK/(R*C) whole matrices (at least one); else a unit is FO_AF_ROWS(C) rows of
+ * one matrix, whose column sums are partials (C doubles each, in scratch, with nq*ns more
+ * for a row's sums when those are not single) added in unit order.  A vector: units of
+ * FO_BLOCK elements.
  * The units of a pass run in parallel in rounds of at most fo_af_round(C); their sums
  * (||p||^2, ||U||^2: one double per unit, lanes folded) are added in unit order. */
 #define FO_AF_ROWS(c) ((c) >= FO_BLOCK / 64 ? (fo_index)64 : FO_BLOCK / (c))
@@ -308,11 +310,17 @@ typedef struct {
     fo_index nb, nr, nc, units;
     fo_index mb;        /* whole matrices per unit (small matrices), else 0 */
     fo_index h, upm;    /* rows per unit, units per matrix (large matrices) */
+    fo_index nq, nm, ns, rs, pw;    /* the row's axes; rs = nq*ns row statistics per row;
+                                     * pw: the doubles of one unit's partial sums */
+    int norm_cols;
 } fo_af_layout;
 
-static fo_af_layout fo_af_layout_of(fo_index nb, fo_index nr, fo_index nc)
+static fo_af_layout fo_af_layout_of(const fo_af_dims *d)
 {
-    fo_af_layout L = {nb, nr, nc, 0, 0, 0, 0};
+    const fo_index nb = d->nb, nr = d->nr, nc = d->nq * d->nm * d->ns;
+    fo_af_layout L = {nb, nr, nc, 0, 0, 0, 0, d->nq, d->nm, d->ns, d->nq * d->ns, nc,
+                      d->norm_cols};
+    if (L.rs > 1) L.pw += L.rs;
     if (nr * nc <= FO_BLOCK) {
         L.mb = FO_BLOCK / (nr * nc > 0 ? nr * nc : 1);
         if (L.mb < 1) L.mb = 1;
@@ -326,20 +334,20 @@ static fo_af_layout fo_af_layout_of(fo_index nb, fo_index nr, fo_index nc)
     return L;
 }
 
-/* Scratch: the running column sum (nc doubles), one partial per unit of a round (nc
+/* Scratch: the running column sum (pw doubles), one partial per unit of a round (pw
  * each), then per matrix its mean row_var (nb), the min and max of its col_var (2*nb) and
- * its column factors 1/sqrt(col_var) (nb*nc elements of the tensor's type): at these
- * offsets. */
+ * its column factors (nb*nc elements of the tensor's type: 1/sqrt(col_var), or optax's),
+ * then optax's row factors (nb*nr*rs elements): at these offsets. */
 static fo_index fo_af_rmc_at(const fo_af_layout *L)
 {
-    fo_index u = fo_af_round(L->nc);
-    return L->nc * (1 + (u < L->units ? u : L->units));
+    fo_index u = fo_af_round(L->pw);
+    return L->pw * (1 + (u < L->units ? u : L->units));
 }
 
-fo_index fo_adafactor_scratch(fo_index nb, fo_index nr, fo_index nc)
+fo_index fo_adafactor_scratch(const fo_af_dims *d)
 {
-    fo_af_layout L = fo_af_layout_of(nb, nr, nc);
-    return fo_af_rmc_at(&L) + 3 * nb + nb * nc;
+    fo_af_layout L = fo_af_layout_of(d);
+    return fo_af_rmc_at(&L) + 3 * L.nb + L.nb * L.nc + L.nb * L.nr * L.rs;
 }
 
 static double fo_round_to(int dtype, double x) { return dtype == FO_F32 ? (double)(float)x : x; }
@@ -352,11 +360,12 @@ static double fo_pymax(double a, double b) { return b > a ? b : a; }
  * max(eps2, ||p||/sqrt(n))*rho, denom = max(1, ||U||/(sqrt(n)*d)); returns the update's
  * factor -alpha/denom in the element type.  Keras (every scalar in the element type):
  * alpha = max(eps2, rms(p))*rho, rms = sqrt(sum/n); returns denom = max(1, rms(U)/d)
- * and *alpha (the update divides by denom, then multiplies by alpha). */
+ * and *alpha (the update divides by denom, then multiplies by alpha).  optax: Keras'
+ * with rho = 1 (alpha: scale_by_param_block_rms' factor, denom: clip_by_block_rms'). */
 static double fo_af_coef(const fo_adafactor_args *a, int dtype, fo_index n, double psum,
                          double usum, double *alpha_out)
 {
-    if (a->form == FO_AF_KERAS) {
+    if (a->form != FO_AF_TORCH) {
         const double nn = fo_round_to(dtype, (double)n);
         const double rp = fo_round_to(dtype, sqrt(fo_round_to(dtype, fo_round_to(dtype, psum) / nn)));
         const double ru = fo_round_to(dtype, sqrt(fo_round_to(dtype, fo_round_to(dtype, usum) / nn)));
@@ -408,8 +417,13 @@ static void fo_af_pass1(const fo_af_ctx *c, fo_index u, double *col)
     for (fo_index b = b0; b < b1; b++) {
         const fo_index e0 = (b * L->nr + r0) * L->nc;
         for (fo_index j = 0; j < L->nc; j++) col[j] = 0.0;
-        FO_CALL(c->tab, af_rows, c->dtype, c->a, FO_AF_AT(c, g, e0),
-                FO_AF_AT(c, rv, b * L->nr + r0), col, r1 - r0, L->nc);
+        if (L->rs == 1)
+            FO_CALL(c->tab, af_rows, c->dtype, c->a, FO_AF_AT(c, g, e0),
+                    FO_AF_AT(c, rv, b * L->nr + r0), col, r1 - r0, L->nc);
+        else
+            FO_CALL(c->tab, af_rows_gen, c->dtype, c->a, FO_AF_AT(c, g, e0),
+                    FO_AF_AT(c, rv, (b * L->nr + r0) * L->rs), col, col + L->nc, r1 - r0,
+                    L->nq, L->nm, L->ns);
         if (L->mb)      /* whole matrices: their columns are complete */
             FO_CALL(c->tab, af_cols, c->dtype, c->a, col, FO_AF_AT(c, cv, b * L->nc), L->nc,
                     L->nr);
@@ -424,13 +438,21 @@ static double fo_af_pass23(const fo_af_ctx *c, fo_index u, int apply, double coe
     const fo_af_layout *L = &c->L;
     const double *rmc = c->scratch + fo_af_rmc_at(L), *cvb = rmc + L->nb;
     char *binv = (char *)(cvb + 2 * L->nb);
+    char *rf = (char *)(cvb + 2 * L->nb + L->nb * L->nc);
     fo_index b0, b1, r0, r1;
     fo_af_unit(L, u, &b0, &b1, &r0, &r1);
     double uacc[FO_LANES] = {0}, pacc[FO_LANES] = {0};
     for (fo_index b = b0; b < b1; b++) {
         const fo_index e0 = (b * L->nr + r0) * L->nc;
         void *bi = binv + b * L->nc * c->esz;
-        if (apply)
+        void *rfu = rf + (b * L->nr + r0) * L->rs * c->esz;
+        if (c->a->form == FO_AF_OPTAX && apply)
+            FO_CALL(c->tab, af_oapply, c->dtype, c->a, FO_AF_AT(c, p, e0), FO_AF_AT(c, g, e0),
+                    rfu, bi, r1 - r0, L->nq, L->nm, L->ns, L->norm_cols, coef, alpha);
+        else if (c->a->form == FO_AF_OPTAX)
+            FO_CALL(c->tab, af_onorm, c->dtype, c->a, FO_AF_AT(c, p, e0), FO_AF_AT(c, g, e0),
+                    rfu, bi, r1 - r0, L->nq, L->nm, L->ns, L->norm_cols, uacc, pacc);
+        else if (apply)
             FO_CALL(c->tab, af_apply, c->dtype, c->a, FO_AF_AT(c, p, e0), FO_AF_AT(c, g, e0),
                     FO_AF_AT(c, rv, b * L->nr + r0), FO_AF_AT(c, cv, b * L->nc), bi, rmc[b],
                     cvb + 2 * b, r1 - r0, L->nc, coef, alpha);
@@ -451,20 +473,21 @@ static double fo_af_pass23(const fo_af_ctx *c, fo_index u, int apply, double coe
 static void fo_af_factored(fo_af_ctx *c, int nt)
 {
     const fo_af_layout *L = &c->L;
-    const fo_index nc = L->nc, round = fo_af_round(nc);
-    double *acc = c->scratch, *parts = c->scratch + nc;
+    const fo_index nc = L->nc, pw = L->pw, round = fo_af_round(pw);
+    double *acc = c->scratch, *parts = c->scratch + pw;
     double *rmc = c->scratch + fo_af_rmc_at(L), *cvb = rmc + L->nb;
     char *binv = (char *)(cvb + 2 * L->nb);
+    char *rf = (char *)(cvb + 2 * L->nb + L->nb * nc);
     double psum = 0.0, usum = 0.0, part[FO_AF_ROUND], ppart[FO_AF_ROUND];
     for (fo_index u0 = 0; u0 < L->units; u0 += round) {
         const fo_index ru = L->units - u0 < round ? L->units - u0 : round;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
 #endif
-        for (fo_index k = 0; k < ru; k++) fo_af_pass1(c, u0 + k, parts + k * nc);
+        for (fo_index k = 0; k < ru; k++) fo_af_pass1(c, u0 + k, parts + k * pw);
         for (fo_index k = 0; k < ru && !L->mb; k++) {
             const fo_index u = u0 + k, j = u % L->upm, b = u / L->upm;
-            const double *pc = parts + k * nc;
+            const double *pc = parts + k * pw;
             if (j == 0) for (fo_index i = 0; i < nc; i++) acc[i] = pc[i];
             else for (fo_index i = 0; i < nc; i++) acc[i] += pc[i];
             if (j == L->upm - 1)
@@ -472,11 +495,19 @@ static void fo_af_factored(fo_af_ctx *c, int nt)
                         L->nr);
         }
     }
-    /* each matrix's clamped mean row_var, min(col_var) and column factors */
+    /* each matrix's clamped mean row_var, min(col_var) and column factors (optax: its
+     * row and column factors) */
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && L->nb > 1)
 #endif
     for (fo_index b = 0; b < L->nb; b++) {
+        if (c->a->form == FO_AF_OPTAX) {
+            FO_CALL(c->tab, af_ofactors, c->dtype, FO_AF_AT(c, rv, b * L->nr * L->rs),
+                    FO_AF_AT(c, cv, b * nc), (void *)(rf + b * L->nr * L->rs * c->esz),
+                    (void *)(binv + b * nc * c->esz), L->nr, L->nq, L->nm, L->ns,
+                    L->norm_cols);
+            continue;
+        }
         rmc[b] = FO_CALL(c->tab, af_rmean, c->dtype, c->a, FO_AF_AT(c, rv, b * L->nr), L->nr);
         FO_CALL(c->tab, af_colinv, c->dtype, FO_AF_AT(c, cv, b * nc),
                 (void *)(binv + b * nc * c->esz), nc, cvb + 2 * b);
@@ -580,15 +611,16 @@ static void fo_af_vector(const fo_af_ctx *c, void *v, fo_index n, int nt)
 
 void fo_adafactor(int dtype, const fo_adafactor_args *a, int ntensors, void *const *ps,
                   const void *const *gs, void *const *rows, void *const *cols,
-                  void *const *vars, const fo_index *nb, const fo_index *nr,
-                  const fo_index *nc, double *scratch, int n_threads)
+                  void *const *vars, const fo_af_dims *dims, double *scratch,
+                  int n_threads)
 {
     for (int t = 0; t < ntensors; t++) {
-        const fo_index n = nb[t] * nr[t] * nc[t];
+        const fo_af_dims *d = dims + t;
+        const fo_index n = d->nb * d->nr * d->nq * d->nm * d->ns;
         if (n == 0) continue;
         fo_af_ctx c = {fo_active, a, dtype, FO_ESZ(dtype), ps[t], (char *)gs[t],
-                       rows ? rows[t] : NULL, cols ? cols[t] : NULL,
-                       fo_af_layout_of(nb[t], nr[t], nc[t]), scratch};
+                       rows ? rows[t] : NULL, cols ? cols[t] : NULL, fo_af_layout_of(d),
+                       scratch};
         const int nt = fo_threads_for(n, fo_nblocks(n), n_threads);
         if (vars && vars[t]) fo_af_vector(&c, vars[t], n, nt);
         else fo_af_factored(&c, nt);

@@ -209,7 +209,7 @@ def test_state_dict_and_checkpoint_round_trip(tmp_path):
     (dict(d=0.5), ValueError, r"Invalid clipping threshold d value: 0\.5"),
     (dict(weight_decay=-0.1), ValueError, r"weight_decay"),
     (dict(maximize=1), TypeError, r"maximize"),
-    (dict(convention="optax"), ValueError, r"'optax' has no Adafactor in fusedopt yet"),
+    (dict(convention="tf1"), ValueError, r"'tf1' has no Adafactor in fusedopt"),
     (dict(convention="jax"), ValueError, r"convention must be one of"),
     (dict(betas=(0.9, 0.99)), TypeError, r"unexpected keyword argument 'betas'"),
 ])
@@ -439,11 +439,13 @@ def test_matches_keras_over_200_steps_with_an_lr_change(dtype, cfg):
     assert np.abs(arrays[0] - p0[0]).max() > 1e-3          # the parameters really moved
 
 
-def test_keras_convention_refuses_torch_only_options():
+def test_keras_and_optax_conventions_refuse_torch_only_options():
     p, g, v = np.ones(4), np.ones(4), np.zeros(4)
-    with pytest.raises(ValueError, match="maximize=True is a torch option"):
-        fusedopt.adafactor_step(p, g, variance=v, step=1, convention="keras", maximize=True)
-    for conv in ("optax", "tf1", "sklearn"):
+    for conv in ("keras", "optax"):
+        with pytest.raises(ValueError, match=f"maximize=True is a torch option; convention "
+                                             f"'{conv}'"):
+            fusedopt.adafactor_step(p, g, variance=v, step=1, convention=conv, maximize=True)
+    for conv in ("tf1", "sklearn"):
         with pytest.raises(ValueError, match=f"'{conv}' has no Adafactor"):
             fusedopt.adafactor_step(p, g, variance=v, step=1, convention=conv)
     assert (p == 1).all() and (v == 0).all()
@@ -501,3 +503,218 @@ def test_eps1_none_is_each_parameters_own_dtype_epsilon():
     twin = fusedopt.Adafactor([b.copy()])
     twin.step([np.full(5, 1e-9)])
     assert not np.array_equal(one.params[0], twin.params[0])   # the epsilon matters here
+
+
+# ----------------------------------------------------------------------------- optax
+
+# factored over the last two, the first two, the outer two (axes between them and
+# after), ties; whole-matrix units and row units (a matrix above 16384 elements);
+# unfactored matrices (second largest < 128) and vectors
+OPTAX_SHAPES = [(), (7,), (300, 64), (200, 130), (130, 200), (128, 128), (130, 3, 140),
+                (140, 130, 3), (4, 129, 130), (2, 150, 5, 160, 3), (3, 140, 130, 2),
+                (128, 0, 130), (0, 200)]
+OPTAX_VARIANTS = [dict(eps=(1e-30, 1e-3)),
+                  dict(eps=(1e-30, 1e-3), lr=0.5, weight_decay=0.1, d=2.0, beta2_decay=-0.5),
+                  dict(eps=(None, 0.0), lr=1.0)]
+
+
+def _optax_stats(shape, dtype):
+    """Zeros of the statistics fusedopt keeps for a parameter of this shape under the
+    optax convention (row_var, col_var, variance), None where it has none."""
+    f = R.optax_factored_axes(shape)
+    if f is None:
+        return [None, None, np.zeros(shape, dtype)]
+    a, b, _ = f
+    return [np.zeros(tuple(1 if i == b else n for i, n in enumerate(shape)), dtype),
+            np.zeros(tuple(1 if i == a else n for i, n in enumerate(shape)), dtype), None]
+
+
+@pytest.mark.parametrize("kw", OPTAX_VARIANTS, ids=["default", "wd-d-decay", "lr1-eps"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", OPTAX_SHAPES, ids=str)
+@pytest.mark.parametrize("threads", THREADS)
+def test_optax_matches_reference_bit_for_bit(cpu_path, kw, dtype, shape, threads):
+    rng = np.random.default_rng(sum(shape) + len(shape))
+    p = rng.standard_normal(shape).astype(dtype)
+    q = p.copy()
+    ours, theirs = _optax_stats(shape, dtype), _optax_stats(shape, dtype)
+    for t in range(1, 4):
+        g = rng.standard_normal(shape).astype(dtype)
+        if p.ndim >= 2 and min(shape) > 2:
+            g[1] = 0.0                          # a zero slab: eps1 keeps it finite
+        g0 = g.copy()
+        fusedopt.adafactor_step(p, g, *ours, step=t, convention="optax", n_threads=threads,
+                                **kw)
+        R.adafactor_step(q, g, *theirs, step=t, convention="optax", **kw)
+        assert np.array_equal(g, g0), "the gradient was modified"
+    np.testing.assert_array_equal(p, q)
+    for a, b in zip(ours, theirs):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    assert np.isfinite(p).all()
+
+
+def test_optax_factoring_is_optaxs_own():
+    """Which parameters optax factors and over which axes (its _factored_dims, numpy's
+    argsort of the shape, ties included, where numpy's order is not a stable sort's):
+    fusedopt's statistics are optax's v_row and v_col with the reduced axis kept as 1."""
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    from fusedopt import _core, _spec
+    shapes = [(5,), (127, 300), (128, 300), (300, 128), (256, 256), (4, 256, 256),
+              (256, 128, 256, 3), (128, 128, 2, 2, 1, 1, 1), (300, 2, 256, 256, 1),
+              (1, 256, 256, 2, 128, 128), (3, 300, 128, 300, 1, 3)]
+    tx = optax.adafactor(1e-2)
+    state = tx.init([jax.numpy.zeros(s) for s in shapes])[0]
+    group = dict(convention="optax")
+    for k, shape in enumerate(shapes):
+        names = _spec.ADAFACTOR.param_states(group, shape)
+        vr, vc = state.v_row[k].shape, state.v_col[k].shape
+        f = _core.adafactor_factoring(shape, "optax")
+        assert f == R.optax_factored_axes(shape)
+        if state.v[k].shape == shape:
+            assert f is None and names == ("variance",), shape
+            continue
+        assert names == ("row_var", "col_var"), shape
+        a, b, norm_cols = f
+        row = _spec.ADAFACTOR.shape_of(group, "row_var", shape)
+        col = _spec.ADAFACTOR.shape_of(group, "col_var", shape)
+        assert row[:b] + row[b + 1:] == (vc if norm_cols else vr), shape
+        assert col[:a] + col[a + 1:] == (vr if norm_cols else vc), shape
+
+
+OPTAX_TRAJ_SHAPES = [(), (7,), (64, 300), (130, 140), (150, 130), (2, 130, 3, 129, 2)]
+
+
+@pytest.mark.parametrize("dtype,cfg", [
+    ("float32", dict(lr=1e-2, eps=(1e-30, 1e-3))),
+    ("float32", dict(lr=0.05, eps=(1e-30, 1e-3), weight_decay=0.01, d=1.5)),
+    ("float64", dict(lr=2.0 ** -6, eps=(2.0 ** -100, 2.0 ** -10), beta2_decay=-0.75,
+                     weight_decay=2.0 ** -6, d=1.5)),
+], ids=["f32-default", "f32-wd-clip", "f64-exact-hp"])
+def test_matches_optax_over_200_steps_with_an_lr_change(dtype, cfg):
+    """convention="optax" against optax.adafactor itself (un-jitted), 200 steps, the
+    learning rate halved at step 100: the parameters and the statistics."""
+    jax = pytest.importorskip("jax")
+    optax = pytest.importorskip("optax")
+    jnp = jax.numpy
+    rng = np.random.default_rng(15)
+    hp = dict(cfg)
+    lr, (e1, e2) = hp["lr"], hp["eps"]
+
+    def make(lr):
+        # (multiply_by_parameter_scale's min_scale is optax's fixed 1e-3; fusedopt's
+        # eps2 sets it, and this test passes optax's own transformations for another)
+        tx = [optax.scale_by_factored_rms(decay_rate=-hp.get("beta2_decay", -0.8),
+                                          epsilon=e1),
+              optax.clip_by_block_rms(hp.get("d", 1.0)), optax.scale(lr),
+              optax.scale_by_param_block_rms(e2)]
+        if hp.get("weight_decay"):
+            tx.append(optax.add_decayed_weights(hp["weight_decay"]))
+        return optax.chain(*tx, optax.scale(-1.0))
+
+    with jax.enable_x64(dtype == "float64"):
+        p0 = [np.asarray(rng.standard_normal(s), dtype) for s in OPTAX_TRAJ_SHAPES]
+        if e2 == 1e-3 and dtype == "float32":          # optax.adafactor itself, too
+            kw = dict(clipping_threshold=hp.get("d", 1.0), eps=e1,
+                      weight_decay_rate=hp.get("weight_decay"))
+            make = lambda lr: optax.adafactor(lr, **kw)       # noqa: E731
+        tx = make(lr)
+        params = [jnp.asarray(p) for p in p0]
+        state = tx.init(params)
+        arrays = [p.copy() for p in p0]
+        opt = fusedopt.Adafactor(arrays, convention="optax", **hp)
+        tol = 1e-5 if dtype == "float32" else 1e-10
+        for step in range(200):
+            if step == 100:
+                tx = make(lr / 2)
+                opt.param_groups[0]["lr"] = lr / 2
+            grads = [np.asarray(rng.standard_normal(s) * np.exp(rng.standard_normal()), dtype)
+                     for s in OPTAX_TRAJ_SHAPES]
+            updates, state = tx.update([jnp.asarray(g) for g in grads], state, params)
+            params = optax.apply_updates(params, updates)
+            opt.step(grads)
+            for a, v in zip(arrays, params):
+                assert np.asarray(v).dtype == a.dtype
+                np.testing.assert_allclose(a, np.asarray(v), rtol=tol, atol=tol,
+                                           err_msg=f"step {step + 1}")
+        fs = state[0]
+        for k, shape in enumerate(OPTAX_TRAJ_SHAPES):
+            st = opt.state[k]
+            f = R.optax_factored_axes(shape)
+            if f is None:
+                np.testing.assert_allclose(st["variance"], np.asarray(fs.v[k]), rtol=tol)
+                continue
+            a, b, norm_cols = f
+            rows, cols = st["row_var"].squeeze(b), st["col_var"].squeeze(a)
+            vr, vc = np.asarray(fs.v_row[k]), np.asarray(fs.v_col[k])
+            np.testing.assert_allclose(cols if norm_cols else rows, vr, rtol=tol)
+            np.testing.assert_allclose(rows if norm_cols else cols, vc, rtol=tol)
+    assert np.abs(arrays[3] - p0[3]).max() > 1e-3          # the parameters really moved
+
+
+@pytest.mark.parametrize("make,pattern", [
+    (lambda: (np.ones((130, 140)), None, None, np.zeros((130, 140))),
+     r"param of shape \(130, 140\) is factored over its axes 0 and 1 \(optax's rule"),
+    (lambda: (np.ones((100, 140)), np.zeros((100, 1)), np.zeros((1, 140)), None),
+     r"param of shape \(100, 140\) is not factored \(optax factors a tensor whose second "
+     r"largest dimension is at least 128\)"),
+    (lambda: (np.ones((140, 3, 130)), np.zeros((140, 3, 130)), np.zeros((1, 3, 130)), None),
+     r"row_var must have shape \(140, 3, 1\)"),
+    (lambda: (np.ones((140, 3, 130)), np.zeros((140, 3, 1)), np.zeros((140, 1, 130)), None),
+     r"col_var must have shape \(1, 3, 130\)"),
+])
+def test_optax_bad_statistics_change_nothing(make, pattern):
+    p, *stats = make()
+    with pytest.raises(ValueError, match=pattern):
+        fusedopt.adafactor_step(p, np.ones_like(p), *stats, step=1, convention="optax")
+    assert (p == 1).all() and not any(a.any() for a in stats if a is not None)
+
+
+def test_optax_torch_drop_in_equals_the_numpy_class_and_checkpoints(tmp_path):
+    """fusedopt.torch.Adafactor(convention="optax") under a scheduler equals the NumPy
+    class bit for bit; its state (optax's factoring, fusedopt's layout) goes through
+    state_dict and the checkpoint format, and training continues identically."""
+    torch = pytest.importorskip("torch")
+    import fusedopt.torch as ft
+    rng = np.random.default_rng(16)
+    shapes = [(130, 3, 140), (64, 300), (5,)]
+    p0 = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    ws = [torch.nn.Parameter(torch.tensor(p)) for p in p0]
+    hp = dict(lr=0.02, eps=(1e-30, 1e-3), weight_decay=1e-3, convention="optax")
+    topt = ft.Adafactor(ws, **hp)
+    sched = torch.optim.lr_scheduler.StepLR(topt, step_size=2, gamma=0.5)
+    arrays = [p.copy() for p in p0]
+    nopt = fusedopt.Adafactor(arrays, **hp)
+
+    def step(grads):
+        for w, g in zip(ws, grads):
+            w.grad = torch.tensor(g)
+        topt.step()
+        nopt.param_groups[0]["lr"] = topt.param_groups[0]["lr"]
+        nopt.step(grads)
+        sched.step()
+
+    for _ in range(3):
+        step([rng.standard_normal(s).astype(np.float32) for s in shapes])
+    for w, a in zip(ws, arrays):
+        np.testing.assert_array_equal(w.detach().numpy(), a)
+    st = topt.state[ws[0]]
+    assert st["row_var"].shape == (130, 3, 1) and st["col_var"].shape == (1, 3, 140)
+    assert sorted(topt.state[ws[1]]) == ["step", "variance"]
+    path = tmp_path / "af.ckpt"
+    nopt.save(path)
+    again = fusedopt.load_optimizer(path)
+    ws2 = [torch.nn.Parameter(w.detach().clone()) for w in ws]
+    topt2 = ft.Adafactor(ws2, **hp)
+    topt2.load_state_dict(copy.deepcopy(topt.state_dict()))
+    grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    for w, g in zip(ws2, grads):
+        w.grad = torch.tensor(g)
+    topt2.step()
+    step(grads)
+    again.param_groups[0]["lr"] = nopt.param_groups[0]["lr"]
+    again.step(grads)
+    for w, w2, a, b in zip(ws, ws2, arrays, again.params):
+        np.testing.assert_array_equal(w2.detach().numpy(), w.detach().numpy())
+        np.testing.assert_array_equal(b, a)

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import fusedopt
-from fusedopt import _core, _runtime
+from fusedopt import _core, _runtime, _spec
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "golden.json")
 STEPS = 200
@@ -163,6 +163,8 @@ ADAFACTOR_CASES: Dict[str, Dict[str, Any]] = {
     "torch-wd-max": dict(convention="torch", weight_decay=0.1, maximize=True),
     "torch-decay1-d1.5-eps": dict(convention="torch", beta2_decay=-1.0, d=1.5,
                                   eps=(1e-20, 1e-4)),
+    "optax": dict(convention="optax", eps=(1e-30, 1e-3)),
+    "optax-wd-d1.5": dict(convention="optax", eps=(1e-30, 1e-3), weight_decay=0.01, d=1.5),
 }
 
 LAMB_CASES: Dict[str, Dict[str, Any]] = {
@@ -240,11 +242,14 @@ def _rmsprop_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[
 
 def _adafactor_functional(dtype: Any, kw: Dict[str, Any], n_threads: int) -> List[Any]:
     out: List[Any] = []
-    for k, shape in enumerate([(FUNC_N,), (37, 29), (2, 70, 300)]):
+    shapes: List[Tuple[int, ...]] = [(FUNC_N,), (37, 29), (2, 70, 300)]
+    if kw.get("convention") == "optax":     # (factored over its outer axes)
+        shapes.append((140, 3, 130))
+    for k, shape in enumerate(shapes):
         p = _arange_like(11 + k, shape, dtype)
-        states = [np.zeros(shape[:-1] + (1,), dtype),
-                  np.zeros(shape[:-2] + (1,) + shape[-1:], dtype),
-                  None] if len(shape) >= 2 else [None, None, np.zeros_like(p)]
+        states = [None if s is None else np.zeros(s, dtype) for s in
+                  (_spec.ADAFACTOR.shape_of(kw, n, shape)
+                   for n in ("row_var", "col_var", "variance"))]
         grads = _Grads(14 + k, p.shape, dtype)
         for t in range(1, STEPS + 1):
             fusedopt.adafactor_step(p, grads(t), *states, step=t, lr=_lr_at(1e-2, t),

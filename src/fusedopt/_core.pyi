@@ -173,6 +173,10 @@ def rmsprop_step(
     momentum: float = ..., centered: bool = ..., maximize: bool = ..., convention: str = ...,
     n_threads: int | None = None,
 ) -> None: ...
+OPTAX_MIN_DIM_TO_FACTOR: int
+def adafactor_factoring(
+    shape: tuple[int, ...], convention: str = "torch"
+) -> tuple[int, int, bool] | None: ...
 def adafactor(
     arrays: list[list[_FloatArray | None] | None] | None,
     hyper: dict[str, Any],

@@ -180,15 +180,15 @@ cdef enum:
     SHAPE_COLS = 2
 
 
-cdef int check_factor(view *ref, view *v, int refcode, int code, int which, str refname,
+cdef int check_factor(view *ref, view *v, int refcode, int code, int d, str refname,
                       str name, Py_ssize_t k=-1) except -1:
-    """v must have ref's dtype and its shape with the last (SHAPE_ROWS) or the second to
-    last (SHAPE_COLS) dimension 1: a row or column statistic of ref's last two axes."""
+    """v must have ref's dtype and its shape with dimension d 1: a statistic of ref
+    averaged over axis d (Adafactor's)."""
     if code != refcode:
         refname, name = nm(refname, k), nm(name, k)
         raise TypeError(f"{name} must have the dtype of {refname} ({_dtype_name(refcode)}), "
                         f"got {_dtype_name(code)}")
-    cdef int i, d = ref.ndim - (1 if which == SHAPE_ROWS else 2)
+    cdef int i
     want = tuple([1 if i == d else ref.shape[i] for i in range(ref.ndim)])
     got = tuple([v.shape[i] for i in range(v.ndim)])
     if ref.ndim < 2 or got != want:
@@ -325,7 +325,9 @@ cdef class TensorLists:
     ``fill(..., one_dtype=False)`` only checks the arrays and their overlaps.  With
     ``shapes`` (a code per role) a state role's array may be None for some tensors, and
     its shape is the reference's (SHAPE_LIKE) or a factor of it (SHAPE_ROWS: the last
-    dimension 1; SHAPE_COLS: the one before it 1), as Adafactor's statistics."""
+    dimension 1; SHAPE_COLS: the one before it 1), as Adafactor's statistics; with
+    ``faxes`` (two per tensor) the dimensions that are 1 are faxes[2k] (SHAPE_ROWS) and
+    faxes[2k + 1] (SHAPE_COLS)."""
     cdef view *views
     cdef char *have                # per (role, tensor): buffer acquired
     cdef void **ptrs               # [nroles][n]
@@ -366,9 +368,10 @@ cdef class TensorLists:
         memset(self.ptrs, 0, sizeof(void *) * m)
 
     cdef int fill(self, list lists, tuple writable, bint single, list index,
-                  bint one_dtype=True, tuple used=None, tuple shapes=None) except -1:
+                  bint one_dtype=True, tuple used=None, tuple shapes=None,
+                  const int *faxes=NULL) except -1:
         cdef Py_ssize_t n = self.n, k, r, ki, nsp = 0
-        cdef int code
+        cdef int code, d
         cdef view *ref
         cdef view *vb
         if len(lists) != self.nroles or (index is not None and len(index) < n):
@@ -406,7 +409,11 @@ cdef class TensorLists:
                 elif shapes is None or shapes[r] == SHAPE_LIKE:
                     check_like(ref, vb, self.dtype, code, self.names[0], self.names[r], ki)
                 else:
-                    check_factor(ref, vb, self.dtype, code, shapes[r], self.names[0],
+                    if faxes != NULL:
+                        d = faxes[2 * k + (0 if shapes[r] == SHAPE_ROWS else 1)]
+                    else:
+                        d = ref.ndim - (1 if shapes[r] == SHAPE_ROWS else 2)
+                    check_factor(ref, vb, self.dtype, code, d, self.names[0],
                                  self.names[r], ki)
                 set_span(self.spans + nsp, vb, ki, <int>r, writable[r])
                 nsp += 1
@@ -1666,15 +1673,48 @@ cdef extern from "fusedopt.h" nogil:
     enum:
         FO_AF_TORCH
         FO_AF_KERAS
+        FO_AF_OPTAX
     ctypedef struct fo_adafactor_args:
         int form, maximize, decay
         double grad_scale, w, beta2_t, one_minus_beta2_t, eps1, eps1_sq, eps2, rho
         double decay_factor, wd, lr, d
+    ctypedef struct fo_af_dims:
+        fo_index nb, nr, nq, nm, ns
+        int norm_cols
     void fo_adafactor(int dtype, const fo_adafactor_args *a, int ntensors, void **ps,
                       const void **gs, void **rows, void **cols, void **vars,
-                      const fo_index *nb, const fo_index *nr, const fo_index *nc,
-                      double *scratch, int n_threads)
-    fo_index fo_adafactor_scratch(fo_index nb, fo_index nr, fo_index nc)
+                      const fo_af_dims *dims, double *scratch, int n_threads)
+    fo_index fo_adafactor_scratch(const fo_af_dims *d)
+
+
+#: optax.adafactor's min_dim_size_to_factor (its default; fusedopt's optax convention
+#: has no other)
+OPTAX_MIN_DIM_TO_FACTOR = 128
+_OPTAX_AXES = {}        # shape -> adafactor_factoring's answer, for the optax convention
+
+
+def adafactor_factoring(tuple shape, str convention="torch"):
+    """The axes a parameter of ``shape`` keeps Adafactor's factored statistics over, as
+    ``(a, b, norm_cols)`` with ``a < b``, or None when it keeps a full variance.  torch
+    and Keras: the last two of a tensor of two or more dimensions.  optax
+    (``factorized._factored_dims``): its two largest, ``numpy.argsort(shape)``'s last two
+    (ties as numpy orders them), when the second largest is at least 128.  norm_cols:
+    the largest is axis ``a``, so the statistics optax divides by their mean are the
+    column ones (the means over ``a``); else the row ones (the means over ``b``)."""
+    cdef Py_ssize_t ndim = len(shape)
+    if ndim < 2:
+        return None
+    if convention != "optax":
+        return (ndim - 2, ndim - 1, False)
+    r = _OPTAX_AXES.get(shape, _MISSING)
+    if r is _MISSING:
+        order = np.argsort(shape)
+        d1, d0 = int(order[ndim - 2]), int(order[ndim - 1])   # second largest, largest
+        r = None if shape[d1] < OPTAX_MIN_DIM_TO_FACTOR else (min(d0, d1), max(d0, d1),
+                                                               d0 < d1)
+        if len(_OPTAX_AXES) < 4096:
+            _OPTAX_AXES[shape] = r
+    return r
 
 
 ctypedef struct adafactor_h:
@@ -1720,11 +1760,14 @@ cdef int adafactor_from(adafactor_h *h, dict hyper, dict defaults) except -1:
     return 0
 
 
-cdef int adafactor_presence(list arrays, bint single, Py_ssize_t n, list index) except -1:
-    """Which statistics each tensor needs: row_var and col_var for a tensor of two or more
-    dimensions (factored over its last two, as torch.optim.Adafactor), else variance."""
-    cdef Py_ssize_t k, ki, j
-    cdef int ndim
+cdef int adafactor_presence(list arrays, bint single, Py_ssize_t n, list index, int conv,
+                            fo_af_dims *dims, int *faxes) except -1:
+    """Which statistics each tensor needs (adafactor_factoring: row_var and col_var when
+    it is factored, else variance); its kernel shape (dims[k]) and the axes its
+    statistics have of size 1 (faxes[2k]: row_var's, faxes[2k + 1]: col_var's)."""
+    cdef Py_ssize_t k, ki, j, i
+    cdef int ndim, a, b
+    cdef bint optax = conv == C_OPTAX
     if not single:         # (before indexing them; fill words the same errors)
         for j, role in ((1, "grads"), (2, "row_vars"), (3, "col_vars"), (4, "variances")):
             if arrays[j] is not None and (type(arrays[j]) is not list or
@@ -1737,12 +1780,22 @@ cdef int adafactor_presence(list arrays, bint single, Py_ssize_t n, list index) 
         p = arrays[0] if single else (<list>arrays[0])[k]
         if not cnp.PyArray_Check(p):
             continue                        # (fill names the argument)
-        ndim = cnp.PyArray_NDIM(<cnp.ndarray>p)
+        shape = (<object>p).shape
+        ndim = len(shape)
+        f = adafactor_factoring(shape, "optax" if optax else "torch")
         ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
         r, c, v = [arrays[j] if single else
                    (None if arrays[j] is None else (<list>arrays[j])[k]) for j in (2, 3, 4)]
-        if ndim >= 2:
+        if f is not None:
+            a, b = f[0], f[1]
             if r is None or c is None:
+                if optax:
+                    raise ValueError(
+                        f"{nm('param', ki)} of shape {shape} is factored over its axes {a} "
+                        f"and {b} (optax's rule: its two largest, the second at least "
+                        f"{OPTAX_MIN_DIM_TO_FACTOR}) and needs row_var and col_var "
+                        f"(initially zeros, of its shape with dimension {b}, and "
+                        f"dimension {a}, of size 1)")
                 raise ValueError(f"{nm('param', ki)} has {ndim} dimensions: Adafactor "
                                  "factors its last two and needs row_var and col_var "
                                  "(initially zeros, of its shape with the last, and the "
@@ -1750,8 +1803,24 @@ cdef int adafactor_presence(list arrays, bint single, Py_ssize_t n, list index) 
             if v is not None:
                 raise ValueError(f"{nm('param', ki)} has {ndim} dimensions and is "
                                  "factored: pass row_var and col_var, not variance")
+            faxes[2 * k], faxes[2 * k + 1] = b, a
+            dims[k].nb, dims[k].nq, dims[k].ns = 1, 1, 1
+            for i in range(ndim):
+                if i < a:
+                    dims[k].nb *= <fo_index>shape[i]
+                elif a < i < b:
+                    dims[k].nq *= <fo_index>shape[i]
+                elif i > b:
+                    dims[k].ns *= <fo_index>shape[i]
+            dims[k].nr, dims[k].nm, dims[k].norm_cols = shape[a], shape[b], f[2]
         else:
             if r is not None or c is not None:
+                if optax:
+                    raise ValueError(
+                        f"{nm('param', ki)} of shape {shape} is not factored (optax "
+                        "factors a tensor whose second largest dimension is at least "
+                        f"{OPTAX_MIN_DIM_TO_FACTOR}); pass variance, not row_var or "
+                        "col_var")
                 raise ValueError(f"{nm('param', ki)} has {ndim} dimension(s): it is not "
                                  "factored (torch factors tensors of 2 or more "
                                  "dimensions); pass variance, not row_var or col_var")
@@ -1759,6 +1828,8 @@ cdef int adafactor_presence(list arrays, bint single, Py_ssize_t n, list index) 
                 raise ValueError(f"{nm('param', ki)} has {ndim} dimension(s): Adafactor "
                                  "keeps its full variance (an array like it, initially "
                                  "zeros)")
+            dims[k].nb, dims[k].nr, dims[k].nq, dims[k].ns = 1, 1, 1, 1
+            dims[k].nm, dims[k].norm_cols = cnp.PyArray_SIZE(<cnp.ndarray>p), 0
     return 0
 
 
@@ -1767,24 +1838,44 @@ cdef object adafactor_run(adafactor_h *h, list arrays, object step, object n_thr
     """torch.optim.Adafactor's rule (fo_adafactor.h), its scalars as torch computes them:
     Python floats from the float step count t (``t**beta2_decay``, ``min(lr,
     1/t**0.5)``), eps1 None meaning the dtype's machine epsilon; or Keras' (every scalar
-    a tensor of the variable's dtype, lr a float32 variable)."""
+    a tensor of the variable's dtype, lr a float32 variable); or optax's (its decay
+    ``1 - t**-decay_rate`` in float32, the others weak Python floats: the dtype's)."""
     cdef int nt = nthreads_arg(n_threads)
-    if h.conv != C_TORCH and h.conv != C_KERAS:
-        raise ValueError(f"convention {CONVENTIONS[h.conv]!r} has no Adafactor in fusedopt "
-                         "yet; use 'torch' or 'keras'")
-    if h.conv == C_KERAS and h.maximize:
-        raise ValueError("maximize=True is a torch option; convention 'keras' has no such "
-                         "option")
+    if h.conv != C_TORCH and h.conv != C_KERAS and h.conv != C_OPTAX:
+        raise ValueError(f"convention {CONVENTIONS[h.conv]!r} has no Adafactor in fusedopt; "
+                         "use 'torch', 'keras' or 'optax'")
+    if h.conv != C_TORCH and h.maximize:
+        raise ValueError(f"maximize=True is a torch option; convention "
+                         f"{CONVENTIONS[h.conv]!r} has no such option")
     cdef long long t = integer(step, "step", 1)
     if not single and (type(arrays[0]) is not list or type(arrays[1]) is not list):
         raise TypeError(f"{pname} and grads must be lists of arrays")
     cdef Py_ssize_t n = 1 if single else len(<list>arrays[0]), k, j
-    adafactor_presence(arrays, single, n, index)
-    cdef TensorLists tl = TensorLists(n, (pname, "grad", "row_var", "col_var", "variance"))
-    tl.fill(arrays, (True, False, True, True, True), single, index, True, None,
-            (SHAPE_LIKE, SHAPE_LIKE, SHAPE_ROWS, SHAPE_COLS, SHAPE_LIKE))
-    if dry or n == 0:
-        return None
+    cdef fo_af_dims *dims = <fo_af_dims *>PyMem_Malloc(sizeof(fo_af_dims) * max(n, 1))
+    cdef int *faxes = <int *>PyMem_Malloc(sizeof(int) * 2 * max(n, 1))
+    cdef TensorLists tl
+    try:
+        if dims == NULL or faxes == NULL:
+            raise MemoryError()
+        memset(dims, 0, sizeof(fo_af_dims) * max(n, 1))
+        memset(faxes, 0, sizeof(int) * 2 * max(n, 1))
+        adafactor_presence(arrays, single, n, index, h.conv, dims, faxes)
+        tl = TensorLists(n, (pname, "grad", "row_var", "col_var", "variance"))
+        tl.fill(arrays, (True, False, True, True, True), single, index, True, None,
+                (SHAPE_LIKE, SHAPE_LIKE, SHAPE_ROWS, SHAPE_COLS, SHAPE_LIKE), faxes)
+        if dry or n == 0:
+            return None
+        adafactor_call(h, tl, t, dims, nt)
+    finally:
+        PyMem_Free(dims)
+        PyMem_Free(faxes)
+    return None
+
+
+cdef int adafactor_call(adafactor_h *h, TensorLists tl, long long t, fo_af_dims *dims,
+                        int nt) except -1:
+    """The step's scalars, then the C call over tl's tensors of kernel shapes dims."""
+    cdef Py_ssize_t n = tl.n, k
     cdef int dtype = tl.dtype
     cdef fo_adafactor_args a
     memset(&a, 0, sizeof(fo_adafactor_args))
@@ -1801,7 +1892,7 @@ cdef object adafactor_run(adafactor_h *h, list arrays, object step, object n_thr
             a.rho = h.lr
         a.decay_factor = 1.0 - h.lr * h.wd
         a.decay = FO_DECAY_MUL if h.wd != 0.0 else FO_DECAY_NONE
-    else:
+    elif h.conv == C_KERAS:
         # keras.optimizers.Adafactor.update_step: local_step, lr = min(lr, 1/sqrt(t)),
         # beta_2_t = 1 - t**beta_2_decay, in the variable's dtype; lr a float32 variable
         a.form = FO_AF_KERAS
@@ -1817,41 +1908,35 @@ cdef object adafactor_run(adafactor_h *h, list arrays, object step, object n_thr
         a.rho = round_to(lr32, dtype) if round_to(lr32, dtype) < inv else inv
         a.wd, a.lr = h.wd, lr32          # the base optimizer's decay: p - (p*wd)*lr
         a.decay = FO_DECAY_SUB if h.wd != 0.0 else FO_DECAY_NONE
-    cdef fo_index *dims = <fo_index *>PyMem_Malloc(sizeof(fo_index) * 3 * n)
-    if dims == NULL:
+    else:
+        # optax.adafactor: decay_rate_t = 1 - t**-decay_rate with t a float32 (its
+        # _decay_rate_pow), 1 - decay_rate_t in float32 too; lr, eps, the threshold and
+        # the decay rate weak Python floats (the dtype's); no relative step
+        a.form = FO_AF_OPTAX
+        a.beta2_t = f32(1.0 - f32(powf(<float>tf, <float>h.beta2_decay)))
+        a.one_minus_beta2_t = f32(1.0 - a.beta2_t)
+        a.rho, a.wd, a.lr = 1.0, h.wd, h.lr
+        a.decay = FO_DECAY_OPTAX if h.wd != 0.0 else FO_DECAY_NONE
+    cdef fo_index total = 0, need = 0
+    for k in range(n):
+        if tl.ptrs[4 * n + k] == NULL:          # (factored)
+            need = max(need, fo_adafactor_scratch(dims + k))
+        total += tl.ns[k]
+    cdef double *scratch = <double *>PyMem_Malloc(sizeof(double) * max(need, 1))
+    if scratch == NULL:
         raise MemoryError()
-    cdef fo_index total = 0, need = 0, s
-    cdef view *v
-    cdef double *scratch = NULL
     try:
-        for k in range(n):
-            v = tl.views + k
-            if v.ndim >= 2:
-                dims[k] = 1
-                for j in range(v.ndim - 2):
-                    dims[k] *= v.shape[j]
-                dims[n + k], dims[2 * n + k] = v.shape[v.ndim - 2], v.shape[v.ndim - 1]
-                s = fo_adafactor_scratch(dims[k], dims[n + k], dims[2 * n + k])
-                need = max(need, s)
-            else:
-                dims[k], dims[n + k], dims[2 * n + k] = 1, 1, tl.ns[k]
-            total += tl.ns[k]
-        scratch = <double *>PyMem_Malloc(sizeof(double) * max(need, 1))
-        if scratch == NULL:
-            raise MemoryError()
         if total <= GIL_HELD_MAX:
             fo_adafactor(dtype, &a, <int>n, tl.ptrs, <const void **>(tl.ptrs + n),
-                         tl.ptrs + 2 * n, tl.ptrs + 3 * n, tl.ptrs + 4 * n, dims, dims + n,
-                         dims + 2 * n, scratch, nt)
+                         tl.ptrs + 2 * n, tl.ptrs + 3 * n, tl.ptrs + 4 * n, dims, scratch, nt)
         else:
             with nogil:
                 fo_adafactor(dtype, &a, <int>n, tl.ptrs, <const void **>(tl.ptrs + n),
                              tl.ptrs + 2 * n, tl.ptrs + 3 * n, tl.ptrs + 4 * n, dims,
-                             dims + n, dims + 2 * n, scratch, nt)
+                             scratch, nt)
     finally:
-        PyMem_Free(dims)
         PyMem_Free(scratch)
-    return None
+    return 0
 
 
 def adafactor(list arrays, dict hyper, dict defaults, step, n_threads=None, str pname="param",

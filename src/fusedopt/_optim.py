@@ -398,8 +398,8 @@ class Optimizer:
         at their initial value, packed per state."""
         for n in names:
             lacking = [i for i in idx if n not in state[i] and
-                       self.spec.shape_of(n, self._params[i].shape) is not None]
-            shapes = [self.spec.shape_of(n, self._params[i].shape) for i in lacking]
+                       self.spec.shape_of(group, n, self._params[i].shape) is not None]
+            shapes = [self.spec.shape_of(group, n, self._params[i].shape) for i in lacking]
             for i, a in zip(lacking, _packed_like([self._params[i] for i in lacking],
                                                   self.spec.initial_value(group, n),
                                                   shapes)):  # type: ignore[arg-type]
@@ -479,7 +479,7 @@ class Optimizer:
             ns: Dict[str, Any] = {"step": int(step)}
             for name in expected - {"step"}:
                 a = s[name]
-                shape = self.spec.shape_of(name, p.shape)
+                shape = self.spec.shape_of(_group_of(new_groups, i), name, p.shape)
                 if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != p.dtype:
                     raise ValueError(f"state[{i}][{name!r}] must be an array of shape "
                                      f"{shape} and dtype {p.dtype}")

@@ -88,10 +88,11 @@ class Spec:
     torch_initial_from_defaults: bool = False
     #: the kind of gradient torch's sparse-gradient error points to
     sparse_alternative: str = ""
-    #: the shape of state ``name`` for a parameter of shape ``shape``, or None when such
-    #: a parameter has no such state (Adafactor's factored statistics); None: every
-    #: state of ``states(group)`` is shaped like its parameter
-    state_shape: Optional[Callable[[str, Tuple[int, ...]], Optional[Tuple[int, ...]]]] = None
+    #: the shape of state ``name`` for a parameter of shape ``shape`` in a param group,
+    #: or None when such a parameter has no such state (Adafactor's factored statistics);
+    #: None: every state of ``states(group)`` is shaped like its parameter
+    state_shape: Optional[Callable[[Mapping[str, Any], str, Tuple[int, ...]],
+                                   Optional[Tuple[int, ...]]]] = None
     #: the functional step: the name of its entry in the binding, which takes the
     #: arrays and the hyper-parameters as arguments ("": none)
     functional: str = ""
@@ -124,16 +125,18 @@ class Spec:
         hyper = self.initial.get(name)
         return 0.0 if hyper is None else float(group[hyper])
 
-    def shape_of(self, name: str, shape: Tuple[int, ...]) -> Optional[Tuple[int, ...]]:
-        """The shape of state ``name`` for a parameter of ``shape`` (None: it has none)."""
-        return shape if self.state_shape is None else self.state_shape(name, shape)
+    def shape_of(self, group: Mapping[str, Any], name: str,
+                 shape: Tuple[int, ...]) -> Optional[Tuple[int, ...]]:
+        """The shape of state ``name`` for a parameter of ``shape`` in ``group`` (None: it
+        has none)."""
+        return shape if self.state_shape is None else self.state_shape(group, name, shape)
 
     def param_states(self, group: Mapping[str, Any], shape: Tuple[int, ...]) -> Tuple[str, ...]:
         """The states a parameter of ``shape`` in ``group`` has."""
         names = self.states(group)
         if self.state_shape is None:
             return names
-        return tuple(n for n in names if self.state_shape(n, shape) is not None)
+        return tuple(n for n in names if self.state_shape(group, n, shape) is not None)
 
     def numpy_hypers(self) -> Tuple[Hyper, ...]:
         return tuple(h for h in self.hypers
@@ -775,15 +778,19 @@ RMSPROP = register(Spec(
 
 # ----------------------------------------------------------------------------- Adafactor
 
-def _adafactor_shape(name: str, shape: Tuple[int, ...]) -> Optional[Tuple[int, ...]]:
-    """torch.optim.Adafactor's statistics: a tensor of two or more dimensions is factored
-    over its last two (row_var: the last dimension 1, col_var: the one before it 1), any
-    other keeps a full variance."""
-    if len(shape) >= 2:
+def _adafactor_shape(group: Mapping[str, Any], name: str,
+                     shape: Tuple[int, ...]) -> Optional[Tuple[int, ...]]:
+    """Adafactor's statistics: a factored tensor (torch and Keras: two or more dimensions,
+    over the last two; optax: its two largest axes a < b, when the second largest is at
+    least 128) keeps row_var (its shape with dimension b 1) and col_var (dimension a 1);
+    any other keeps a full variance."""
+    f = _core.adafactor_factoring(tuple(shape), str(group.get("convention", "torch")))
+    if f is not None:
+        a, b = f[0], f[1]
         if name == "row_var":
-            return shape[:-1] + (1,)
+            return tuple(1 if i == b else n for i, n in enumerate(shape))
         if name == "col_var":
-            return shape[:-2] + (1,) + shape[-1:]
+            return tuple(1 if i == a else n for i, n in enumerate(shape))
         return None
     return shape if name == "variance" else None
 
@@ -795,7 +802,9 @@ _ADAFACTOR_DOC = """Adafactor (Shazeer & Stern, 2018) over a list of NumPy array
     eps=(None, 1e-3), d=1.0, weight_decay=0``; see :func:`adafactor_step`): the step size
     is relative, ``min(lr, 1/sqrt(t))`` times the parameter's RMS (at least ``eps[1]``),
     and the update is clipped to RMS ``d``; ``convention="keras"`` is
-    ``keras.optimizers.Adafactor``'s rule (pass its ``lr=1e-3, eps=(1e-30, 1e-3)``).
+    ``keras.optimizers.Adafactor``'s rule (pass its ``lr=1e-3, eps=(1e-30, 1e-3)``),
+    ``convention="optax"`` ``optax.adafactor``'s (pass ``eps=(1e-30, 1e-3)``; it factors
+    a parameter over its two largest axes when the second is at least 128).
     A parameter of two or more dimensions keeps
     factored statistics of its last two: ``row_var`` (its shape with the last dimension
     1) and ``col_var`` (the second to last 1), so its state is about ``R + C`` numbers
@@ -845,23 +854,37 @@ _ADAFACTOR_FUNCTIONAL_DOC = """One Adafactor update of ``param`` and its statist
         else:      variance = b*variance + (1 - b)*G;  V = variance
         U = g / sqrt(V);  p = p - alpha * (U / max(1, rms(U)/d))
 
+    With ``convention="optax"`` (``optax.adafactor``; pass its ``eps=(1e-30, 1e-3)``:
+    ``beta2_decay = -decay_rate``, ``d`` its clipping_threshold, ``weight_decay`` its
+    weight_decay_rate; its other options at their defaults)::
+
+        factored when the second largest dimension is >= 128, over the two largest
+        axes a < b (numpy.argsort(shape)'s last two): row_var the means over b (its
+        shape with dimension b 1), col_var over a (dimension a 1)
+        b2 = 1 - t**beta2_decay (float32);  G = g*g + eps1
+        factored:  row_var = b2*row_var + (1 - b2)*mean(G over b); col_var likewise
+                   U = (g*f1)*f2, f1 = (s/mean(s))**-0.5 for s the statistic over the
+                   largest axis (its mean over the other), f2 = (the other)**-0.5
+        else:      variance = b2*variance + (1 - b2)*G;  U = g*variance**-0.5
+        U = ((U / max(1, rms(U)/d)) * lr) * max(rms(p), eps2)
+        p = p - (U + weight_decay*p)                 (lr is the step: no relative step)
+
     The norms and means are summed in double in a fixed order (the same for every
     thread count), and rounded to the dtype where the framework computes them in it.
-    optax's Adafactor (its factoring rule, epsilon and step size differ; see the
-    conventions page) is not available yet.
 
     Args:
         param, grad: float32 or float64 arrays of one dtype and shape, C-contiguous,
             distinct; ``param`` writeable.
-        row_var, col_var: with ``param.ndim >= 2``: its shape with the last dimension 1,
-            and with the second to last 1 (initially zeros).
-        variance: with ``param.ndim < 2``: like param (initially zeros).
+        row_var, col_var: for a factored ``param`` (``param.ndim >= 2``; optax: see
+            above): its shape with the last dimension 1, and with the second to last 1
+            (optax: dimensions b and a; initially zeros).
+        variance: for any other ``param``: like it (initially zeros).
         step: the 1-based index of this update (torch's ``state["step"]`` after its
             increment).
         lr (>= 0, the relative step's cap), beta2_decay (<= 0), eps (a pair ``(eps1 or
             None, eps2)``, each >= 0), d (>= 1, the update's RMS threshold),
             weight_decay (>= 0, decoupled: ``p *= 1 - lr*wd``), maximize: as torch.
-        convention: "torch" or "keras" (``maximize`` is torch's only).
+        convention: "torch", "keras" or "optax" (``maximize`` is torch's only).
         n_threads: threads for this call.
 
     Raises:
@@ -885,11 +908,12 @@ _ADAFACTOR_TORCH_DOC = """``torch.optim.Adafactor`` running fusedopt's Adafactor
             (same defaults: ``lr=1e-2, beta2_decay=-0.8, eps=(None, 1e-3), d=1.0``).
         foreach: accepted for signature compatibility; only its default (None) is
             supported.
-        convention: "torch" (default) or "keras" (see :func:`fusedopt.adafactor_step`).
+        convention: "torch" (default), "keras" or "optax" (see
+            :func:`fusedopt.adafactor_step`).
 
     The state per parameter is torch's: ``step`` (float32 scalar tensor) and, for a
     parameter of two or more dimensions, ``row_var`` and ``col_var`` (factored over its
-    last two), else ``variance``.
+    last two; with convention="optax", optax's factoring), else ``variance``.
 
     >>> import torch, fusedopt.torch
     >>> w = torch.nn.Parameter(torch.ones(2, 3))
@@ -913,7 +937,7 @@ ADAFACTOR = register(Spec(
         Hyper("d", 1.0, "clipping threshold of the update's RMS (>= 1)"),
         Hyper("weight_decay", 0.0, "decoupled weight decay (>= 0): p *= 1 - lr*wd"),
         Hyper("maximize", False, "ascend the objective"),
-        Hyper("convention", "torch", "whose update rule: 'torch' or 'keras'"),
+        Hyper("convention", "torch", "whose update rule: 'torch', 'keras' or 'optax'"),
     ),
     roles=("row_var", "col_var", "variance"),
     states=lambda group: ("row_var", "col_var", "variance"),

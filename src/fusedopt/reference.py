@@ -571,6 +571,10 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
     _spec.ADAFACTOR.validate(dict(lr=lr, beta2_decay=beta2_decay, eps=tuple(eps), d=d,
                                   weight_decay=weight_decay, maximize=maximize,
                                   convention=convention))
+    if convention == "optax":
+        _adafactor_optax(param, grad, row_var, col_var, variance, step=step, lr=lr,
+                         beta2_decay=beta2_decay, eps=eps, d=d, weight_decay=weight_decay)
+        return
     T = param.dtype.type
     keras = convention == "keras"
     t = float(step)
@@ -609,6 +613,7 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
     if keras and weight_decay != 0:                # the base optimizer's decay, first
         p = p - (p * T(weight_decay)) * lr32
     p2 = p.astype(np.float64) ** 2
+    rv = cv = v = None
     with np.errstate(all="ignore"):
         if param.ndim >= 2:
             assert row_var is not None and col_var is not None
@@ -671,11 +676,8 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
             psum = _block_sum(p2)
             usum = _block_sum(U.astype(np.float64) ** 2)
         if keras:
-            nT = T(n)
-            rp, ru = T(np.sqrt(T(T(psum) / nT))), T(np.sqrt(T(T(usum) / nT)))
-            alpha = T((rp if rp > T(eps2) or rp != rp else T(eps2)) * rho)
-            qd = T(ru / T(d))
-            denom = qd if qd > 1 or qd != qd else T(1)
+            prms, denom = _af_dtype_scalars(T, n, psum, usum, eps2, d)
+            alpha = T(prms * rho)
             p = p - alpha * (U / denom)
         else:
             sn = float(n) ** 0.5
@@ -684,14 +686,130 @@ def adafactor_step(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.nda
             if weight_decay != 0:
                 p = p * T(1 - lr * weight_decay)
             p = p + T(-alpha / den) * U
+    _af_store(param, p, row_var, col_var, variance, param.ndim >= 2, rv, cv, v)
+
+
+def _af_dtype_scalars(T: Any, n: int, psum: float, usum: float, eps2: float,
+                      d: float) -> Tuple[Any, Any]:
+    """Keras' and optax's per-tensor scalars in the dtype: max(rms(p), eps2) (NaN kept)
+    and the clipping denominator max(1, rms(U)/d), rms = sqrt(sum/n)."""
+    nT = T(n)
+    rp, ru = T(np.sqrt(T(T(psum) / nT))), T(np.sqrt(T(T(usum) / nT)))
+    prms = rp if rp > T(eps2) or rp != rp else T(eps2)
+    qd = T(ru / T(d))
+    return prms, (qd if qd > 1 or qd != qd else T(1))
+
+
+def _af_store(param: np.ndarray, p: np.ndarray, row_var: Optional[np.ndarray],
+              col_var: Optional[np.ndarray], variance: Optional[np.ndarray],
+              factored: bool, rv: Any, cv: Any, v: Any) -> None:
+    """The step's results into the caller's arrays."""
     param[...] = p
-    if param.ndim >= 2:
+    if factored:
         assert row_var is not None and col_var is not None
         row_var[...] = rv.reshape(row_var.shape)
         col_var[...] = cv.reshape(col_var.shape)
     else:
         assert variance is not None
         variance[...] = v
+
+
+def optax_factored_axes(shape: Tuple[int, ...]) -> Optional[Tuple[int, int, bool]]:
+    """optax's factoring rule (``factorized._factored_dims``, min_dim_size_to_factor=128):
+    the two largest axes by ``numpy.argsort(shape)`` (second largest d1, largest d0) when
+    shape[d1] >= 128, as ``(a, b, norm_cols)``: a < b, norm_cols when d0 is a (the
+    statistics divided by their mean are then the means over a); else None."""
+    if len(shape) < 2:
+        return None
+    order = np.argsort(shape)
+    d1, d0 = int(order[-2]), int(order[-1])
+    if shape[d1] < 128:
+        return None
+    return min(d0, d1), max(d0, d1), d0 < d1
+
+
+def _adafactor_optax(param: np.ndarray, grad: np.ndarray, row_var: Optional[np.ndarray],
+                     col_var: Optional[np.ndarray], variance: Optional[np.ndarray], *,
+                     step: int, lr: float, beta2_decay: float,
+                     eps: Tuple[Optional[float], float], d: float,
+                     weight_decay: float) -> None:
+    """optax.adafactor (``scale_by_factored_rms``, ``clip_by_block_rms(d)``,
+    ``scale_by_learning_rate(lr)``, ``scale_by_param_block_rms(eps2)``,
+    ``add_decayed_weights(wd)``, ``scale(-1)``) in the kernels' order of summation: the
+    statistics over the axes optax_factored_axes picks, row_var the means over the later
+    (b), col_var over the earlier (a), both with size 1 there; x**-0.5 as 1/sqrt(x)."""
+    T = param.dtype.type
+    n = param.size
+    if n == 0:
+        return
+    f32 = np.float32
+    b2t = T(f32(1) - f32(f32(step) ** f32(beta2_decay)))      # float32, as optax's
+    omb2 = T(f32(1) - f32(b2t))
+    e1 = T(float(np.finfo(param.dtype).eps) if eps[0] is None else float(eps[0]))
+    g, p = grad.copy(), param.copy()
+    p2 = p.astype(np.float64) ** 2
+    fac = optax_factored_axes(param.shape)
+    rv: Any = None
+    cv: Any = None
+    v: Any = None
+    with np.errstate(all="ignore"):
+        if fac is not None:
+            assert row_var is not None and col_var is not None
+            a, b, norm_cols = fac
+            sh = param.shape
+            nb, nr = int(np.prod(sh[:a])), sh[a]
+            nq, nm, ns = int(np.prod(sh[a + 1:b])), sh[b], int(np.prod(sh[b + 1:]))
+            nc = nq * nm * ns
+            G = g.reshape(nb, nr, nq, nm, ns)
+            x = (G * G + e1).astype(np.float64)
+            if ns == 1:             # a row's statistic q: its nm elements in lanes
+                pad = (-nm) % _LANES
+                runs = np.pad(x[..., 0], ((0, 0),) * 3 + ((0, pad),))
+                runs = runs.reshape(nb, nr, nq, -1, _LANES)
+                rowsum = _fold(np.add.accumulate(runs, axis=3)[:, :, :, -1, :])[..., None]
+            else:                   # statistic (q, s): over m in order
+                rowsum = np.add.accumulate(x, axis=3)[:, :, :, -1, :]
+            rv = row_var.reshape(nb, nr, nq, ns)
+            rv = b2t * rv + omb2 * (rowsum.astype(param.dtype) / T(nm))
+            xr = x.reshape(nb * nr, nc)
+            colsum = np.zeros((nb, nc))
+            units = list(_adafactor_units(nb, nr, nc))
+            for r0, r1, m in units:     # column sums: per unit in row order, units in order
+                if m is None:
+                    colsum[r0 // nr:r1 // nr] = np.add.accumulate(
+                        xr.reshape(nb, nr, nc)[r0 // nr:r1 // nr], axis=1)[:, -1]
+                else:
+                    part = np.add.accumulate(xr[r0:r1], axis=0)[-1]
+                    colsum[m] = part if r0 == m * nr else colsum[m] + part
+            cv = col_var.reshape(nb, nq, nm, ns)
+            cv = b2t * cv + omb2 * (colsum.reshape(nb, nq, nm, ns).astype(param.dtype) / T(nr))
+            one = T(1)
+            if norm_cols:           # col_var over m divided by its mean (per (q, s))
+                mean = (np.add.accumulate(cv.astype(np.float64), axis=2)[:, :, -1:, :]
+                        .astype(param.dtype) / T(nm))
+                cf, rf = one / np.sqrt(cv / mean), one / np.sqrt(rv)
+                U = (G * cf[:, None]) * rf[:, :, :, None]
+            else:                   # row_var over the rows divided by its mean
+                mean = (np.add.accumulate(rv.astype(np.float64), axis=1)[:, -1:]
+                        .astype(param.dtype) / T(nr))
+                rf, cf = one / np.sqrt(rv / mean), one / np.sqrt(cv)
+                U = (G * rf[:, :, :, None]) * cf[:, None]
+            run = nm if ns == 1 else ns
+            u2 = (U.astype(np.float64) ** 2).reshape(nb * nr, nc)
+            pr = p2.reshape(nb * nr, nc)
+            psum = _ordered_sum(_lane_sum(pr[r0:r1].reshape(-1, run)) for r0, r1, _ in units)
+            usum = _ordered_sum(_lane_sum(u2[r0:r1].reshape(-1, run)) for r0, r1, _ in units)
+            U = U.reshape(param.shape)
+        else:
+            assert variance is not None
+            v = b2t * variance + omb2 * (g * g + e1)
+            U = g * (T(1) / np.sqrt(v))
+            psum = _block_sum(p2)
+            usum = _block_sum(U.astype(np.float64) ** 2)
+        prms, den = _af_dtype_scalars(T, n, psum, usum, float(eps[1]), d)
+        step_ = ((U / den) * T(lr)) * prms
+        p = p - (step_ + T(weight_decay) * p) if weight_decay != 0 else p - step_
+    _af_store(param, p, row_var, col_var, variance, fac is not None, rv, cv, v)
 
 
 def _seq_sum(x: np.ndarray) -> float:

@@ -407,7 +407,7 @@ class _FusedOptimizer(Optimizer):
                     st = dict(st, **{n: t})
                 else:
                     _check_state(t, p, f"{what}[{n!r}]",
-                                 self.spec.shape_of(n, tuple(p.shape)))
+                                 self.spec.shape_of(group, n, tuple(p.shape)))
         return _Entry(p, names, tuple(st[n] for n in names),
                       st["step"] if step_state else None, first)
 
@@ -417,7 +417,7 @@ class _FusedOptimizer(Optimizer):
         initial_accumulator_value)."""
         source = self.defaults if self.spec.torch_initial_from_defaults else group
         value = self.spec.initial_value(source, name)
-        shape = self.spec.shape_of(name, tuple(p.shape))
+        shape = self.spec.shape_of(group, name, tuple(p.shape))
         if shape is not None and shape != tuple(p.shape):   # (a factored statistic)
             return torch.full(shape, value, dtype=p.dtype, device=p.device)
         return torch.full_like(p, value, memory_format=torch.preserve_format)
