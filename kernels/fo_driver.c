@@ -344,6 +344,19 @@ static fo_index fo_af_rmc_at(const fo_af_layout *L)
     return L->pw * (1 + (u < L->units ? u : L->units));
 }
 
+/* Those per-matrix areas of a tensor's scratch. */
+typedef struct { double *rmc, *cvb; char *binv, *rf; } fo_af_areas;
+
+static fo_af_areas fo_af_areas_of(const fo_af_layout *L, double *scratch)
+{
+    fo_af_areas A;
+    A.rmc = scratch + fo_af_rmc_at(L);
+    A.cvb = A.rmc + L->nb;
+    A.binv = (char *)(A.cvb + 2 * L->nb);
+    A.rf = (char *)(A.cvb + 2 * L->nb + L->nb * L->nc);
+    return A;
+}
+
 fo_index fo_adafactor_scratch(const fo_af_dims *d)
 {
     fo_af_layout L = fo_af_layout_of(d);
@@ -436,9 +449,9 @@ static double fo_af_pass23(const fo_af_ctx *c, fo_index u, int apply, double coe
                            double alpha, double *psum)
 {
     const fo_af_layout *L = &c->L;
-    const double *rmc = c->scratch + fo_af_rmc_at(L), *cvb = rmc + L->nb;
-    char *binv = (char *)(cvb + 2 * L->nb);
-    char *rf = (char *)(cvb + 2 * L->nb + L->nb * L->nc);
+    const fo_af_areas A = fo_af_areas_of(L, c->scratch);
+    const double *rmc = A.rmc, *cvb = A.cvb;
+    char *binv = A.binv, *rf = A.rf;
     fo_index b0, b1, r0, r1;
     fo_af_unit(L, u, &b0, &b1, &r0, &r1);
     double uacc[FO_LANES] = {0}, pacc[FO_LANES] = {0};
@@ -475,9 +488,9 @@ static void fo_af_factored(fo_af_ctx *c, int nt)
     const fo_af_layout *L = &c->L;
     const fo_index nc = L->nc, pw = L->pw, round = fo_af_round(pw);
     double *acc = c->scratch, *parts = c->scratch + pw;
-    double *rmc = c->scratch + fo_af_rmc_at(L), *cvb = rmc + L->nb;
-    char *binv = (char *)(cvb + 2 * L->nb);
-    char *rf = (char *)(cvb + 2 * L->nb + L->nb * nc);
+    const fo_af_areas A = fo_af_areas_of(L, c->scratch);
+    double *rmc = A.rmc, *cvb = A.cvb;
+    char *binv = A.binv, *rf = A.rf;
     double psum = 0.0, usum = 0.0, part[FO_AF_ROUND], ppart[FO_AF_ROUND];
     for (fo_index u0 = 0; u0 < L->units; u0 += round) {
         const fo_index ru = L->units - u0 < round ? L->units - u0 : round;

@@ -1693,6 +1693,37 @@ OPTAX_MIN_DIM_TO_FACTOR = 128
 _OPTAX_AXES = {}        # shape -> adafactor_factoring's answer, for the optax convention
 
 
+cdef object optax_axes(tuple shape):
+    """optax's factoring of a shape of two or more dimensions (factorized._factored_dims:
+    numpy.argsort(shape)'s last two, the second largest d1 and the largest d0, when
+    shape[d1] >= 128) as (a, b, norm_cols), or None; cached per shape."""
+    r = _OPTAX_AXES.get(shape, _MISSING)
+    if r is _MISSING:
+        order = np.argsort(shape)
+        d1, d0 = int(order[len(shape) - 2]), int(order[len(shape) - 1])
+        r = None if shape[d1] < OPTAX_MIN_DIM_TO_FACTOR else (min(d0, d1), max(d0, d1),
+                                                               d0 < d1)
+        if len(_OPTAX_AXES) < 4096:
+            _OPTAX_AXES[shape] = r
+    return r
+
+
+cdef bint af_factored(cnp.ndarray p, bint optax, int *a, int *b, int *norm_cols) except -1:
+    """Whether p is factored, and over which axes a < b (adafactor_factoring for an array,
+    on the per-step path: torch's and Keras' rule from p's ndim, no Python object made)."""
+    cdef int ndim = cnp.PyArray_NDIM(p)
+    if ndim < 2:
+        return False
+    if not optax:
+        a[0], b[0], norm_cols[0] = ndim - 2, ndim - 1, 0
+        return True
+    f = optax_axes((<object>p).shape)
+    if f is None:
+        return False
+    a[0], b[0], norm_cols[0] = f[0], f[1], f[2]
+    return True
+
+
 def adafactor_factoring(tuple shape, str convention="torch"):
     """The axes a parameter of ``shape`` keeps Adafactor's factored statistics over, as
     ``(a, b, norm_cols)`` with ``a < b``, or None when it keeps a full variance.  torch
@@ -1701,20 +1732,11 @@ def adafactor_factoring(tuple shape, str convention="torch"):
     (ties as numpy orders them), when the second largest is at least 128.  norm_cols:
     the largest is axis ``a``, so the statistics optax divides by their mean are the
     column ones (the means over ``a``); else the row ones (the means over ``b``)."""
-    cdef Py_ssize_t ndim = len(shape)
-    if ndim < 2:
+    if len(shape) < 2:
         return None
-    if convention != "optax":
-        return (ndim - 2, ndim - 1, False)
-    r = _OPTAX_AXES.get(shape, _MISSING)
-    if r is _MISSING:
-        order = np.argsort(shape)
-        d1, d0 = int(order[ndim - 2]), int(order[ndim - 1])   # second largest, largest
-        r = None if shape[d1] < OPTAX_MIN_DIM_TO_FACTOR else (min(d0, d1), max(d0, d1),
-                                                               d0 < d1)
-        if len(_OPTAX_AXES) < 4096:
-            _OPTAX_AXES[shape] = r
-    return r
+    if convention == "optax":
+        return optax_axes(shape)
+    return (len(shape) - 2, len(shape) - 1, False)
 
 
 ctypedef struct adafactor_h:
@@ -1766,7 +1788,8 @@ cdef int adafactor_presence(list arrays, bint single, Py_ssize_t n, list index, 
     it is factored, else variance); its kernel shape (dims[k]) and the axes its
     statistics have of size 1 (faxes[2k]: row_var's, faxes[2k + 1]: col_var's)."""
     cdef Py_ssize_t k, ki, j, i
-    cdef int ndim, a, b
+    cdef int ndim, a = 0, b = 0, norm_cols = 0
+    cdef cnp.npy_intp *sh
     cdef bint optax = conv == C_OPTAX
     if not single:         # (before indexing them; fill words the same errors)
         for j, role in ((1, "grads"), (2, "row_vars"), (3, "col_vars"), (4, "variances")):
@@ -1780,18 +1803,17 @@ cdef int adafactor_presence(list arrays, bint single, Py_ssize_t n, list index, 
         p = arrays[0] if single else (<list>arrays[0])[k]
         if not cnp.PyArray_Check(p):
             continue                        # (fill names the argument)
-        shape = (<object>p).shape
-        ndim = len(shape)
-        f = adafactor_factoring(shape, "optax" if optax else "torch")
+        ndim = cnp.PyArray_NDIM(<cnp.ndarray>p)
+        sh = cnp.PyArray_DIMS(<cnp.ndarray>p)
+        factored = af_factored(<cnp.ndarray>p, optax, &a, &b, &norm_cols)
         ki = -1 if single else (k if index is None else <Py_ssize_t>index[k])
         r, c, v = [arrays[j] if single else
                    (None if arrays[j] is None else (<list>arrays[j])[k]) for j in (2, 3, 4)]
-        if f is not None:
-            a, b = f[0], f[1]
+        if factored:
             if r is None or c is None:
                 if optax:
                     raise ValueError(
-                        f"{nm('param', ki)} of shape {shape} is factored over its axes {a} "
+                        f"{nm('param', ki)} of shape {p.shape} is factored over its axes {a} "
                         f"and {b} (optax's rule: its two largest, the second at least "
                         f"{OPTAX_MIN_DIM_TO_FACTOR}) and needs row_var and col_var "
                         f"(initially zeros, of its shape with dimension {b}, and "
@@ -1807,17 +1829,17 @@ cdef int adafactor_presence(list arrays, bint single, Py_ssize_t n, list index, 
             dims[k].nb, dims[k].nq, dims[k].ns = 1, 1, 1
             for i in range(ndim):
                 if i < a:
-                    dims[k].nb *= <fo_index>shape[i]
+                    dims[k].nb *= sh[i]
                 elif a < i < b:
-                    dims[k].nq *= <fo_index>shape[i]
+                    dims[k].nq *= sh[i]
                 elif i > b:
-                    dims[k].ns *= <fo_index>shape[i]
-            dims[k].nr, dims[k].nm, dims[k].norm_cols = shape[a], shape[b], f[2]
+                    dims[k].ns *= sh[i]
+            dims[k].nr, dims[k].nm, dims[k].norm_cols = sh[a], sh[b], norm_cols
         else:
             if r is not None or c is not None:
                 if optax:
                     raise ValueError(
-                        f"{nm('param', ki)} of shape {shape} is not factored (optax "
+                        f"{nm('param', ki)} of shape {p.shape} is not factored (optax "
                         "factors a tensor whose second largest dimension is at least "
                         f"{OPTAX_MIN_DIM_TO_FACTOR}); pass variance, not row_var or "
                         "col_var")
