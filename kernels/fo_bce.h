@@ -1,12 +1,18 @@
 /* fusedopt: sigmoid cross-entropy with logits, loss and gradient in one pass (template
  * over FO_T, see fo_common.h).
  *
- * One element: y' = y*sa + sb (label smoothing), lw = (pw-1)*y' + 1, e = exp(-|x|),
- *   loss = ((1-y')*x + lw*max(-x,0)) + lw*log1p(e)
+ * One element: y' = y*sa + sb and 1-y' = (1-y)*sa + sb (label smoothing, sa + 2 sb = 1),
+ * pw = pos_weight, lw = (pw-1)*y' + 1 = (1-y') + pw*y', e = exp(-|x|),
+ *   loss = (x >= 0 ? (1-y')*x : pw*y'*(-x)) + lw*log1p(e)
  *   grad = (x >= 0 ? (1-y') - pw*y'*e : (1-y')*e - pw*y') / (1+e)   (= lw*sigmoid(x) - pw*y')
- * The loss groups (1-y')*x with lw*max(-x,0) first so that they cancel exactly when
- * they should (x < 0, y' = 0), and the gradient is sigmoid(x) - y' written without the
- * cancellation of 1/(1+e) - 1 (as scikit-learn's HalfBinomialLoss does).
+ * The loss is the textbook (1-y')*x + lw*(max(-x,0) + log1p(e)) with the first two terms
+ * added by hand: for x < 0 they are pw*y'*|x|, which the textbook form gets by cancelling
+ * two terms of size |x| (400 ulp lost in float32 at x = -8, y = 8e-4; TensorFlow and
+ * scikit-learn do not lose them).  For labels in [0, 1] every term above is then
+ * non-negative, so each element is accurate to a few ulp relative, and y' = 0 gives an
+ * exact 0 for x < 0.  1-y' and lw are likewise sums of non-negative terms.  The gradient
+ * is sigmoid(x) - y' written without the cancellation of 1/(1+e) - 1 (as scikit-learn's
+ * HalfBinomialLoss does).
  */
 #ifdef FO_API
 /* The interface (fusedopt.h includes it): one call's arrays and scalars. */
@@ -31,12 +37,12 @@ typedef struct {
 /* Returns the sum of the elementwise losses (in double, block order). */
 double fo_bce(int dtype, const fo_bce_args *a, fo_index n, int n_threads);
 #else
-FO_INLINE FO_T FO_NAME(bce_point)(FO_T x, FO_T e, FO_T y, FO_T pw, FO_T *grad, const int plain)
+FO_INLINE FO_T FO_NAME(bce_point)(FO_T x, FO_T e, FO_T y, FO_T omy, FO_T pw, FO_T *grad,
+                                  const int plain)
 {
-    FO_T omy = (FO_T)1 - y;
     FO_T pwy = plain ? y : pw * y;                      /* plain: pos_weight = 1 */
-    FO_T mx = -x > (FO_T)0 ? -x : (FO_T)0;
     FO_T num = x >= (FO_T)0 ? omy - pwy * e : omy * e - pwy;
+    FO_T lin = x >= (FO_T)0 ? omy * x : pwy * -x;       /* (1-y')*x + lw*max(-x, 0) */
     /* One division serves both the gradient's 1/(1+e) and log1p's s = f/(2+f): with
      * q = 1/((1+e)(2+f)), s = f*((1+e)*q) and 1/(1+e) = (2+f)*q (two more roundings
      * each; s only enters a correction term of log1p, see fo_math.h). */
@@ -46,9 +52,8 @@ FO_INLINE FO_T FO_NAME(bce_point)(FO_T x, FO_T e, FO_T y, FO_T pw, FO_T *grad, c
     FO_T q = (FO_T)1 / (d1 * d2);
     FO_T l = FO_CAT(fo_log1p_finish, FO_TS)(f, f * (d1 * q), big);
     *grad = num * (d2 * q);
-    if (plain) return (omy * x + mx) + l;
-    FO_T lw = (pw - (FO_T)1) * y + (FO_T)1;
-    return (omy * x + lw * mx) + lw * l;
+    if (plain) return lin + l;
+    return lin + (omy + pwy) * l;
 }
 
 /* Elements are computed in chunks of FO_CHUNK, in two plain loops that gcc vectorises at
@@ -79,11 +84,11 @@ FO_INLINE void FO_NAME(bce_elems)(const FO_NAME(bce_chunk) *c, const FO_T *restr
         FO_T yk = ytype == FO_U8 ? (FO_T)((const uint8_t *)c->y)[k] : ((const FO_T *)c->y)[k];
         FO_T gk;
         if (plain) {                          /* no weights, no pos_weight, no smoothing */
-            loss[k] = FO_NAME(bce_point)(x[k], eb[k], yk, (FO_T)1, &gk, 1);
+            loss[k] = FO_NAME(bce_point)(x[k], eb[k], yk, (FO_T)1 - yk, (FO_T)1, &gk, 1);
             grad[k] = gk * gs;
         } else {
-            yk = yk * sa + sb;
-            loss[k] = FO_NAME(bce_point)(x[k], eb[k], yk, pw[k], &gk, 0) * w[k];
+            FO_T ys = yk * sa + sb, omy = ((FO_T)1 - yk) * sa + sb;
+            loss[k] = FO_NAME(bce_point)(x[k], eb[k], ys, omy, pw[k], &gk, 0) * w[k];
             grad[k] = (gk * w[k]) * gs;
         }
     }

@@ -150,15 +150,119 @@ def test_bce_extreme_logits_exact(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_bce_nan_and_inf_follow_torch(dtype):
+def test_bce_nan_and_inf(dtype):
     x = np.array([np.nan, 1.0, np.inf, np.inf, -np.inf, -np.inf], dtype=dtype)
     y = np.array([1.0, np.nan, 0.0, 1.0, 0.0, 1.0], dtype=dtype)
     loss, grad = fusedopt.sigmoid_cross_entropy_and_grad(x, y, reduction="none")
     assert np.isnan(loss[0]) and np.isnan(grad[0]) and np.isnan(loss[1]) and np.isnan(grad[1])
-    # torch: (+inf,0) -> +inf, (+inf,1) -> NaN, (-inf,0) -> NaN, (-inf,1) -> NaN
-    assert loss[2] == np.inf and np.isnan(loss[3]) and np.isnan(loss[4]) and np.isnan(loss[5])
+    # the limit where one exists: (+inf,0) -> +inf as torch (TF: NaN), (-inf,1) -> +inf as
+    # TF (torch: NaN); (+inf,1) and (-inf,0) are 0*inf -> NaN, as in torch and TF
+    assert loss[2] == np.inf and np.isnan(loss[3]) and np.isnan(loss[4]) and loss[5] == np.inf
     np.testing.assert_array_equal(grad[2:], np.array([1, 0, 0, -1], dtype=dtype))
     assert np.isnan(fusedopt.sigmoid_cross_entropy(x[:1], y[:1]))
+
+
+# ----------------------------------------------------------------------------- soft labels
+#
+# Against the exact loss: for labels in [0, 1] the kernel adds only non-negative terms,
+# so each element is accurate relative to its own value.  Counting roundings (u = eps/2;
+# exp and log1p within 2 ulp each, tests/test_math.py, so log1p(exp(-|x|)) within 8u):
+# without weights, smoothing or pos_weight, (1-y)*x or y*|x| is within 2u and the sum
+# within 9u = 4.5 eps; in general y' and 1-y' (from the rounded 1-ls and ls/2) are within
+# 4u, pw*y'*|x| and lw within 6u, lw*log1p(.) within 15u, the sum 16u and w*loss 17u =
+# 8.5 eps.  The exact value is computed in long double from the same inputs (float64 is
+# exact enough for float32), and checked against mpmath on a sample.
+
+LONG = np.longdouble
+WIDE_LONG_DOUBLE = np.finfo(LONG).eps < 1e-18
+
+
+def _soft_inputs(dtype, n=60_000, seed=0):
+    """Logits over the whole range (|x| from tiny to near overflow, dense in [0, 80]), both
+    signs; labels uniform, log-uniform near 0 and near 1, strictly inside (0, 1)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = (-30, 37) if dtype == np.float32 else (-300, 300)
+    mag = 10 ** rng.uniform(lo, hi, n)
+    mag[: n // 2] = rng.uniform(0, 80, n // 2)
+    x = (mag * np.where(rng.random(n) < 0.5, -1, 1)).astype(dtype)
+    y = rng.random(n)
+    k = n // 4
+    y[:k] = 10 ** rng.uniform(-8, -0.3, k)
+    y[k:2 * k] = 1 - 10 ** rng.uniform(-7 if dtype == np.float32 else -15, -0.3, k)
+    tiny_up, one_down = np.nextafter(dtype(0), dtype(1)), np.nextafter(dtype(1), dtype(0))
+    return x, np.clip(y.astype(dtype), tiny_up, one_down)
+
+
+def _soft_exact(x, y, weight=None, pos_weight=None, label_smoothing=0.0, lib=np):
+    """The loss in the precision of x's elements (long double arrays, or mpmath numbers)."""
+    ls = lib.mpf(label_smoothing) if lib is not np else LONG(label_smoothing)
+    ys = y * (1 - ls) + ls / 2
+    omy = (1 - y) * (1 - ls) + ls / 2
+    pw = 1 if pos_weight is None else pos_weight
+    w = 1 if weight is None else weight
+    lin = omy * x if x >= 0 else pw * ys * -x
+    return w * (lin + (omy + pw * ys) * lib.log1p(lib.exp(-abs(x))))
+
+
+SOFT_VARIANTS = {
+    "plain": ({}, 4.5),
+    "weight": (dict(weight="vector"), 8.5),
+    "pos_weight": (dict(pos_weight=2.5), 8.5),
+    "small_pos_weight": (dict(pos_weight=1e-3), 8.5),
+    "smoothing": (dict(label_smoothing=0.1), 8.5),
+    "all": (dict(weight=0.75, pos_weight="vector", label_smoothing=0.2), 8.5),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SOFT_VARIANTS))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_soft_labels_against_exact(cpu_path, dtype, variant):
+    if dtype == np.float64 and not WIDE_LONG_DOUBLE:
+        pytest.skip("long double is not wider than float64 here")
+    kw, bound = SOFT_VARIANTS[variant]
+    x, y = _soft_inputs(dtype)
+    x, y = x.reshape(-1, 60), y.reshape(-1, 60)
+    rng = np.random.default_rng(7)
+    kw = {k: rng.uniform(0.1, 4, 60).astype(dtype) if v == "vector" else v
+          for k, v in kw.items()}
+    exact_kw = {k: np.asarray(v, dtype=dtype).astype(LONG) if k != "label_smoothing" else v
+                for k, v in kw.items()}
+    exact = np.vectorize(_soft_exact, otypes=[LONG])(x.astype(LONG), y.astype(LONG),
+                                                      **exact_kw)
+    eps = np.finfo(dtype).eps
+    for impl in (fusedopt, R):
+        loss = impl.sigmoid_cross_entropy(x, y, reduction="none", **kw)
+        rel = np.abs(loss.astype(LONG) - exact) / exact
+        worst = int(np.argmax(rel))
+        assert rel.flat[worst] <= bound * eps, (
+            impl.__name__, float(rel.flat[worst] / eps), x.flat[worst], y.flat[worst])
+
+
+def test_bce_soft_exact_oracle_against_mpmath():
+    mpmath = pytest.importorskip("mpmath")
+    x, y = _soft_inputs(np.float64, n=400, seed=3)
+    with mpmath.workdps(60):
+        for xi, yi in zip(x, y):
+            for kw in ({}, dict(weight=0.75, pos_weight=2.5, label_smoothing=0.2)):
+                long_kw = {k: LONG(v) if k != "label_smoothing" else v for k, v in kw.items()}
+                got = _soft_exact(LONG(xi), LONG(yi), **long_kw)
+                mp_kw = {k: mpmath.mpf(v) for k, v in kw.items() if k != "label_smoothing"}
+                want = _soft_exact(mpmath.mpf(float(xi)), mpmath.mpf(float(yi)), lib=mpmath,
+                                   label_smoothing=kw.get("label_smoothing", 0.0), **mp_kw)
+                # long double: a few of its own ulp (64-bit significand), far below float64's
+                assert abs(mpmath.mpf(str(got)) - want) <= 1e-17 * want, (xi, yi, kw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bce_soft_label_case_within_2_ulp(cpu_path, dtype):
+    # logit -8.1078, label 7.95e-4: the textbook form lost 400 ulp in float32
+    x, y = np.array([-8.1078], dtype), np.array([7.95e-4], dtype)
+    exact = _soft_exact(x.astype(LONG)[0], y.astype(LONG)[0])
+    loss = fusedopt.sigmoid_cross_entropy(x, y, reduction="none")[0]
+    spacing = LONG(np.spacing(dtype(exact)))
+    assert abs(LONG(loss) - exact) <= 2 * spacing
+    if dtype == np.float64:
+        assert abs(LONG(loss) - exact) <= LONG(1e-15) * exact
 
 
 SKLEARN_BINOMIAL = [  # (y, raw, loss, grad) from scikit-learn's test_loss_on_specific_values

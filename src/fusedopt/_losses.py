@@ -42,6 +42,13 @@ def sigmoid_cross_entropy_and_grad(
     over all elements without renormalising by the weights) and, without weights,
     ``tf.nn.sigmoid_cross_entropy_with_logits`` / ``optax.sigmoid_binary_cross_entropy``.
     Stable for every finite logit (x = +-1e20 gives the exact 0 or |x|); NaN propagates.
+    The first two terms are added by hand (``pw*y'*(-x)`` for x < 0), so that soft labels
+    in [0, 1] lose nothing to cancellation: every element is within a few ulp of the
+    exact loss (4.5 eps relative without weights, smoothing or ``pos_weight``, 8.5 eps with
+    them), as TensorFlow and scikit-learn are; the textbook form, which torch evaluates,
+    loses up to hundreds of ulp for x < 0 and 0 < y < 1.  For infinite logits the loss is
+    the limit where one exists (``(+inf, 0)`` and ``(-inf, 1)`` give +inf) and NaN where
+    it is ``0*inf``.
 
     Args:
         logits: float32 or float64 array, any shape.

@@ -48,19 +48,23 @@ def sigmoid_cross_entropy_and_grad(logits: np.ndarray, labels: np.ndarray, *,
     y' = y*(1-ls) + ls/2;  lw = (pw-1)*y' + 1
     loss = w*((1-y')*x + lw*(log1p(exp(-|x|)) + max(-x, 0)))
     grad = w*(lw*sigmoid(x) - pw*y') / N
+
+    The loss is evaluated without cancellation: (1-y')*x + lw*max(-x, 0) is pw*y'*(-x)
+    for x < 0, and 1-y' = (1-y)*(1-ls) + ls/2, lw = (1-y') + pw*y'.
     """
     x = np.asarray(logits, dtype=np.float64)
-    y = np.asarray(labels).astype(np.float64)
-    y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    y0 = np.asarray(labels).astype(np.float64)
+    y = y0 * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    omy = (1.0 - y0) * (1.0 - label_smoothing) + 0.5 * label_smoothing
     pw = 1.0 if pos_weight is None else np.asarray(pos_weight, dtype=np.float64)
     w = 1.0 if weight is None else np.asarray(weight, dtype=np.float64)
-    lw = (pw - 1.0) * y + 1.0
+    lw = omy + pw * y
     with np.errstate(over="ignore", invalid="ignore"):
         log1pexp = np.log1p(np.exp(-np.abs(x)))
-        loss = w * (((1.0 - y) * x + lw * np.maximum(-x, 0.0)) + lw * log1pexp)
+        loss = w * (np.where(x >= 0, omy * x, pw * y * -x) + lw * log1pexp)
         # sigmoid(x) - y' without cancellation (scikit-learn's HalfBinomialLoss form)
         e = np.exp(-np.abs(x))
-        num = np.where(x >= 0, (1.0 - y) - pw * y * e, (1.0 - y) * e - pw * y)
+        num = np.where(x >= 0, omy - pw * y * e, omy * e - pw * y)
         grad = w * (num / (1.0 + e)) * _scale(x.size, reduction)
     dtype = np.asarray(logits).dtype
     grad = grad.astype(dtype)
