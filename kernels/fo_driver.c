@@ -698,10 +698,12 @@ void fo_lamb(int dtype, const fo_lamb_args *a, int ntensors, void *const *ps,
 #define FO_ROUND 4096
 typedef double (*fo_block_fn)(const void *ctx, fo_index i0, fo_index i1);
 
-static double fo_reduce(fo_block_fn fn, const void *ctx, fo_index n, int n_threads)
+/* Blocks of `unit` items out of n (the call moves `work` elements in all). */
+static double fo_reduce_units(fo_block_fn fn, const void *ctx, fo_index n, fo_index unit,
+                              fo_index work, int n_threads)
 {
-    fo_index nb = fo_nblocks(n);
-    int nt = fo_threads_for(n, nb, n_threads);
+    fo_index nb = (n + unit - 1) / unit;
+    int nt = fo_threads_for(work, nb, n_threads);
     double total = 0.0;
     double part[FO_ROUND];
     for (fo_index r0 = 0; r0 < nb; r0 += FO_ROUND) {
@@ -710,13 +712,18 @@ static double fo_reduce(fo_block_fn fn, const void *ctx, fo_index n, int n_threa
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
 #endif
         for (fo_index b = 0; b < rn; b++) {
-            fo_index i0 = (r0 + b) * FO_BLOCK;
-            fo_index i1 = i0 + FO_BLOCK < n ? i0 + FO_BLOCK : n;
+            fo_index i0 = (r0 + b) * unit;
+            fo_index i1 = i0 + unit < n ? i0 + unit : n;
             part[b] = fn(ctx, i0, i1);
         }
         for (fo_index b = 0; b < rn; b++) total += part[b];
     }
     return total;
+}
+
+static double fo_reduce(fo_block_fn fn, const void *ctx, fo_index n, int n_threads)
+{
+    return fo_reduce_units(fn, ctx, n, FO_BLOCK, n, n_threads);
 }
 
 typedef struct { const fo_table *tab; int dtype; const void *a; } fo_loss_ctx;
@@ -737,6 +744,21 @@ double fo_bce(int dtype, const fo_bce_args *a, fo_index n, int n_threads)
 {
     fo_loss_ctx c = {fo_active, dtype, a};
     return fo_reduce(fo_bce_blocks, &c, n, n_threads);
+}
+
+static double fo_sce_blocks(const void *ctx, fo_index r0, fo_index r1)
+{
+    const fo_loss_ctx *c = ctx;
+    return FO_CALL(c->tab, sce_rows, c->dtype, (const fo_sce_args *)c->a, r0, r1);
+}
+
+/* Blocks of whole rows, about FO_BLOCK elements each (at least one row). */
+double fo_sce(int dtype, const fo_sce_args *a, int n_threads)
+{
+    fo_loss_ctx c = {fo_active, dtype, a};
+    fo_index C = a->ncols > 0 ? a->ncols : 1;
+    fo_index rows = FO_BLOCK / C > 0 ? FO_BLOCK / C : 1;
+    return fo_reduce_units(fo_sce_blocks, &c, a->nrows, rows, a->nrows * C, n_threads);
 }
 
 double fo_reg(int dtype, const fo_reg_args *a, fo_index n, int n_threads)

@@ -418,6 +418,7 @@ def _torch_cases() -> Iterator[Tuple[str, Callable[[int], List[Any]]]]:
 # ----------------------------------------------------------------------------- losses
 
 LOSS_SHAPE = (700, 37)   # 25900 elements: two reduction blocks, per-column runs
+SCE_SHAPES = [(700, 37), (9, 5000)]   # row blocks of 442 and 3 rows; rows of 3 chunks
 
 
 def _logits(dtype: Any, shape: Tuple[int, ...]) -> np.ndarray:
@@ -478,6 +479,28 @@ def _loss_cases() -> Iterator[Tuple[str, Callable[[int], List[Any]]]]:
                     return [loss, grad, fusedopt.sigmoid_cross_entropy(x1, y1, reduction=red,
                                                                         n_threads=nt)]
                 yield f"bce/{dn}/{lab}/1d/{red}", run1
+        for shape in SCE_SHAPES:
+            xs = _logits(dt, shape)
+            r = np.random.RandomState(75)
+            idx = r.randint(0, shape[1], shape[0])
+            idx[::7] = -100
+            probs = r.uniform(size=shape) ** 2
+            probs = (probs / probs.sum(axis=1, keepdims=True)).astype(dt)
+            cw = (r.uniform(size=shape[1]) + 0.5).astype(dt)
+            for lab_name, lab in (("index", idx), ("probs", probs)):
+                for wname, cwt in (("none", None), ("class", cw)):
+                    for ls in (0.0, 0.1):
+                        for red in ("mean", "sum", "none"):
+                            skw = dict(weight=cwt, label_smoothing=ls, reduction=red)
+
+                            def run3(nt: int, xs=xs, lab=lab, skw=skw) -> List[Any]:
+                                loss, grad = fusedopt.softmax_cross_entropy_and_grad(
+                                    xs, lab, n_threads=nt, **skw)
+                                only = fusedopt.softmax_cross_entropy(xs, lab, n_threads=nt,
+                                                                      **skw)
+                                return [loss, grad, only]
+                            yield (f"sce/{dn}/{shape[0]}x{shape[1]}/{lab_name}/w-{wname}/"
+                                   f"ls-{ls}/{red}"), run3
         pred = _arange_like(80, LOSS_SHAPE, dt)
         target = _arange_like(81, LOSS_SHAPE, dt)
         target.reshape(-1)[::7] = pred.reshape(-1)[::7]       # d == 0: sign(0) = 0
@@ -537,7 +560,7 @@ def test_golden(group: str, n_threads: int, cpu_path: str) -> None:
         pytest.importorskip("torch")
     want = {k: v for k, v in _load().items() if k.split("/")[0] == group or
             (group == "optimizers" and k.split("/")[0] in OPTIMIZERS) or
-            (group == "losses" and k.split("/")[0] in ("bce", "l1", "l2")) or
+            (group == "losses" and k.split("/")[0] in ("bce", "sce", "l1", "l2")) or
             (group == "misc" and k.split("/")[0] in ("math", "unscale"))}
     got = _compute(group, n_threads)
     assert sorted(got) == sorted(want), "the set of golden cases changed"

@@ -266,6 +266,30 @@ def sigmoid_ce(
     n_threads: int | None,
 ) -> tuple[_Loss, None]: ...
 @overload
+def softmax_ce(
+    logits: _FloatArray,
+    labels: npt.NDArray[np.integer[Any] | np.floating[Any]],
+    weight: _FloatArray | None,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    out: _FloatArray | None,
+    want_grad: Literal[True],
+    n_threads: int | None,
+) -> tuple[_Loss, _FloatArray]: ...
+@overload
+def softmax_ce(
+    logits: _FloatArray,
+    labels: npt.NDArray[np.integer[Any] | np.floating[Any]],
+    weight: _FloatArray | None,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: str,
+    out: None,
+    want_grad: Literal[False],
+    n_threads: int | None,
+) -> tuple[_Loss, None]: ...
+@overload
 def regression(
     kind: Literal[0, 1],
     pred: _FloatArray,

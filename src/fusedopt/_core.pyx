@@ -15,6 +15,7 @@ from cpython.object cimport PyObject
 cimport cython
 from libc.math cimport pow, powf, sqrt, sqrtf, isfinite
 from libc.string cimport memset
+from libc.stdint cimport int64_t
 from fusedopt._kernels cimport *
 
 import numpy as np
@@ -2314,8 +2315,20 @@ cdef extern from "fusedopt.h" nogil:
         void *grad
         void *loss
 
+    ctypedef struct fo_sce_args:
+        const void *x
+        fo_index nrows, ncols
+        const int64_t *index
+        int64_t ignore_index
+        const void *q
+        const void *w
+        double w_sum, smooth, grad_scale
+        void *grad
+        void *loss
+
     double fo_bce(int dtype, const fo_bce_args *a, fo_index n, int n_threads)
     double fo_reg(int dtype, const fo_reg_args *a, fo_index n, int n_threads)
+    double fo_sce(int dtype, const fo_sce_args *a, int n_threads)
 
 
 cdef int reduction_code(object reduction) except -1:
@@ -2495,6 +2508,118 @@ def sigmoid_ce(logits, labels, weight, pos_weight, label_smoothing, reduction, o
     finally:
         b.release()
     return reduced(red, total, n, lossarr), grad
+
+
+cdef object class_indices(object labels, fo_index nrows, fo_index ncols, object ignore_index):
+    """Integer labels as int64 class indices, each in [0, ncols) or ignore_index."""
+    if labels.shape != (nrows,):
+        raise ValueError(f"labels of class indices must have shape ({nrows},) (one per row "
+                         f"of logits), got {labels.shape}")
+    if labels.dtype.kind == "u" and labels.size and int(labels.max()) >= ncols:
+        at = int(np.argmax(labels >= ncols))
+        raise ValueError(f"labels[{at}] = {int(labels[at])} is out of range for {ncols} "
+                         f"classes (class indices are in [0, {ncols}))")
+    idx = np.ascontiguousarray(labels, dtype=np.int64)
+    bad = ((idx < 0) | (idx >= ncols)) & (idx != ignore_index)
+    if bad.any():
+        at = int(np.argmax(bad))
+        raise ValueError(f"labels[{at}] = {int(idx[at])} is out of range for {ncols} classes "
+                         f"(class indices are in [0, {ncols}); ignore_index={ignore_index})")
+    return idx
+
+
+def softmax_ce(logits, labels, weight, ignore_index, label_smoothing, reduction, out,
+               bint want_grad, n_threads):
+    """Fused softmax cross-entropy (+ gradient). Returns (loss, grad or None)."""
+    cdef int red = reduction_code(reduction)
+    cdef double ls = real(label_smoothing, "label_smoothing", 0.0, False, 1.0)
+    cdef int nt = nthreads_arg(n_threads)
+    cdef Buffers b = Buffers()
+    cdef fo_sce_args a
+    cdef int dtype
+    cdef double total, den
+    cdef cnp.int64_t[::1] idx_view
+    memset(&a, 0, sizeof(fo_sce_args))
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"ignore_index must be an int, got {type(ignore_index).__name__}")
+    ignore = int(ignore_index)
+    try:
+        dtype = b.get(logits, "logits", False)
+        if logits.ndim != 2:
+            raise ValueError(
+                f"logits must have shape (N, C): one row of class scores per sample, got "
+                f"shape {logits.shape}" + (
+                    "; for (N, C, d1, ...) move the class axis last and flatten: "
+                    "np.moveaxis(logits, 1, -1).reshape(-1, C)" if logits.ndim > 2 else
+                    "; for one sample use logits[None, :]"))
+        a.nrows, a.ncols = logits.shape[0], logits.shape[1]
+        if a.ncols == 0:
+            raise ValueError(f"logits must have at least one class, got shape {logits.shape}")
+        a.x = b.buf(0)
+        if not isinstance(labels, _ndarray):
+            raise TypeError(f"labels must be a numpy.ndarray, got {type(labels).__name__}")
+        k = labels.dtype.kind
+        if k in "iu":
+            idx = class_indices(labels, a.nrows, a.ncols, ignore)
+            idx_view = idx
+            a.index = <const int64_t *>&idx_view[0] if a.nrows else NULL
+            a.ignore_index = ignore
+            keep = idx != ignore
+        elif k == "f":
+            if labels.shape != logits.shape:
+                raise ValueError(f"float labels are probabilities and must have the shape of "
+                                 f"logits {logits.shape}, got {labels.shape} (class indices "
+                                 "must be integers)")
+            if ignore != -100:
+                raise ValueError("ignore_index is only used with class-index labels, not "
+                                 "with probabilities")
+            q = np.asarray(labels, dtype=logits.dtype, order="C")
+            b.get(q, "labels", False)
+            a.q = b.buf(b.count - 1)
+        else:
+            raise TypeError(f"labels must be integer class indices or float probabilities, "
+                            f"got dtype {labels.dtype}")
+        w = None
+        if weight is not None:
+            if not isinstance(weight, _ndarray):
+                raise TypeError(f"weight must be a numpy.ndarray of shape ({a.ncols},), got "
+                                f"{type(weight).__name__}")
+            if weight.dtype.kind not in "iuf":
+                raise TypeError(f"weight must be real, got dtype {weight.dtype}")
+            if weight.shape != (a.ncols,):
+                raise ValueError(f"weight must have shape ({a.ncols},) (one per class), got "
+                                 f"{weight.shape}")
+            w = np.asarray(weight, dtype=logits.dtype, order="C")
+            b.get(w, "weight", False)
+            a.w = b.buf(b.count - 1)
+            a.w_sum = float(w.sum(dtype=np.float64))
+        else:
+            a.w_sum = <double>a.ncols
+        if a.q != NULL:
+            den = <double>a.nrows
+        elif w is not None:
+            den = float(w[idx[keep]].sum(dtype=np.float64))
+        else:
+            den = float(np.count_nonzero(keep))
+        a.smooth = ls
+        a.grad_scale = 1.0
+        if red == 0:
+            a.grad_scale = 1.0 / den if den != 0.0 else float("inf")
+        grad, _ = b.outputs(dtype, logits, out, want_grad, 0, &a.grad, &a.loss)
+        lossarr = None
+        if red == 2:
+            lossarr = np.empty(a.nrows, dtype=logits.dtype)
+            b.get(lossarr, "loss", True)
+            a.loss = b.buf(b.count - 1)
+        with nogil:
+            total = fo_sce(dtype, &a, nt)
+    finally:
+        b.release()
+    if red == 2:
+        return lossarr, grad
+    if red == 0:
+        return (total / den if den != 0.0 else float("nan")), grad
+    return total, grad
 
 
 def regression(int kind, pred, target, weight, reduction, out, bint want_grad, n_threads):

@@ -102,6 +102,99 @@ def sigmoid_cross_entropy(
                             None, False, n_threads)[0]
 
 
+def softmax_cross_entropy_and_grad(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    weight: Optional[np.ndarray] = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    out: Optional[np.ndarray] = None,
+    n_threads: Optional[int] = None,
+) -> Tuple[Loss, np.ndarray]:
+    """Softmax cross-entropy with logits and its gradient, in one pass over each row.
+
+    ``logits`` is (N, C): one row of class scores per sample.  ``labels`` is either N
+    integer class indices or (N, C) probabilities.  Per row, with ``log p = log_softmax(x)``,
+    ``w`` the class weights (ones by default) and ``ls`` the label smoothing::
+
+        class index y:   loss = (1-ls)*w[y]*(-log p[y]) + (ls/C)*sum_c w[c]*(-log p[c])
+        probabilities q: loss = -sum_c w[c]*(q[c]*(1-ls) + ls/C)*log p[c]
+        grad = T*softmax(x) - t       (t the weights of -log p above, T = sum_c t[c])
+
+    which is ``torch.nn.functional.cross_entropy`` (``weight``, ``ignore_index``,
+    ``label_smoothing``; "mean" divides by the sum of ``w[y]`` over the rows not ignored,
+    or by N for probabilities), ``tf.nn.(sparse_)softmax_cross_entropy_with_logits``,
+    Keras' ``(sparse_)categorical_crossentropy(from_logits=True)``,
+    ``optax.softmax_cross_entropy(_with_integer_labels)`` and scikit-learn's
+    ``HalfMultinomialLoss``.  Rows whose label is ``ignore_index`` have loss 0 and
+    gradient 0.
+
+    The row's maximum m is subtracted first and ``-log p[c]`` is computed as
+    ``(m - x[c]) + log1p(r)`` (r: the sum of exp(x - m) over every element but one
+    maximum), two non-negative terms, with the sums in double in a fixed order: logits of
+    +-1e20 and -inf (masked classes) are exact, results are the same for every thread
+    count and CPU path, and a confident prediction's small loss keeps its digits.  A
+    probability of 0 contributes nothing, also where its logit is -inf (torch, TF and
+    optax give NaN there: 0 * -inf).  A row of only -inf logits gives NaN, as in torch.
+
+    Args:
+        logits: float32 or float64 array of shape (N, C), C >= 1.  For (N, C, d1, ...)
+            move the class axis last and flatten: ``np.moveaxis(x, 1, -1).reshape(-1, C)``.
+        labels: integer class indices of shape (N,) (any integer dtype), or float
+            probabilities of shape (N, C) (cast to the logits' dtype).
+        weight: optional class weights, shape (C,).
+        ignore_index: class index whose rows are skipped (class-index labels only).
+        label_smoothing: in [0, 1].
+        reduction: "mean", "sum" or "none" (the (N,) array of row losses).
+        out: optional C-contiguous writeable array like ``logits`` for the gradient.
+        n_threads: threads for this call (default: ``fusedopt.get_num_threads()``).
+
+    Returns:
+        ``(loss, grad)``: a float (or an (N,) array for "none"), and the gradient of the
+        loss with respect to the logits, shaped like them.
+
+    Raises:
+        TypeError: an argument is not an ndarray, or has an unsupported dtype.
+        ValueError: logits are not 2-D, a class index is out of range, probabilities or
+            weight have the wrong shape, ``out`` is read-only, not contiguous or shares
+            memory with an input, bad reduction or smoothing.  Nothing is written then.
+
+    >>> import numpy as np, fusedopt
+    >>> x = np.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    >>> loss, g = fusedopt.softmax_cross_entropy_and_grad(x, np.array([0, 2]), reduction="none")
+    >>> loss.round(6)
+    array([0.169846, 1.098612])
+    >>> g.round(4)
+    array([[-0.1562,  0.1142,  0.042 ],
+           [ 0.3333,  0.3333, -0.6667]])
+    """
+    return _core.softmax_ce(logits, labels, weight, ignore_index, label_smoothing, reduction,
+                            out, True, n_threads)
+
+
+def softmax_cross_entropy(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    weight: Optional[np.ndarray] = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    n_threads: Optional[int] = None,
+) -> Loss:
+    """Softmax cross-entropy with logits (the loss of
+    :func:`softmax_cross_entropy_and_grad`, without computing the gradient).
+
+    >>> import numpy as np, fusedopt
+    >>> round(fusedopt.softmax_cross_entropy(np.zeros((2, 4)), np.array([1, 3])), 6)
+    1.386294
+    """
+    return _core.softmax_ce(logits, labels, weight, ignore_index, label_smoothing, reduction,
+                            None, False, n_threads)[0]
+
+
 def l1_loss_and_grad(pred: np.ndarray, target: np.ndarray, *,
                      weight: Optional[ArrayOrNumber] = None, reduction: str = "mean",
                      out: Optional[np.ndarray] = None,

@@ -84,6 +84,72 @@ def sigmoid_cross_entropy(logits: np.ndarray, labels: np.ndarray, *,
                                           reduction=reduction)[0]
 
 
+def softmax_cross_entropy_and_grad(logits: np.ndarray, labels: np.ndarray, *,
+                                   weight: Optional[np.ndarray] = None,
+                                   ignore_index: int = -100, label_smoothing: float = 0.0,
+                                   reduction: str = "mean", out: Optional[np.ndarray] = None,
+                                   n_threads: Optional[int] = None
+                                   ) -> Tuple[_Loss, np.ndarray]:
+    """torch's ``cross_entropy`` over (N, C) logits, class indices or probabilities:
+
+    -log p[c] = (m - x[c]) + log(sum_j exp(x[j] - m)),  m = max_j x[j]
+    t[c] = (1-ls)*w[y]*[c == y] + (ls/C)*w[c]   (class index y; 0 for ignored rows)
+    t[c] = w[c]*(q[c]*(1-ls) + ls/C)            (probabilities q)
+    loss = sum_c t[c]*(-log p[c])   (a zero t[c] adds 0);  grad = (T*p - t)/den
+    den = sum of w[y] over rows not ignored (class indices) or N, for "mean"; else 1.
+
+    Computed in float64, or in long double when the logits are long double (the tests'
+    exact values).
+    """
+    x0 = np.asarray(logits)
+    work = np.result_type(x0.dtype, np.float64)
+    x = x0.astype(work)
+    n, c = x.shape
+    w = np.ones(c, work) if weight is None else np.asarray(weight).astype(work)
+    ls = work.type(label_smoothing)
+    lab = np.asarray(labels)
+    if lab.dtype.kind in "iu":
+        keep = lab != ignore_index
+        y = np.where(keep, lab, 0).astype(np.intp)
+        t = (ls / c) * w[None, :] * keep[:, None]
+        t[np.arange(n), y] += (1 - ls) * w[y] * keep
+        den = (w[y] * keep).sum()
+    else:
+        t = w * (lab.astype(work) * (1 - ls) + ls / c)
+        den = work.type(n)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        m = x.max(axis=1, keepdims=True)
+        e = np.exp(x - m)
+        s = e.sum(axis=1, keepdims=True)
+        nlogp = (m - x) + np.log(s)
+        rows = np.where(t != 0, t * nlogp, 0).sum(axis=1)
+        scale = 1 / den if reduction == "mean" else 1
+        grad = (t.sum(axis=1, keepdims=True) * (e / s) - t) * scale
+    dtype = x0.dtype if x0.dtype != np.longdouble else np.longdouble
+    grad = grad.astype(dtype)
+    if out is not None:
+        out[...] = grad
+        grad = out
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return float(rows.sum() / den), grad
+    if reduction == "sum":
+        return float(rows.sum()), grad
+    if reduction == "none":
+        return rows.astype(dtype), grad
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, *,
+                          weight: Optional[np.ndarray] = None, ignore_index: int = -100,
+                          label_smoothing: float = 0.0, reduction: str = "mean",
+                          n_threads: Optional[int] = None) -> _Loss:
+    return softmax_cross_entropy_and_grad(logits, labels, weight=weight,
+                                          ignore_index=ignore_index,
+                                          label_smoothing=label_smoothing,
+                                          reduction=reduction)[0]
+
+
 def l1_loss_and_grad(pred: np.ndarray, target: np.ndarray, *,
                      weight: Optional[_ArrayOrNumber] = None, reduction: str = "mean",
                      out: Optional[np.ndarray] = None,
