@@ -40,7 +40,7 @@ double fo_sce(int dtype, const fo_sce_args *a, int n_threads);
 #else
 #include <math.h>
 #ifndef FO_SCE_CHUNK
-#define FO_SCE_CHUNK 2048
+#define FO_SCE_CHUNK 1024
 #endif
 
 /* Maximum of a row (exact: the order does not matter, and a NaN, whether selected or
@@ -63,38 +63,44 @@ FO_INLINE FO_T FO_NAME(sce_max)(const FO_T *restrict x, fo_index n)
  * out[1] += the number of maxima, out[2] += T (probabilities), out[3] += the loss's
  * linear part: sum t_c*(m - x_c) (probabilities) or sum w_c*(m - x_c) (class index with
  * smoothing).  e_c goes to e (the gradient row, or a scratch chunk).  Two loops, as in
- * the sigmoid loss: exp alone vectorises at full width; the sums in double lanes
- * follow. */
+ * the sigmoid loss: one computes exp and every summand into chunk buffers (selects and
+ * all, it vectorises at full width), the other adds the buffers into double lanes. */
 FO_INLINE void FO_NAME(sce_sums)(const FO_T *restrict x, const FO_T *restrict q,
                                  const FO_T *restrict w, FO_T *restrict e, fo_index n, FO_T m,
                                  FO_T sa, FO_T sb, double *out, const int dense,
                                  const int has_w, const int lin)
 {
-    for (fo_index k = 0; k < n; k++) e[k] = FO_EXPNEG(m - x[k]);
+    FO_T er[FO_SCE_CHUNK], et[FO_SCE_CHUNK], el[FO_SCE_CHUNK];
+    int tops = 0;
+    for (fo_index k = 0; k < n; k++) {
+        const FO_T d = m - x[k], ek = FO_EXPNEG(d);
+        const int top = x[k] == m;
+        e[k] = ek;
+        er[k] = top ? (FO_T)0 : ek;
+        tops += top;
+        if (dense) {
+            const FO_T tk = FO_SCE_TQ(k);
+            et[k] = tk;
+            el[k] = tk != (FO_T)0 ? tk * d : (FO_T)0;
+        } else if (lin) {
+            el[k] = has_w ? w[k] * d : d;
+        }
+    }
     double ar[FO_LANES] = {0}, at[FO_LANES] = {0}, al[FO_LANES] = {0};
-    FO_T ak[FO_LANES] = {0};
-#define FO_SCE_ELEM(k, j)                                                              \
-    do {                                                                               \
-        const FO_T rest = x[k] != m ? (FO_T)1 : (FO_T)0;                               \
-        ar[j] += (double)(e[k] * rest);                                                \
-        ak[j] += (FO_T)1 - rest;                                                       \
-        if (dense) {                                                                   \
-            FO_T tk = FO_SCE_TQ(k);                                                    \
-            at[j] += (double)tk;                                                       \
-            al[j] += tk != (FO_T)0 ? (double)tk * (double)(m - x[k]) : 0.0;           \
-        } else if (lin) {                                                              \
-            al[j] += has_w ? (double)w[k] * (double)(m - x[k]) : (double)(m - x[k]);  \
-        }                                                                              \
-    } while (0)
     fo_index i = 0;
     for (; i + FO_LANES <= n; i += FO_LANES)
-        for (int j = 0; j < FO_LANES; j++) FO_SCE_ELEM(i + j, j);
-    for (int j = 0; i < n; i++, j++) FO_SCE_ELEM(i, j);
-#undef FO_SCE_ELEM
-    double ak64[FO_LANES];
-    for (int j = 0; j < FO_LANES; j++) ak64[j] = (double)ak[j];
-    FO_FOLD_LANES(ar); FO_FOLD_LANES(ak64); FO_FOLD_LANES(at); FO_FOLD_LANES(al);
-    out[0] += ar[0]; out[1] += ak64[0]; out[2] += at[0]; out[3] += al[0];
+        for (int j = 0; j < FO_LANES; j++) {
+            ar[j] += (double)er[i + j];
+            if (dense) at[j] += (double)et[i + j];
+            if (dense || lin) al[j] += (double)el[i + j];
+        }
+    for (int j = 0; i < n; i++, j++) {
+        ar[j] += (double)er[i];
+        if (dense) at[j] += (double)et[i];
+        if (dense || lin) al[j] += (double)el[i];
+    }
+    FO_FOLD_LANES(ar); FO_FOLD_LANES(at); FO_FOLD_LANES(al);
+    out[0] += ar[0]; out[1] += (double)tops; out[2] += at[0]; out[3] += al[0];
 }
 
 /* grad_c = e_c*A - t_c*gs over a chunk, e_c read from the gradient row itself. */
