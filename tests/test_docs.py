@@ -10,9 +10,10 @@ MODULES = ["fusedopt", "fusedopt._losses", "fusedopt._optim", "fusedopt._runtime
            "fusedopt.reference", "fusedopt._demo"]
 
 
-@pytest.mark.parametrize("name", MODULES + ["fusedopt.torch", "fusedopt._checkpoint"])
+@pytest.mark.parametrize("name", MODULES + ["fusedopt.torch", "fusedopt.torch.functional",
+                                            "fusedopt._checkpoint"])
 def test_doctests(name):
-    if name == "fusedopt.torch":
+    if name.startswith("fusedopt.torch"):
         pytest.importorskip("torch")
     mod = importlib.import_module(name)
     failed, attempted = doctest.testmod(mod, optionflags=doctest.ELLIPSIS |

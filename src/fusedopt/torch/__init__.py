@@ -1,4 +1,9 @@
-"""fusedopt.torch: ``torch.optim`` optimizers that run fusedopt's kernels.
+"""fusedopt.torch: ``torch.optim`` optimizers and ``torch.nn`` losses that run
+fusedopt's kernels.
+
+The losses (``fusedopt.torch.functional.cross_entropy``,
+``binary_cross_entropy_with_logits`` and the modules ``CrossEntropyLoss``,
+``BCEWithLogitsLoss``) are described in :mod:`fusedopt.torch.functional`.
 
 ``fusedopt.torch.Adam``, ``AdamW`` and ``SGD`` are subclasses of
 ``torch.optim.Optimizer`` with the constructor arguments and defaults of their
@@ -57,8 +62,8 @@ import numpy as np
 import torch
 from torch.optim import Optimizer
 
-from . import _clip, _spec
-from ._spec import Spec
+from .. import _clip, _spec
+from .._spec import Spec
 
 _torch_use_grad: Optional[Callable[..., Any]]
 try:  # torch's own decorator: grad mode follows defaults["differentiable"] (False here)
@@ -629,7 +634,11 @@ def clip_grad_norm_(parameters: Any, max_norm: float, norm_type: float = 2.0,
 FRONT_END = {spec.name: _torch_class(_spec.TORCH.get(spec.name, spec), spec.name)
              for spec in _spec.all_specs()}
 globals().update(FRONT_END)
-__all__ = list(FRONT_END) + ["clip_grad_norm_"]
+from . import functional                                        # noqa: E402
+from .functional import BCEWithLogitsLoss, CrossEntropyLoss      # noqa: E402
+
+__all__ = list(FRONT_END) + ["clip_grad_norm_", "functional", "CrossEntropyLoss",
+                             "BCEWithLogitsLoss"]
 if TYPE_CHECKING:   # what static type checkers see of the classes made above
     class Adam(_FusedOptimizer): ...
     class AdamW(_FusedOptimizer): ...
