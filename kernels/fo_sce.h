@@ -133,6 +133,7 @@ FO_INLINE double FO_NAME(sce_row)(const fo_sce_args *a, fo_index row, const int 
         }
     }
     const FO_T sa = (FO_T)(1.0 - ls), sb = (FO_T)lsc;
+    const double wy = !dense && has_w ? (double)w[y] : 1.0;     /* the label's weight */
     FO_T m = FO_NAME(sce_max)(x, C);
     double sums[4] = {0, 0, 0, 0};
     FO_T eb[FO_SCE_CHUNK];
@@ -147,7 +148,6 @@ FO_INLINE double FO_NAME(sce_row)(const fo_sce_args *a, fo_index row, const int 
         T = sums[2];
         loss = sums[3] + T * l1p;
     } else {
-        const double wy = has_w ? (double)w[y] : 1.0;
         const double nll = ((double)m - (double)x[y]) + l1p;
         T = (1.0 - ls) * wy + lsc * a->w_sum;
         loss = (1.0 - ls) * wy * nll;
@@ -161,7 +161,6 @@ FO_INLINE double FO_NAME(sce_row)(const fo_sce_args *a, fo_index row, const int 
                               sa, sb, dense, has_w);
         }
         if (!dense) {
-            const double wy = has_w ? (double)w[y] : 1.0;
             const double ey = (double)FO_EXPNEG(m - x[y]);
             /* s - e_y; e_y is 1 at a maximum (NaN in a row of -inf only) */
             const double rest = x[y] == m ? r + (ey - 1.0) : s - ey;

@@ -2442,11 +2442,13 @@ cdef class Buffers:
         self.release()
 
 
-cdef object reduced(int red, double total, fo_index n, object lossarr):
+cdef object reduced(int red, double total, double den, object lossarr):
+    """The loss of a reduction: the elementwise array, the sum, or the sum over den
+    ("mean": the element count, or torch's summed class weights; NaN when it is 0)."""
     if red == 2:
         return lossarr
     if red == 0:
-        return total / n if n > 0 else float("nan")
+        return total / den if den != 0.0 else float("nan")
     return total
 
 
@@ -2615,11 +2617,7 @@ def softmax_ce(logits, labels, weight, ignore_index, label_smoothing, reduction,
             total = fo_sce(dtype, &a, nt)
     finally:
         b.release()
-    if red == 2:
-        return lossarr, grad
-    if red == 0:
-        return (total / den if den != 0.0 else float("nan")), grad
-    return total, grad
+    return reduced(red, total, den, lossarr), grad
 
 
 def regression(int kind, pred, target, weight, reduction, out, bint want_grad, n_threads):

@@ -125,7 +125,7 @@ def softmax_cross_entropy_and_grad(logits: np.ndarray, labels: np.ndarray, *,
         rows = np.where(t != 0, t * nlogp, 0).sum(axis=1)
         scale = 1 / den if reduction == "mean" else 1
         grad = (t.sum(axis=1, keepdims=True) * (e / s) - t) * scale
-    dtype = x0.dtype if x0.dtype != np.longdouble else np.longdouble
+    dtype = x0.dtype
     grad = grad.astype(dtype)
     if out is not None:
         out[...] = grad

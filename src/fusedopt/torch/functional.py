@@ -56,8 +56,9 @@ def _check_input(x: Any) -> None:
         raise TypeError(f"input must be float32 or float64, got {x.dtype}")
 
 
-def _aux(t: Any, name: str, dtype: Optional[torch.dtype] = None) -> Any:
-    """target / weight / pos_weight as a NumPy array (None passes)."""
+def _aux(t: Any, name: str, dtype: torch.dtype) -> Any:
+    """target / weight / pos_weight as a NumPy array, floating ones in input's dtype
+    (None passes)."""
     if t is None:
         return None
     if not isinstance(t, torch.Tensor):
@@ -69,10 +70,10 @@ def _aux(t: Any, name: str, dtype: Optional[torch.dtype] = None) -> Any:
         raise ValueError(f"{name} requires grad; fusedopt.torch losses compute the gradient "
                          "with respect to input only (use torch.nn.functional for more)")
     if t.dtype.is_complex or t.dtype in (torch.float16, torch.bfloat16):
-        raise TypeError(f"{name} has dtype {t.dtype}; expected float32/float64"
-                        + ("" if dtype is not None else " or an integer dtype"))
+        raise TypeError(f"{name} has dtype {t.dtype}; expected float32, float64 or (class "
+                        "indices) an integer dtype")
     t = t.detach().contiguous()
-    if dtype is not None and t.dtype.is_floating_point:
+    if t.dtype.is_floating_point:
         t = t.to(dtype)
     return t.numpy()
 
@@ -118,8 +119,15 @@ class _FusedLoss(torch.autograd.Function):
         return grad * go, None, None
 
 
-def _apply(x: torch.Tensor, run: Callable[[np.ndarray, bool], Tuple[Any, Any]],
-           per_row: bool) -> torch.Tensor:
+def _apply(x: torch.Tensor, with_grad: Callable[..., Any], loss_only: Callable[..., Any],
+           y: np.ndarray, per_row: bool, **kw: Any) -> torch.Tensor:
+    """The loss of x by a NumPy loss pair (``*_and_grad`` and the loss alone, which the
+    forward picks by whether x needs its gradient), through _FusedLoss."""
+    def run(xa: np.ndarray, want: bool) -> Tuple[Any, Any]:
+        if want:
+            loss, grad = _call(with_grad, xa, y, **kw)
+            return loss, grad
+        return _call(loss_only, xa, y, **kw), None
     out = _FusedLoss.apply(x, run, per_row)  # type: ignore[no-untyped-call]
     assert isinstance(out, torch.Tensor)
     return out
@@ -148,17 +156,9 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
     _check_input(input)
     y = _aux(target, "target", input.dtype)
     w = _aux(weight, "weight", input.dtype)
-
-    def run(xa: np.ndarray, want: bool) -> Tuple[Any, Any]:
-        if want:
-            loss, grad = _call(_losses.softmax_cross_entropy_and_grad, xa, y, weight=w,
-                               ignore_index=ignore_index, label_smoothing=label_smoothing,
-                               reduction=red)
-            return loss, grad
-        return _call(_losses.softmax_cross_entropy, xa, y, weight=w,
-                     ignore_index=ignore_index, label_smoothing=label_smoothing,
-                     reduction=red), None
-    return _apply(input, run, True)
+    return _apply(input, _losses.softmax_cross_entropy_and_grad, _losses.softmax_cross_entropy,
+                  y, True, weight=w, ignore_index=ignore_index,
+                  label_smoothing=label_smoothing, reduction=red)
 
 
 @_eager
@@ -176,15 +176,8 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
     y = _aux(target, "target", input.dtype)
     w = _aux(weight, "weight", input.dtype)
     pw = _aux(pos_weight, "pos_weight", input.dtype)
-
-    def run(xa: np.ndarray, want: bool) -> Tuple[Any, Any]:
-        if want:
-            loss, grad = _call(_losses.sigmoid_cross_entropy_and_grad, xa, y, weight=w,
-                               pos_weight=pw, reduction=red)
-            return loss, grad
-        return _call(_losses.sigmoid_cross_entropy, xa, y, weight=w, pos_weight=pw,
-                     reduction=red), None
-    return _apply(input, run, False)
+    return _apply(input, _losses.sigmoid_cross_entropy_and_grad, _losses.sigmoid_cross_entropy,
+                  y, False, weight=w, pos_weight=pw, reduction=red)
 
 
 class CrossEntropyLoss(torch.nn.CrossEntropyLoss):
