@@ -62,16 +62,20 @@ FO_INLINE FO_T FO_NAME(sce_max)(const FO_T *restrict x, fo_index n)
 /* Sums of one chunk of a row, once m is known: out[0] += r (every e but the maxima's),
  * out[1] += the number of maxima, out[2] += T (probabilities), out[3] += the loss's
  * linear part: sum t_c*(m - x_c) (probabilities) or sum w_c*(m - x_c) (class index with
- * smoothing).  e_c goes to e (the gradient row, or a scratch chunk).  Two loops, as in
+ * smoothing).  e_c goes to e (the gradient row, or a scratch chunk).  xn, when not NULL,
+ * is the same chunk of the next row: it is prefetched, so that the next row's maximum
+ * pass reads from cache instead of waiting on memory.  Two loops, as in
  * the sigmoid loss: one computes exp and every summand into chunk buffers (selects and
  * all, it vectorises at full width), the other adds the buffers into double lanes. */
 FO_INLINE void FO_NAME(sce_sums)(const FO_T *restrict x, const FO_T *restrict q,
                                  const FO_T *restrict w, FO_T *restrict e, fo_index n, FO_T m,
-                                 FO_T sa, FO_T sb, double *out, const int dense,
-                                 const int has_w, const int lin)
+                                 FO_T sa, FO_T sb, double *out, const FO_T *xn,
+                                 const int dense, const int has_w, const int lin)
 {
     FO_T er[FO_SCE_CHUNK], et[FO_SCE_CHUNK], el[FO_SCE_CHUNK];
     int tops = 0;
+    if (xn)
+        for (fo_index k = 0; k < n; k += FO_LINE_ELEMS) FO_PREFETCH_AT(xn + k, 0, 0);
     for (fo_index k = 0; k < n; k++) {
         const FO_T d = m - x[k], ek = FO_EXPNEG(d);
         const int top = x[k] == m;
@@ -140,7 +144,8 @@ FO_INLINE double FO_NAME(sce_row)(const fo_sce_args *a, fo_index row, const int 
     for (fo_index c0 = 0; c0 < C; c0 += FO_SCE_CHUNK) {
         fo_index n = C - c0 < FO_SCE_CHUNK ? C - c0 : FO_SCE_CHUNK;
         FO_NAME(sce_sums)(x + c0, dense ? q + c0 : NULL, has_w ? w + c0 : NULL,
-                          want_grad ? g + c0 : eb, n, m, sa, sb, sums, dense, has_w, lin);
+                          want_grad ? g + c0 : eb, n, m, sa, sb, sums,
+                          row + 1 < a->nrows ? x + C + c0 : NULL, dense, has_w, lin);
     }
     const double r = sums[0] + (sums[1] - 1.0), s = 1.0 + r, l1p = log1p(r);
     double loss, T;

@@ -75,13 +75,26 @@ def test_json_structure(capsys):
     assert rows[0]["bytes_per_element"] == 28 and rows[0]["dtype"] == "float32"
 
 
+#: the kernels whose rows have a fixed shape of 1e7 elements or more (slow in a test)
+BIG_FIXED = ("softmax", "softmax_narrow", "softmax_wide")
+
+
 def test_every_kernel_numpy_only(capsys):
-    rows = run_json(capsys, "--kernels", "all", "--peers", "numpy", "--threads", "1,2")
+    small = [k for k in _cases.KERNEL_ORDER if k not in BIG_FIXED]
+    rows = run_json(capsys, "--kernels", ",".join(small), "--peers", "numpy",
+                    "--threads", "1,2")
     kernels = {r["kernel"] for r in rows}
     assert kernels == {"adam", "adam64", "sgd", "lion", "adagrad", "rmsprop", "adafactor",
-                       "adafactor2d", "lamb", "ce", "multi", "clip", "overhead"}
-    assert len(rows) == 28                 # 12 kernels x 2 threads, 2 overhead cases x 2
+                       "adafactor2d", "lamb", "ce", "torch_ce", "multi", "clip", "overhead"}
+    assert len(rows) == 30                 # 13 kernels x 2 threads, 2 overhead cases x 2
     for r in rows:
+        if r["kernel"] == "torch_ce":      # fusedopt through torch: no NumPy peer
+            if "skipped" in r:
+                assert "torch" in r["skipped"]
+            else:
+                check_row(r)
+                assert r["peers_skipped"]["numpy"] == "a torch autograd case"
+            continue
         if r["kernel"] == "overhead":
             check_overhead_row(r)
             continue
@@ -159,8 +172,40 @@ def test_subprocess_cli():
     assert "SGD" in proc.stderr            # progress goes to stderr
 
 
+def test_softmax_rows_have_their_fixed_shapes(capsys):
+    """The softmax rows: the shapes the report names, whatever --sizes says (the widest
+    only here: the three take seconds), the ceiling a copy of the logits."""
+    rows = run_json(capsys, "--kernels", "softmax_wide", "--peers", "numpy")
+    (r,) = rows
+    check_row(r)
+    assert (r["rows"], r["classes"], r["n"]) == (512, 131072, 512 * 131072)
+    assert r["ceiling"]["pattern"] == "copy" and r["bytes_per_element"] == 8
+    assert "numpy" in r["peers"]
+    for k, (rows_, classes) in (("softmax", (2048, 32000)), ("softmax_narrow", (65536, 10))):
+        assert _cases.FIXED[k] == (rows_, classes)
+        assert _cases.CASES[k].classes == classes
+
+
+def test_torch_ce_row_without_torch(capsys, monkeypatch):
+    """Without torch the autograd row is skipped with the reason, the run goes on."""
+    import builtins
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    rows = run_json(capsys, "--kernels", "torch_ce,ce", "--peers", "numpy")
+    by = {r["kernel"]: r for r in rows}
+    assert "not installed" in by["torch_ce"]["skipped"]
+    check_row(by["ce"])
+
+
 @pytest.mark.parametrize("kernel", ["adam", "adam64", "sgd", "lion", "adagrad", "rmsprop",
-                                    "adafactor", "adafactor2d", "lamb", "ce", "multi",
+                                    "adafactor", "adafactor2d", "lamb", "ce", "torch_ce",
+                                    "softmax", "softmax_narrow", "softmax_wide", "multi",
                                     "clip"])
 def test_peers_compute_the_same_thing(kernel):
     """The benchmarked NumPy and torch versions do the same work as fusedopt."""
@@ -174,6 +219,10 @@ def test_peers_compute_the_same_thing(kernel):
         impls.append("torch")
     except ImportError:
         pass
+    if kernel == "torch_ce":
+        if "torch" not in impls:
+            pytest.skip("torch is not installed")
+        impls.remove("numpy")                  # fusedopt through torch's autograd
     results = {}
     for impl in impls:
         case = _cases.CASES[kernel](1000, dtype, np.random.default_rng(1))
@@ -186,7 +235,9 @@ def test_peers_compute_the_same_thing(kernel):
             fn = case.fusedopt(1) if impl == "fusedopt" else case.numpy()[0]
             for _ in range(3):
                 fn()
-        if kernel == "ce":
+        if kernel == "torch_ce":
+            out = (case.torch_x if impl == "torch" else case.fusedopt_x).grad.numpy()
+        elif kernel == "ce" or kernel.startswith("softmax"):
             out = case.torch_x.grad.numpy() if impl == "torch" else case.grad
         else:
             out = np.concatenate(case.ps) if kernel in ("multi", "clip") else case.p

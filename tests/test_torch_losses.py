@@ -121,6 +121,34 @@ def test_no_gradient_when_input_does_not_require_it():
     assert b.grad_fn is None
 
 
+@pytest.mark.parametrize("fn", ["cross_entropy", "bce"])
+def test_unit_grad_output_hands_over_the_saved_gradient(fn):
+    """loss.backward(): input.grad is the forward's gradient itself (no copy), the same
+    values as through grad_output 2 halved; with retain_graph each backward still adds
+    the gradient once (autograd copies what the graph keeps)."""
+    x = torch.randn(64, 10, dtype=torch.float64, requires_grad=True)
+    if fn == "bce":
+        y = torch.rand(64, 10, dtype=torch.float64)
+        f = FF.binary_cross_entropy_with_logits
+    else:
+        y = torch.randint(0, 10, (64,))
+        f = FF.cross_entropy
+    loss = f(x, y)
+    ptr = loss.grad_fn.saved_tensors[0].data_ptr()     # no reference kept
+    loss.backward()
+    assert x.grad.data_ptr() == ptr
+    g1 = x.grad.clone()
+    x.grad = None
+    (2 * f(x, y)).backward()
+    assert torch.equal(x.grad, 2 * g1)
+    x.grad = None
+    loss = f(x, y)
+    for _ in range(2):
+        loss.backward(retain_graph=True)
+    loss.backward()
+    assert torch.equal(x.grad, 3 * g1)
+
+
 def test_double_backward_is_a_clear_error():
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     loss = FF.cross_entropy(x, torch.tensor([0, 1, 2, 0]))

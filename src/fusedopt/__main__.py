@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import List, NoReturn, Optional
+from typing import List, NoReturn, Optional, Tuple
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,24 +66,32 @@ class _Progress:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import _demo
 
-    print(f"fusedopt demo: two-moons classifier (2 -> {args.hidden} tanh -> 1 logit), "
-          f"{args.n} two-moons points, sigmoid cross-entropy (mean) + Adam "
-          f"(convention='tf1', lr={args.lr}), {args.steps} full-batch steps")
+    adam = f"Adam (convention='tf1', lr={args.lr}), {args.steps} full-batch steps"
+    if args.task == "moons":
+        print(f"fusedopt demo: two-moons classifier (2 -> {args.hidden} tanh -> 1 logit), "
+              f"{args.n} two-moons points, sigmoid cross-entropy (mean) + {adam}")
+        where = "training set"
+    else:
+        x, _, x_eval, _, source = _demo._data("digits", args.n, args.seed)
+        print(f"fusedopt demo: digit classifier ({x.shape[1]} -> {args.hidden} tanh -> "
+              f"{_demo.DIGITS_CLASSES} logits), {source}: {x.shape[0]} to train on, "
+              f"{x_eval.shape[0]} held out; softmax cross-entropy (mean) + {adam}")
+        where = "held-out set"
     progress = _Progress(args.steps, not args.no_progress and sys.stderr.isatty())
     res = _demo.train(args.steps, hidden=args.hidden, lr=args.lr, n=args.n, seed=args.seed,
-                      callback=progress.update)
+                      task=args.task, callback=progress.update)
     progress.close()
     every = max(1, args.steps // 10)
     print(f"{'step':>7}  {'loss':>9}")
     for i in list(range(0, args.steps, every)) + [args.steps - 1]:
         print(f"{i + 1:>7}  {res.losses[i]:9.5f}")
     print(f"final loss {res.losses[-1]:.5f} (from {res.losses[0]:.5f}), "
-          f"accuracy {100 * res.accuracy:.1f}%")
+          f"accuracy {100 * res.accuracy:.1f}% ({where})")
     print(f"time: {res.seconds_total:.2f} s total, {res.seconds_kernels:.3f} s in fusedopt's "
           "kernels (loss+grad, Adam)")
     if not args.no_compare:
         ref = _demo.train(args.steps, hidden=args.hidden, lr=args.lr, n=args.n,
-                          seed=args.seed, backend="reference")
+                          seed=args.seed, backend="reference", task=args.task)
         print(f"same loop on fusedopt.reference (NumPy): {ref.seconds_total:.2f} s total, "
               f"{ref.seconds_kernels:.3f} s in loss+grad and Adam "
               f"({ref.seconds_kernels / max(res.seconds_kernels, 1e-12):.1f}x fusedopt); "
@@ -100,7 +108,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(range(1, args.steps + 1), res.losses)
         ax.set_xlabel("step")
-        ax.set_ylabel("sigmoid cross-entropy (mean)")
+        ax.set_ylabel(f"{'sigmoid' if args.task == 'moons' else 'softmax'} "
+                      "cross-entropy (mean)")
         ax.set_yscale("log")
         ax.set_title(f"fusedopt demo: accuracy {100 * res.accuracy:.1f}%")
         fig.tight_layout()
@@ -137,19 +146,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args)
 
 
+def _demo_tasks() -> Tuple[str, ...]:
+    from ._demo import TASKS
+    return TASKS
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fusedopt", description="fused CPU kernels for training: demo, "
                 "benchmarks and build information")
     sub = p.add_subparsers(dest="command", metavar="{demo,bench,info}", parser_class=_Parser)
     sub.required = True
-    d = sub.add_parser("demo", help="train the two-moons classifier with fusedopt",
-                       description="Train the two-moons classifier (sigmoid "
-                       "cross-entropy + TF1 Adam) end to end with fusedopt.")
+    d = sub.add_parser("demo", help="train a small classifier with fusedopt",
+                       description="Train a small classifier end to end with fusedopt: "
+                       "the two-moons classifier (sigmoid cross-entropy + TF1 Adam), or "
+                       "with --task digits a 10-class digit classifier (softmax "
+                       "cross-entropy + TF1 Adam; scikit-learn's handwritten digits when "
+                       "scikit-learn is installed, else a generated data set).")
+    d.add_argument("--task", choices=_demo_tasks(), default="moons",
+                   help="moons: binary, two-moons points (default); digits: 10 classes, "
+                   "8x8 digit images, accuracy on a held-out fifth")
     d.add_argument("--steps", type=_positive_int, default=5000, help="Adam steps (5000)")
     d.add_argument("--hidden", type=_positive_int, default=32, help="hidden units (32)")
     d.add_argument("--lr", type=_positive_float, default=0.001,
                    help="learning rate (0.001, TF1's default)")
-    d.add_argument("--n", type=_positive_int, default=2000, help="data points (2000)")
+    d.add_argument("--n", type=_positive_int, default=2000,
+                   help="two-moons points (2000; digits: the data set's 1797)")
     d.add_argument("--seed", type=int, default=0, help="data and init seed (0)")
     d.add_argument("--no-compare", action="store_true",
                    help="skip the same loop on fusedopt.reference (the NumPy statement of "

@@ -5,7 +5,9 @@ For each kernel, size and thread count the report times fusedopt, a careful NumP
 autograd (when torch is installed) and DeepSpeed's ``DeepSpeedCPUAdam`` (when importable),
 and measures, in the same run and on the same arrays, the memory-bandwidth ceiling with
 ``fusedopt._core.stream``: a small C loop with the kernel's access pattern (Adam: 4 reads +
-3 writes per element; SGD with momentum: 3 + 2; the loss: 2 + 1).  The "overhead" kernel
+3 writes per element; SGD with momentum: 3 + 2; the sigmoid loss: 2 + 1; the softmax
+loss: a copy of the logits, 1 + 1).  The softmax rows have fixed shapes (2048 x 32000,
+65536 x 10, 512 x 131072 logits), whatever ``--sizes`` says.  The "overhead" kernel
 times what calling costs: the class step over 1000 tensors of 1e3 elements against the
 same step over one tensor of 1e6, and ``adam_step`` at n=1e3 against ``numpy.add``.
 

@@ -42,6 +42,20 @@ KERNELS: Dict[str, Dict[str, Any]] = {
     "ce": dict(label="sigmoid CE loss+grad f32", dtype="float32", pattern="loss", bpe=12,
                unit="Melem/s", what="fusedopt.sigmoid_cross_entropy_and_grad, float32 "
                "labels, reduction mean, out= preallocated"),
+    "torch_ce": dict(label="torch autograd sigmoid CE f32", dtype="float32", pattern="loss",
+                     bpe=12, unit="Melem/s", what="fusedopt.torch.functional."
+                     "binary_cross_entropy_with_logits forward+backward through torch's "
+                     "autograd (float32 labels, reduction mean), against torch's own"),
+    "softmax": dict(label="softmax CE loss+grad f32", dtype="float32", pattern="copy",
+                    bpe=8, unit="Melem/s", what="fusedopt.softmax_cross_entropy_and_grad on "
+                    "2048 x 32000 logits (a language model's vocabulary), class indices, "
+                    "reduction mean, out= preallocated; ceiling: a copy of the logits"),
+    "softmax_narrow": dict(label="softmax CE loss+grad f32, 10 classes", dtype="float32",
+                           pattern="copy", bpe=8, unit="Melem/s",
+                           what="as softmax, on 65536 x 10 logits"),
+    "softmax_wide": dict(label="softmax CE loss+grad f32, 128k classes", dtype="float32",
+                         pattern="copy", bpe=8, unit="Melem/s",
+                         what="as softmax, on 512 x 131072 logits"),
     "multi": dict(label="Adam f32, 1000 x 1000 tensors", dtype="float32", pattern="adam",
                   bpe=28, unit="GB/s", what="fusedopt.Adam(...).step over 1000 tensors of "
                   "1000 elements (class API, one C call)"),
@@ -774,11 +788,132 @@ class CECase(_Flat):
         raise Unsupported("no loss kernel")
 
 
-#: the cases over a fixed list of tensors (one row each, not one per size): (tensors, size)
+class TorchCECase(CECase):
+    """``fusedopt.torch.functional.binary_cross_entropy_with_logits`` forward+backward
+    through torch's autograd, against ``torch.nn.functional``'s (the CECase arrays)."""
+
+    peer_arrays = {"numpy": 0, "torch": 5, "deepspeed": 0}
+    deepspeed_skip = "no loss kernel"
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        try:
+            import torch                           # noqa: F401
+        except ImportError:
+            raise Unsupported("needs torch, which is not installed") from None
+        super().__init__(n, dtype, rng)
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import torch
+        import fusedopt
+        from fusedopt.torch.functional import binary_cross_entropy_with_logits as bce
+        xt = torch.from_numpy(self.x).requires_grad_(True)
+        yt = torch.from_numpy(self.y)
+        self.fusedopt_x = xt                   # its .grad: the gradient (for tests)
+
+        def run() -> None:
+            saved = fusedopt.get_num_threads()
+            fusedopt.set_num_threads(k)
+            try:
+                xt.grad = None
+                loss: Any = bce(xt, yt)
+                loss.backward()
+            finally:
+                fusedopt.set_num_threads(saved)
+        return run
+
+    def numpy(self) -> Peer:
+        raise Unsupported("a torch autograd case")
+
+
+class SoftmaxCase(_Flat):
+    """``fusedopt.softmax_cross_entropy_and_grad`` (mean) on (rows, classes) float32
+    logits, standard normal, with uniform class indices; n/classes rows (at least one)."""
+
+    arrays, peer_arrays = 2, {"numpy": 0.1, "torch": 3, "deepspeed": 0}
+    torch_impl, torch_op = "autograd F.cross_entropy fwd+bwd", None
+    torch_label, deepspeed_skip = "torch autograd", "no loss kernel"
+    classes = 32000
+
+    def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
+        c = self.classes
+        rows = max(1, n // c)
+        super().__init__(rows * c, dtype)
+        self.x = aligned_empty(rows * c, dtype).reshape(rows, c)
+        self.x[...] = rng.standard_normal((rows, c), dtype=self.dtype)
+        self.y = rng.integers(0, c, rows)
+        self.grad = aligned_zeros(rows * c, dtype).reshape(rows, c)
+
+    def stream_args(self) -> Quad:
+        x, g = self.x.reshape(-1), self.grad.reshape(-1)
+        return x, x, g, g
+
+    def fusedopt(self, k: int) -> Callable[[], Any]:
+        import fusedopt
+        f = fusedopt.softmax_cross_entropy_and_grad
+        x, y, out = self.x, self.y, self.grad
+        return lambda: f(x, y, out=out, n_threads=k)
+
+    def numpy(self) -> Peer:
+        """In place in the gradient array: g = exp(x - max), s = row sums,
+        loss = mean(log s - (x[y] - max)), g = (g/s - onehot(y))/rows."""
+        x, y, g = self.x, self.y, self.grad
+        rows = x.shape[0]
+        idx = np.arange(rows)
+        dt = self.dtype.type
+        inv = dt(1.0 / rows)
+
+        def run() -> float:
+            m = x.max(axis=1, keepdims=True)
+            np.subtract(x, m, out=g)
+            picked = g[idx, y]                 # x[y] - max
+            np.exp(g, out=g)
+            s = g.sum(axis=1, keepdims=True)
+            loss = float(np.mean(np.log(s[:, 0]) - picked))
+            np.divide(g, s, out=g)
+            g[idx, y] -= 1
+            np.multiply(g, inv, out=g)
+            return loss
+        return run, None
+
+    def torch(self, env: Env) -> Peer:
+        torch = env.torch
+        ce = torch.nn.functional.cross_entropy
+        xt = torch.from_numpy(self.x).requires_grad_(True)
+        yt = torch.from_numpy(self.y)
+        self.torch_x = xt
+
+        def run() -> None:
+            xt.grad = None
+            ce(xt, yt).backward()
+        return run, None
+
+    def deepspeed(self, env: Env) -> Peer:
+        raise Unsupported("no loss kernel")
+
+
+class SoftmaxNarrowCase(SoftmaxCase):
+    classes = 10
+
+
+class SoftmaxWideCase(SoftmaxCase):
+    classes = 131072
+
+
+#: the cases of a fixed shape (one row each, not one per size): its two numbers, and
+#: their names in the row
 FIXED: Dict[str, Tuple[int, int]] = {"multi": (MULTI_TENSORS, MULTI_SIZE),
-                                     "clip": (CLIP_TENSORS, CLIP_SIZE)}
+                                     "clip": (CLIP_TENSORS, CLIP_SIZE),
+                                     "softmax": (2048, SoftmaxCase.classes),
+                                     "softmax_narrow": (65536, SoftmaxNarrowCase.classes),
+                                     "softmax_wide": (512, SoftmaxWideCase.classes)}
+FIXED_FIELDS: Dict[str, Tuple[str, str]] = {
+    k: ("rows", "classes") if k.startswith("softmax") else ("tensors", "tensor_size")
+    for k in FIXED}
 CASES: Dict[str, Any] = {"adam": AdamCase, "adam64": AdamCase, "sgd": SGDCase,
                          "lion": LionCase, "adagrad": AdagradCase, "rmsprop": RMSpropCase,
                          "adafactor": AdafactorCase, "adafactor2d": Adafactor2dCase,
                          "lamb": LAMBCase,
-                         "ce": CECase, "multi": MultiCase, "clip": ClipCase}
+                         "ce": CECase, "torch_ce": TorchCECase, "softmax": SoftmaxCase,
+                         "softmax_narrow": SoftmaxNarrowCase,
+                         "softmax_wide": SoftmaxWideCase, "multi": MultiCase,
+                         "clip": ClipCase}

@@ -16,7 +16,11 @@ so that they hold on any machine; two are absolute, from the project's reference
 * ``clip_grad_norm_`` over 2000 tensors of 1000 elements, 1 thread: at least 10x
   ``torch.nn.utils.clip_grad_norm_``;
 * sigmoid cross-entropy loss+grad at n=1e6 and 1e7, 1 thread: at least 800 M elements/s
-  and 10x torch autograd and NumPy; 2 threads at n=1e6: at least 1.7x 1 thread;
+  and 10x torch autograd and NumPy; 2 threads at n=1e6: at least 1.7x 1 thread; through
+  torch's autograd (``fusedopt.torch.functional``) at n=1e6, 1 thread: at least 3x
+  torch's own forward+backward;
+* softmax cross-entropy loss+grad on 2048 x 32000 logits, 1 thread: at least 50% of the
+  ceiling of a copy of the logits and 5x torch's ``F.cross_entropy`` forward+backward;
 * call overhead, 1 thread: the class step over 1000 tensors of 1e3 elements at most 1.3x
   the same step over one tensor of 1e6, ``adam_step`` at n=1e3 at most 3x a
   ``numpy.add(a, b, out=out)`` call at n=1e3; absolute: ``adam_step`` at n=1e3 within
@@ -122,6 +126,20 @@ def _loss(rows: List[Row]) -> List[Goal]:
     if r1 and r2:
         s = r2["fusedopt"]["melem_per_s"] / r1["fusedopt"]["melem_per_s"]
         out.append(("sigmoid CE n=1e6, 2 threads: >= 1.7x 1 thread", s >= 1.7, f"{s:.2f}x"))
+    r = _find(rows, "torch_ce", 10 ** 6, 1)
+    tt = _torch_t(r) if r else None
+    if r and tt:
+        s = tt / r["fusedopt"]["time_s"]
+        out.append(("torch autograd sigmoid CE n=1e6, 1 thread: >= 3x torch's", s >= 3,
+                    f"{s:.2f}x"))
+    r = _find(rows, "softmax", 2048 * 32000, 1)
+    if r:
+        tt = _torch_t(r)
+        s = tt / r["fusedopt"]["time_s"] if tt else None
+        met = r["pct_of_ceiling"] >= 50 and (s is None or s >= 5)
+        out.append(("softmax CE 2048x32000, 1 thread: >= 50% of the bandwidth ceiling, "
+                    ">= 5x torch", met, f"{r['pct_of_ceiling']:.0f}%, " +
+                    (f"{s:.1f}x torch" if s else "torch not measured")))
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._cases import CASES, FIXED, KERNEL_ORDER, KERNELS
+from ._cases import CASES, FIXED, FIXED_FIELDS, KERNEL_ORDER, KERNELS
 from ._machine import OtherLoad, fits, loadavg
 from ._overhead import OVERHEAD_CASES
 from ._peers import PEERS, Env, Unsupported
@@ -101,7 +101,7 @@ class Runner:
         base = {"kernel": kernel, "label": spec["label"], "dtype": spec["dtype"], "n": n,
                 "bytes_per_element": spec["bpe"], "unit": spec["unit"]}
         if kernel in FIXED:
-            base.update(tensors=FIXED[kernel][0], tensor_size=FIXED[kernel][1])
+            base.update(zip(FIXED_FIELDS[kernel], FIXED[kernel]))
         return base
 
     def run(self) -> List[Row]:
@@ -120,7 +120,12 @@ class Runner:
                 self.rows.extend(dict(base, threads=k, skipped=why) for k in self.threads)
                 continue
             status(f"{label}: allocating...")
-            case = cls(n, dtype, self.rng)
+            try:
+                case = cls(n, dtype, self.rng)
+            except Unsupported as e:
+                log(("\r\033[K" if tty() else "") + f"{label}: skipped ({e})")
+                self.rows.extend(dict(base, threads=k, skipped=str(e)) for k in self.threads)
+                continue
             self._numpy_once = None
             for k in self.threads:
                 row = dict(base, threads=k)

@@ -113,6 +113,10 @@ class _FusedLoss(torch.autograd.Function):
                 "the gradient saved by the forward pass. Use torch.nn.functional's loss "
                 "where a double backward (create_graph=True) is needed")
         (grad,) = ctx.saved_tensors
+        if grad_output.dim() == 0 and grad_output.item() == 1.0:
+            # loss.backward(): the saved gradient itself; once the graph releases it,
+            # autograd hands it to input.grad without a copy
+            return grad, None, None
         go = grad_output.to(grad.dtype)
         if go.dim():
             go = go.reshape(go.shape + (1,) * (grad.dim() - go.dim())) if ctx.per_row else go
