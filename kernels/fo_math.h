@@ -38,10 +38,11 @@ static inline float fo_exp_neg_f32(float a)
 {
     const float magic = 12583104.0f;            /* 1.5 * 2^23 + 127 + 65 */
     a = a > 110.0f ? 110.0f : a;                /* exp(-110) underflows to 0 */
-    float z = -a;
-    float t = z * 1.44269504088896341f + magic; /* n = round(z / ln2) */
+    /* with z = -a: t = z/ln2 + magic, n = round(z/ln2), r = (z - n*ln2_hi) - n*ln2_lo,
+     * written with a and negated constants (the same values, one negation less) */
+    float t = a * -1.44269504088896341f + magic;
     float nf = t - magic;
-    float r = (z - nf * 0.693359375f) - nf * -2.12194440e-4f;
+    float r = (nf * -0.693359375f - a) - nf * -2.12194440e-4f;
     float p = 0.001381461275741458f;
     p = p * r + 0.008368710055947304f;
     p = p * r + 0.04166838899254799f;
@@ -58,10 +59,9 @@ static inline double fo_exp_neg_f64(double a)
 {
     const double magic = 6755399441056896.0;    /* 1.5 * 2^52 + 1023 + 129 */
     a = a > 760.0 ? 760.0 : a;                  /* exp(-760) underflows to 0 */
-    double z = -a;
-    double t = z * 1.4426950408889634074 + magic;
+    double t = a * -1.4426950408889634074 + magic;   /* as in the float version */
     double nf = t - magic;
-    double r = (z - nf * 6.93147180369123816490e-01) - nf * 1.90821492927058770002e-10;
+    double r = (nf * -6.93147180369123816490e-01 - a) - nf * 1.90821492927058770002e-10;
     double p = 1.0 / 6227020800.0;              /* 1/13! */
     p = p * r + 1.0 / 479001600.0;
     p = p * r + 1.0 / 39916800.0;
