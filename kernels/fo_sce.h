@@ -16,9 +16,10 @@
  * Three passes over a row: its maximum; exp, the row sums, and e_c stored in the gradient
  * row; the gradient from e_c.  A row of C float32 logits up to a few 100 k stays in L2
  * between the passes, so memory sees one read of the logits (and labels) and one write
- * of the gradient.  Sums run in double, over chunks of FO_SCE_CHUNK elements in FO_LANES
- * lanes folded in a fixed order, chunks added in row order: the same on every CPU path
- * and for every thread count.
+ * of the gradient.  Sums run in double (pairs of summands, all >= 0, added in FO_T
+ * first), over chunks of FO_SCE_CHUNK elements in FO_LANES lanes folded in a fixed
+ * order, chunks added in row order: the same on every CPU path and for every thread
+ * count.
  */
 #ifdef FO_API
 /* The interface (fusedopt.h includes it): one call's arrays and scalars. */

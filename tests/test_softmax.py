@@ -2,7 +2,9 @@
 
 Tolerances.  The kernel computes, per row, d_c = m - x_c in the logits' dtype (relative
 error u = eps/2), e_c = exp(-d_c) within 2 ulp of exp of that d_c (tests/test_math.py),
-so e_c is within (4 + d_c)*u of exp(x_c - m); the sums run in double.  A row's loss
+so e_c is within (4 + d_c)*u of exp(x_c - m); the sums run in double, after pairs of
+summands (all >= 0) are added in the logits' dtype (each pair within u of its sum: one
+more u on each term, inside the margin below).  A row's loss
 sum_c t_c*d_c + T*log1p(r) is then within u*sum_c t_c*d_c + T*u*(4 + sum_c p_c*d_c) plus
 the double sums' and the last roundings.  We allow 8 eps times the row's scale
 ``lin + T*(1 + sum_c p_c*d_c)`` plus, for float64, the double accumulation
