@@ -720,6 +720,19 @@ class LAMBCase(_RelativeStep):
         raise Unsupported("no LAMB")
 
 
+def autograd_loss(torch: Any, loss: Callable[[Any, Any], Any], x: np.ndarray,
+                  y: np.ndarray) -> Tuple[Callable[[], None], Any]:
+    """A forward+backward of ``loss(x, y)`` through torch's autograd on tensors sharing
+    x's and y's memory, and the input tensor (its .grad: the gradient, for tests)."""
+    xt = torch.from_numpy(x).requires_grad_(True)
+    yt = torch.from_numpy(y)
+
+    def run() -> None:
+        xt.grad = None
+        loss(xt, yt).backward()
+    return run, xt
+
+
 class CECase(_Flat):
     """``fusedopt.sigmoid_cross_entropy_and_grad`` (mean) on n logits, float32 labels."""
 
@@ -773,15 +786,9 @@ class CECase(_Flat):
         return run, None
 
     def torch(self, env: Env) -> Peer:
-        torch = env.torch
-        bce = torch.nn.functional.binary_cross_entropy_with_logits
-        xt = torch.from_numpy(self.x).requires_grad_(True)
-        yt = torch.from_numpy(self.y)
-        self.torch_x = xt                      # its .grad: the gradient (for tests)
-
-        def run() -> None:
-            xt.grad = None
-            bce(xt, yt).backward()
+        run, self.torch_x = autograd_loss(
+            env.torch, env.torch.nn.functional.binary_cross_entropy_with_logits,
+            self.x, self.y)
         return run, None
 
     def deepspeed(self, env: Env) -> Peer:
@@ -806,17 +813,13 @@ class TorchCECase(CECase):
         import torch
         import fusedopt
         from fusedopt.torch.functional import binary_cross_entropy_with_logits as bce
-        xt = torch.from_numpy(self.x).requires_grad_(True)
-        yt = torch.from_numpy(self.y)
-        self.fusedopt_x = xt                   # its .grad: the gradient (for tests)
+        step, self.fusedopt_x = autograd_loss(torch, bce, self.x, self.y)
 
         def run() -> None:
             saved = fusedopt.get_num_threads()
             fusedopt.set_num_threads(k)
             try:
-                xt.grad = None
-                loss: Any = bce(xt, yt)
-                loss.backward()
+                step()
             finally:
                 fusedopt.set_num_threads(saved)
         return run
@@ -876,15 +879,8 @@ class SoftmaxCase(_Flat):
         return run, None
 
     def torch(self, env: Env) -> Peer:
-        torch = env.torch
-        ce = torch.nn.functional.cross_entropy
-        xt = torch.from_numpy(self.x).requires_grad_(True)
-        yt = torch.from_numpy(self.y)
-        self.torch_x = xt
-
-        def run() -> None:
-            xt.grad = None
-            ce(xt, yt).backward()
+        run, self.torch_x = autograd_loss(env.torch, env.torch.nn.functional.cross_entropy,
+                                          self.x, self.y)
         return run, None
 
     def deepspeed(self, env: Env) -> Peer:
