@@ -7,6 +7,8 @@
  * Below fo_parallel_threshold() elements the calling thread does all the work.
  */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 #include "fo_kernels.h"
 
 #ifdef _OPENMP
@@ -752,12 +754,84 @@ static double fo_sce_blocks(const void *ctx, fo_index r0, fo_index r1)
     return FO_CALL(c->tab, sce_rows, c->dtype, (const fo_sce_args *)c->a, r0, r1);
 }
 
-/* Blocks of whole rows, about FO_BLOCK elements each (at least one row). */
+/* Fewer rows than threads, each of several chunks: each row split across the threads,
+ * phase by phase (sce_part), the loss summed as fo_reduce_units would over blocks of
+ * `unit` rows.  Every chunk computes what it computes in a row of its own, and the
+ * chunks' sums are added in row order: the results of one thread.  Returns 0 with *ok
+ * unset when its scratch cannot be allocated. */
+static double fo_sce_split(int dtype, const fo_sce_args *a, fo_index unit, int nt, int *ok)
+{
+    const fo_table *tab = fo_active;
+    const fo_index nch = (a->ncols + FO_SCE_CHUNK - 1) / FO_SCE_CHUNK;
+    double *cs = malloc(((size_t)nch * 4 + (size_t)nt) * sizeof(double));
+    double *mx = cs ? cs + nch * 4 : NULL;     /* each thread's maximum */
+    double total = 0.0, part = 0.0;
+    *ok = cs != NULL;
+    for (fo_index r = 0; r < a->nrows && cs; r++) {
+        double l;
+        if (a->q == NULL && a->index[r] == a->ignore_index) {
+            l = FO_CALL(tab, sce_rows, dtype, a, r, r + 1);
+        } else {
+            double par[5], ab[5];
+            int t;
+            for (t = 0; t < nt; t++) mx[t] = -INFINITY;
+            memset(cs, 0, (size_t)nch * 4 * sizeof(double));
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+            {
+                fo_index tid = 0, tn = 1;
+#ifdef _OPENMP
+                tid = omp_get_thread_num();
+                tn = omp_get_num_threads();
+#endif
+                mx[tid] = FO_CALL(tab, sce_part, dtype, a, r, FO_SCE_MAX, nch * tid / tn,
+                                  nch * (tid + 1) / tn, NULL, NULL);
+            }
+            par[0] = -INFINITY;         /* the maximum, by sce_max's rule: exact */
+            for (t = 0; t < nt; t++) par[0] = mx[t] > par[0] ? mx[t] : par[0];
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+            for (fo_index k = 0; k < nch; k++)
+                FO_CALL(tab, sce_part, dtype, a, r, FO_SCE_SUMS, k, k + 1, par, cs + 4 * k);
+            par[1] = par[2] = par[3] = par[4] = 0.0;
+            for (fo_index k = 0; k < nch; k++)
+                for (int j = 0; j < 4; j++) par[1 + j] += cs[4 * k + j];
+            l = FO_CALL(tab, sce_part, dtype, a, r, FO_SCE_FINISH, 0, 0, par, ab);
+            ab[4] = par[0];
+            if (a->grad) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+                for (fo_index k = 0; k < nch; k++)
+                    FO_CALL(tab, sce_part, dtype, a, r, FO_SCE_GRAD, k, k + 1, ab, NULL);
+            }
+        }
+        part += l;
+        if ((r + 1) % unit == 0 || r + 1 == a->nrows) {
+            total += part;
+            part = 0.0;
+        }
+    }
+    free(cs);
+    return total;
+}
+
+/* Blocks of whole rows, about FO_BLOCK elements each (at least one row); fewer rows
+ * than threads: each row split across them. */
 double fo_sce(int dtype, const fo_sce_args *a, int n_threads)
 {
     fo_loss_ctx c = {fo_active, dtype, a};
     fo_index C = a->ncols > 0 ? a->ncols : 1;
     fo_index rows = FO_BLOCK / C > 0 ? FO_BLOCK / C : 1;
+    fo_index nch = (C + FO_SCE_CHUNK - 1) / FO_SCE_CHUNK;
+    int nt = fo_threads_for(a->nrows * C, nch, n_threads);
+    if (nt > 1 && a->nrows < nt && nch >= 2 * (fo_index)nt) {
+        int ok;
+        double total = fo_sce_split(dtype, a, rows, nt, &ok);
+        if (ok) return total;
+    }
     return fo_reduce_units(fo_sce_blocks, &c, a->nrows, rows, a->nrows * C, n_threads);
 }
 

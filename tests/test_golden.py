@@ -418,7 +418,8 @@ def _torch_cases() -> Iterator[Tuple[str, Callable[[int], List[Any]]]]:
 # ----------------------------------------------------------------------------- losses
 
 LOSS_SHAPE = (700, 37)   # 25900 elements: two reduction blocks, per-column runs
-SCE_SHAPES = [(700, 37), (9, 5000)]   # row blocks of 442 and 3 rows; rows of 3 chunks
+SCE_SHAPES = [(700, 37), (9, 5000),   # row blocks of 442 and 3 rows; rows of 3 chunks
+              (1, 40000)]            # one row of 40 chunks: split across threads
 
 
 def _logits(dtype: Any, shape: Tuple[int, ...]) -> np.ndarray:

@@ -25,7 +25,8 @@ from conftest import CPU_PATHS, DTYPES, THREADS
 
 LONG = np.longdouble
 WIDE = np.finfo(LONG).eps < 1e-18
-SHAPES = [(1, 1), (3, 1), (5, 10), (17, 33), (64, 1000), (3, 5000), (2, 4097), (0, 5)]
+SHAPES = [(1, 1), (3, 1), (5, 10), (17, 33), (64, 1000), (3, 5000), (2, 4097), (0, 5),
+          (1, 40000)]     # one row, fewer than the threads: split across them
 
 
 def make(shape, dtype, seed=0, scale=3.0):
@@ -165,6 +166,30 @@ def test_same_bits_on_every_path_and_thread_count(dtype):
     for k in range(4, len(runs), 4):
         for a, b in zip(first, runs[k: k + 4]):
             assert a[3:] == b[3:], (a[:3], b[:3])
+
+
+@pytest.mark.parametrize("shape", [(1, 262144 + 123), (1, 33 * 1024)], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_wide_rows_split_across_threads_give_one_threads_bits(cpu_path, dtype, shape):
+    """Fewer rows than threads: each row is cut across the threads (its maximum, its
+    chunks' sums added in row order, its gradient); the bits are those of one thread,
+    with the label in any chunk, masked classes, an ignored row and every variant."""
+    x, y, q, w = make(shape, dtype)
+    x[0, ::97] = -np.inf
+    c = shape[1]
+    cases = [(np.array([k]), kw) for k in (0, c // 2, c - 1, -100)
+             for kw in ({}, dict(weight=w, label_smoothing=0.2))]
+    cases += [(q, {}), (q, dict(weight=w, label_smoothing=0.1))]
+    for lab, kw in cases:
+        runs = []
+        for nt in THREADS:
+            loss, g = fusedopt.softmax_cross_entropy_and_grad(x, lab, reduction="sum",
+                                                             n_threads=nt, **kw)
+            rows = fusedopt.softmax_cross_entropy(x, lab, reduction="none", n_threads=nt,
+                                                  **kw)
+            runs.append((np.asarray(loss).tobytes(), g.tobytes(), rows.tobytes()))
+        assert all(r == runs[0] for r in runs[1:]), (lab[:1], sorted(kw))
+        assert np.isfinite(g).all()
 
 
 @pytest.mark.parametrize("label_dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32,

@@ -139,6 +139,10 @@ def softmax_cross_entropy_and_grad(
     probability of 0 contributes nothing, also where its logit is -inf (torch, TF and
     optax give NaN there: 0 * -inf).  A row of only -inf logits gives NaN, as in torch.
 
+    Threads share out the rows; with fewer rows than threads (one sequence's logits over
+    a large vocabulary, say), each row is cut across the threads instead, chunk by
+    chunk, with the same results.
+
     Args:
         logits: float32 or float64 array of shape (N, C), C >= 1.  For (N, C, d1, ...)
             move the class axis last and flatten: ``np.moveaxis(x, 1, -1).reshape(-1, C)``.
