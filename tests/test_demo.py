@@ -1,4 +1,5 @@
 """The main job: `python -m fusedopt demo` and its training loop."""
+import os
 import subprocess
 import sys
 
@@ -54,6 +55,26 @@ def test_cli_info_and_help():
         r = subprocess.run([sys.executable, "-m", "fusedopt", sub, "--help"],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0 and "usage" in r.stdout
+
+
+def test_cli_info_text_and_a_closed_pipe():
+    """`info` prints no "None" for a version threadpoolctl cannot know, and `info | head`
+    (a reader that closes the pipe early) ends quietly, without a traceback."""
+    r = subprocess.run([sys.executable, "-m", "fusedopt", "info"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("fusedopt ")
+    assert "None" not in r.stdout
+    # `head`: the reader closes its end before info has written (here: at once, so that
+    # the first write meets the closed pipe whatever the timing)
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)
+    try:
+        r = subprocess.run([sys.executable, "-m", "fusedopt", "info"], stdout=w_fd,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(w_fd)
+    assert "Traceback" not in r.stderr and "BrokenPipeError" not in r.stderr, r.stderr
+    assert r.returncode == 1                          # the output did not all arrive
 
 
 def test_digits_demo_learns_and_matches_the_reference_loop():

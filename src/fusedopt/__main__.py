@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import List, NoReturn, Optional, Tuple
 
@@ -134,8 +135,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         from threadpoolctl import threadpool_info  # type: ignore[import, unused-ignore]
         omp = [p for p in threadpool_info() if p.get("user_api") == "openmp"]
         for p in omp:
-            print(f"  {'openmp runtime':<19} {p.get('internal_api')} {p.get('version')} "
-                  f"({p.get('filepath')}), {p.get('num_threads')} threads")
+            # threadpoolctl knows no version for libgomp: leave it out rather than print None
+            name = " ".join(str(p[k]) for k in ("prefix", "version") if p.get(k))
+            print(f"  {'openmp runtime':<19} {name} ({p.get('filepath')}), "
+                  f"{p.get('num_threads')} threads")
     except ImportError:
         pass
     return 0
@@ -198,7 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # the reader went away (`python -m fusedopt info | head`): stop quietly, as other
+        # command-line tools do; point stdout at devnull so the flush at exit cannot raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":
