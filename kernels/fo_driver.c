@@ -104,19 +104,130 @@ void fo_set_parallel_threshold(fo_index n) { fo_threshold = n > 0 ? n : 0; }
 
 static fo_index fo_nblocks(fo_index n) { return (n + FO_BLOCK - 1) / FO_BLOCK; }
 
-/* Threads for `total` elements in `nblocks` blocks. */
+/* ---------------------------------------------------------------- threads that never lose
+ * On a loaded machine a worker thread may start late: woken while another process holds
+ * its core, it waits for a time slice (milliseconds), and the call with it.  Every
+ * parallel region therefore runs through fo_parallel, which times the region and the
+ * calling thread's own share: the share times the threads estimates the call on one
+ * thread.  The time threads gained (or lost) is summed, capped at FO_CREDIT_MAX; when the
+ * sum falls below zero, calls that did not ask for a thread count run on their own thread
+ * for a back-off period, after which threads are tried again.  A back-off that follows a
+ * threaded spell shorter than itself doubles (up to FO_BACKOFF_MAX); after a longer spell it
+ * starts again from FO_BACKOFF_MIN.  A failed retry costs one late worker per period: a
+ * few milliseconds a second at worst.  Only thread counts depend on this state, never a
+ * result; concurrent calls may interleave its updates, which only shifts a decision.
+ * (The estimate flatters threads when they share memory bandwidth; a late worker costs
+ * far more than that error.) */
+#define FO_CREDIT_MAX 1e-3
+#define FO_BACKOFF_MIN 0.05
+#define FO_BACKOFF_MAX 2.0
+
+static int fo_adaptive = 1;
+static double fo_credit = 0.0;         /* seconds threads gained lately, at most FO_CREDIT_MAX */
+static double fo_serial_until = -1.0;  /* default calls run on one thread until then */
+static double fo_backoff = FO_BACKOFF_MIN;
+static double fo_spell_start = 0.0;    /* when threads were last taken up again */
+static long long fo_regions = 0;       /* threaded regions run */
+
+void fo_set_adaptive_threads(int on) { fo_adaptive = on != 0; fo_adapt_reset(); }
+int fo_adaptive_threads(void) { return fo_adaptive; }
+
+void fo_adapt_reset(void)
+{
+    fo_credit = 0.0;
+    fo_serial_until = -1.0;
+    fo_backoff = FO_BACKOFF_MIN;
+    fo_spell_start = 0.0;
+}
+
+void fo_adapt_note(double now, double wall, double own, int used)
+{
+    fo_credit += own * used - wall;
+    if (fo_credit > FO_CREDIT_MAX) fo_credit = FO_CREDIT_MAX;
+    if (fo_credit >= 0.0) return;
+    if (now - fo_spell_start < fo_backoff) {
+        fo_backoff *= 2.0;
+        if (fo_backoff > FO_BACKOFF_MAX) fo_backoff = FO_BACKOFF_MAX;
+    } else {
+        fo_backoff = FO_BACKOFF_MIN;
+    }
+    fo_serial_until = now + fo_backoff;
+    fo_credit = 0.0;
+}
+
+int fo_adapt_serial(double now)
+{
+    if (fo_serial_until < 0.0) return 0;
+    if (now < fo_serial_until) return 1;
+    fo_serial_until = -1.0;            /* the back-off is over: threads again */
+    fo_spell_start = now;
+    return 0;
+}
+
+void fo_adapt_state(double now, double *serial_for, double *backoff, double *credit)
+{
+    *serial_for = fo_serial_until < 0.0 || now >= fo_serial_until ? 0.0 : fo_serial_until - now;
+    *backoff = fo_backoff;
+    *credit = fo_credit;
+}
+
+long long fo_threaded_regions(void) { return fo_regions; }
+
+double fo_now(void)
+{
+#ifdef _OPENMP
+    return omp_get_wtime();
+#else
+    return 0.0;
+#endif
+}
+
+/* Threads for `total` elements in `nblocks` blocks (n_threads <= 0: the default, which the
+ * back-off above may lower to one). */
 static int fo_threads_for(fo_index total, fo_index nblocks, int n_threads)
 {
 #ifdef _OPENMP
     int nt = n_threads > 0 ? n_threads : fo_default_threads();
     if (total < fo_threshold || nt < 1 || fo_single_after_fork) nt = 1;
     if ((fo_index)nt > nblocks) nt = (int)(nblocks > 0 ? nblocks : 1);
+    if (nt > 1 && n_threads <= 0 && fo_adaptive && fo_adapt_serial(fo_now())) nt = 1;
     if (nt > 1) fo_pool_started = 1;
     return nt;
 #else
     (void)total; (void)nblocks; (void)n_threads;
     return 1;
 #endif
+}
+
+/* Runs fn over items [0, n) on nt threads, one contiguous range each (every caller's
+ * results are independent of the cut), and ORs the flags the ranges return.  Threads'
+ * gains and losses are noted for the back-off above. */
+typedef int (*fo_range_fn)(void *ctx, fo_index k0, fo_index k1);
+
+static int fo_parallel(int nt, fo_index n, fo_range_fn fn, void *ctx)
+{
+    if (nt <= 1 || n <= 1) return n > 0 ? fn(ctx, 0, n) : 0;
+    int found = 0;
+#ifdef _OPENMP
+    double t0 = fo_now(), own = 0.0;
+    int used = 1;
+#pragma omp parallel num_threads(nt) reduction(| : found)
+    {
+        const fo_index tid = omp_get_thread_num(), tn = omp_get_num_threads();
+        const double s = tid == 0 ? fo_now() : 0.0;
+        found |= fn(ctx, n * tid / tn, n * (tid + 1) / tn);
+        if (tid == 0) {
+            own = fo_now() - s;
+            used = (int)tn;
+        }
+    }
+    if (used > 1) {
+        const double t1 = fo_now();
+        fo_adapt_note(t1, t1 - t0, own, used);
+        fo_regions++;
+    }
+#endif
+    return found;
 }
 
 #define FO_ESZ(dtype) ((dtype) == FO_F32 ? (fo_index)sizeof(float) : (fo_index)sizeof(double))
@@ -147,9 +258,10 @@ typedef struct {
     const void *ctx;
 } fo_multi;
 
-/* Runs blocks [lo, hi) (numbered over all tensors) of a multi-tensor call. */
-static int fo_multi_range(const fo_multi *w, fo_index lo, fo_index hi)
+/* Runs blocks [lo, hi) (numbered over all tensors) of a multi-tensor call (an fo_multi). */
+static int fo_multi_range(void *ctx, fo_index lo, fo_index hi)
 {
+    const fo_multi *w = ctx;
     fo_index cum = 0;
     int found = 0;
     for (int t = 0; t < w->ntensors && cum < hi; t++) {
@@ -171,17 +283,7 @@ static int fo_multi_run(const fo_multi *w, int n_threads)
 {
     fo_index total = 0, nb = 0;
     for (int t = 0; t < w->ntensors; t++) { total += w->ns[t]; nb += fo_nblocks(w->ns[t]); }
-    int nt = fo_threads_for(total, nb, n_threads);
-    int found = 0;
-    if (nt <= 1) return fo_multi_range(w, 0, nb);
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) reduction(| : found)
-    {
-        fo_index tid = omp_get_thread_num(), tn = omp_get_num_threads();
-        found |= fo_multi_range(w, nb * tid / tn, nb * (tid + 1) / tn);
-    }
-#endif
-    return found;
+    return fo_parallel(fo_threads_for(total, nb, n_threads), nb, fo_multi_range, (void *)w);
 }
 
 typedef struct {
@@ -249,17 +351,35 @@ int fo_unscale_check(int dtype, int ntensors, void *const *gs, const fo_index *n
  * a round run in parallel, their partials are combined in block order. */
 #define FO_NORM_ROUND 1024
 typedef struct { int t; fo_index i0, len; } fo_norm_piece;
+typedef struct {
+    const fo_table *tab;
+    int dtype, kind;
+    double p;
+    const void *const *gs;
+    const fo_norm_piece *pc;
+    double *part;
+} fo_norm_ctx;
+
+static int fo_norm_range(void *ctx, fo_index k0, fo_index k1)
+{
+    const fo_norm_ctx *c = ctx;
+    const fo_index esz = FO_ESZ(c->dtype);
+    for (fo_index k = k0; k < k1; k++)
+        c->part[k] = FO_CALL(c->tab, norm_block, c->dtype,
+                             FO_AT((void *const *)c->gs, c->pc[k].t, c->pc[k].i0, esz),
+                             c->pc[k].len, c->kind, c->p);
+    return 0;
+}
 
 double fo_grad_norm(int dtype, int ntensors, const void *const *gs, const fo_index *ns,
                     int kind, double p, int n_threads)
 {
-    const fo_table *tab = fo_active;
-    const fo_index esz = FO_ESZ(dtype);
     fo_index total = 0, nb = 0;
     for (int t = 0; t < ntensors; t++) { total += ns[t]; nb += fo_nblocks(ns[t]); }
     const int nt = fo_threads_for(total, nb, n_threads);
     fo_norm_piece pc[FO_NORM_ROUND];
     double part[FO_NORM_ROUND], acc = 0.0;
+    fo_norm_ctx c = {fo_active, dtype, kind, p, gs, pc, part};
     int t = 0;
     fo_index i = 0;
     while (t < ntensors) {
@@ -272,19 +392,12 @@ double fo_grad_norm(int dtype, int ntensors, const void *const *gs, const fo_ind
             }
             if (i < ns[t]) break;            /* the round is full inside tensor t */
         }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-        for (int k = 0; k < np; k++)
-            part[k] = FO_CALL(tab, norm_block, dtype,
-                              FO_AT((void *const *)gs, pc[k].t, pc[k].i0, esz),
-                              pc[k].len, kind, p);
+        fo_parallel(nt, np, fo_norm_range, &c);
         for (int k = 0; k < np; k++) {
             if (kind != FO_NORM_MAX) acc += part[k];
             else if ((part[k] > acc || part[k] != part[k]) && acc == acc) acc = part[k];
         }
     }
-    (void)nt;
     return acc;
 }
 
@@ -484,22 +597,63 @@ static double fo_af_pass23(const fo_af_ctx *c, fo_index u, int apply, double coe
     return uacc[0];
 }
 
+/* Units u0 + [k0, k1) of one pass of a factored tensor: pass 1 (part1: each unit's column
+ * partials), pass 2 (part2, ppart2: each unit's two sums) or pass 3 (the update). */
+typedef struct {
+    const fo_af_ctx *c;
+    fo_index u0, pw;
+    double *part1, *part2, *ppart2;
+    double coef, alpha;
+} fo_af_pass;
+
+static int fo_af_units(void *ctx, fo_index k0, fo_index k1)
+{
+    const fo_af_pass *x = ctx;
+    for (fo_index k = k0; k < k1; k++) {
+        if (x->part1) fo_af_pass1(x->c, x->u0 + k, x->part1 + k * x->pw);
+        else if (x->part2)
+            x->part2[k] = fo_af_pass23(x->c, x->u0 + k, 0, 0.0, 0.0, x->ppart2 + k);
+        else fo_af_pass23(x->c, x->u0 + k, 1, x->coef, x->alpha, NULL);
+    }
+    return 0;
+}
+
+/* Matrices [b0, b1) of a factored tensor: the clamped mean row_var, min(col_var) and
+ * column factors (optax: its row and column factors). */
+static int fo_af_matrices(void *ctx, fo_index b0, fo_index b1)
+{
+    const fo_af_ctx *c = ctx;
+    const fo_af_layout *L = &c->L;
+    const fo_index nc = L->nc;
+    const fo_af_areas A = fo_af_areas_of(L, c->scratch);
+    for (fo_index b = b0; b < b1; b++) {
+        if (c->a->form == FO_AF_OPTAX) {
+            FO_CALL(c->tab, af_ofactors, c->dtype, FO_AF_AT(c, rv, b * L->nr * L->rs),
+                    FO_AF_AT(c, cv, b * nc), (void *)(A.rf + b * L->nr * L->rs * c->esz),
+                    (void *)(A.binv + b * nc * c->esz), L->nr, L->nq, L->nm, L->ns,
+                    L->norm_cols);
+            continue;
+        }
+        A.rmc[b] = FO_CALL(c->tab, af_rmean, c->dtype, c->a, FO_AF_AT(c, rv, b * L->nr),
+                           L->nr);
+        FO_CALL(c->tab, af_colinv, c->dtype, FO_AF_AT(c, cv, b * nc),
+                (void *)(A.binv + b * nc * c->esz), nc, A.cvb + 2 * b);
+    }
+    return 0;
+}
+
 /* One factored tensor: pass 1 (statistics), pass 2 (||U||, ||p||), pass 3 (update). */
 static void fo_af_factored(fo_af_ctx *c, int nt)
 {
     const fo_af_layout *L = &c->L;
     const fo_index nc = L->nc, pw = L->pw, round = fo_af_round(pw);
     double *acc = c->scratch, *parts = c->scratch + pw;
-    const fo_af_areas A = fo_af_areas_of(L, c->scratch);
-    double *rmc = A.rmc, *cvb = A.cvb;
-    char *binv = A.binv, *rf = A.rf;
     double psum = 0.0, usum = 0.0, part[FO_AF_ROUND], ppart[FO_AF_ROUND];
+    fo_af_pass x = {c, 0, pw, parts, NULL, NULL, 0.0, 0.0};
     for (fo_index u0 = 0; u0 < L->units; u0 += round) {
         const fo_index ru = L->units - u0 < round ? L->units - u0 : round;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-        for (fo_index k = 0; k < ru; k++) fo_af_pass1(c, u0 + k, parts + k * pw);
+        x.u0 = u0;
+        fo_parallel(nt, ru, fo_af_units, &x);
         for (fo_index k = 0; k < ru && !L->mb; k++) {
             const fo_index u = u0 + k, j = u % L->upm, b = u / L->upm;
             const double *pc = parts + k * pw;
@@ -510,40 +664,21 @@ static void fo_af_factored(fo_af_ctx *c, int nt)
                         L->nr);
         }
     }
-    /* each matrix's clamped mean row_var, min(col_var) and column factors (optax: its
-     * row and column factors) */
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && L->nb > 1)
-#endif
-    for (fo_index b = 0; b < L->nb; b++) {
-        if (c->a->form == FO_AF_OPTAX) {
-            FO_CALL(c->tab, af_ofactors, c->dtype, FO_AF_AT(c, rv, b * L->nr * L->rs),
-                    FO_AF_AT(c, cv, b * nc), (void *)(rf + b * L->nr * L->rs * c->esz),
-                    (void *)(binv + b * nc * c->esz), L->nr, L->nq, L->nm, L->ns,
-                    L->norm_cols);
-            continue;
-        }
-        rmc[b] = FO_CALL(c->tab, af_rmean, c->dtype, c->a, FO_AF_AT(c, rv, b * L->nr), L->nr);
-        FO_CALL(c->tab, af_colinv, c->dtype, FO_AF_AT(c, cv, b * nc),
-                (void *)(binv + b * nc * c->esz), nc, cvb + 2 * b);
-    }
+    fo_parallel(nt, L->nb, fo_af_matrices, c);
+    x.part1 = NULL;
+    x.part2 = part;
+    x.ppart2 = ppart;
     for (fo_index u0 = 0; u0 < L->units; u0 += round) {
         const fo_index ru = L->units - u0 < round ? L->units - u0 : round;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-        for (fo_index k = 0; k < ru; k++)
-            part[k] = fo_af_pass23(c, u0 + k, 0, 0.0, 0.0, ppart + k);
+        x.u0 = u0;
+        fo_parallel(nt, ru, fo_af_units, &x);
         for (fo_index k = 0; k < ru; k++) { usum += part[k]; psum += ppart[k]; }
     }
     const fo_index n = L->nb * L->nr * nc;
-    double alpha;
-    const double coef = fo_af_coef(c->a, c->dtype, n, psum, usum, &alpha);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (fo_index u = 0; u < L->units; u++) fo_af_pass23(c, u, 1, coef, alpha, NULL);
-    (void)nt;
+    x.coef = fo_af_coef(c->a, c->dtype, n, psum, usum, &x.alpha);
+    x.u0 = 0;
+    x.part2 = x.ppart2 = NULL;
+    fo_parallel(nt, L->units, fo_af_units, &x);
 }
 
 /* ---------------------------------------------------------------- per-tensor two passes
@@ -555,39 +690,49 @@ typedef void (*fo_sums_fn)(const void *ctx, fo_index i0, fo_index len, double *s
                            double *s1);
 typedef void (*fo_blocks_fn)(const void *ctx, fo_index i0, fo_index len, double coef);
 
+/* Blocks u0 + [k0, k1) of a tensor of n elements: their sums (into p0, p1) when sums is
+ * set, else their update with coef. */
+typedef struct {
+    fo_sums_fn sums;
+    fo_blocks_fn blocks;
+    const void *ctx;
+    fo_index n, u0;
+    double *p0, *p1, coef;
+} fo_tensor_pass;
+
+static int fo_tensor_range(void *ctx, fo_index k0, fo_index k1)
+{
+    const fo_tensor_pass *x = ctx;
+    for (fo_index k = k0; k < k1; k++) {
+        const fo_index i0 = (x->u0 + k) * FO_BLOCK;
+        const fo_index len = x->n - i0 < FO_BLOCK ? x->n - i0 : FO_BLOCK;
+        if (x->sums) x->sums(x->ctx, i0, len, x->p0 + k, x->p1 + k);
+        else x->blocks(x->ctx, i0, len, x->coef);
+    }
+    return 0;
+}
+
 static void fo_tensor_sums(fo_sums_fn fn, const void *ctx, fo_index n, int nt, double *s0,
                            double *s1)
 {
     const fo_index nbk = fo_nblocks(n);
     double t0 = 0.0, t1 = 0.0, p0[FO_AF_ROUND], p1[FO_AF_ROUND];
+    fo_tensor_pass x = {fn, NULL, ctx, n, 0, p0, p1, 0.0};
     for (fo_index u0 = 0; u0 < nbk; u0 += FO_AF_ROUND) {
         const fo_index ru = nbk - u0 < FO_AF_ROUND ? nbk - u0 : FO_AF_ROUND;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-        for (fo_index k = 0; k < ru; k++) {
-            const fo_index i0 = (u0 + k) * FO_BLOCK;
-            fn(ctx, i0, n - i0 < FO_BLOCK ? n - i0 : FO_BLOCK, p0 + k, p1 + k);
-        }
+        x.u0 = u0;
+        fo_parallel(nt, ru, fo_tensor_range, &x);
         for (fo_index k = 0; k < ru; k++) { t0 += p0[k]; t1 += p1[k]; }
     }
     *s0 = t0;
     *s1 = t1;
-    (void)nt;
 }
 
 static void fo_tensor_blocks(fo_blocks_fn fn, const void *ctx, fo_index n, int nt,
                              double coef)
 {
-    const fo_index nbk = fo_nblocks(n);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (fo_index b = 0; b < nbk; b++) {
-        const fo_index i0 = b * FO_BLOCK;
-        fn(ctx, i0, n - i0 < FO_BLOCK ? n - i0 : FO_BLOCK, coef);
-    }
-    (void)nt;
+    fo_tensor_pass x = {NULL, fn, ctx, n, 0, NULL, NULL, coef};
+    fo_parallel(nt, fo_nblocks(n), fo_tensor_range, &x);
 }
 
 /* One vector Adafactor tensor (its variance v). */
@@ -699,6 +844,22 @@ void fo_lamb(int dtype, const fo_lamb_args *a, int ntensors, void *const *ps,
  * reduction kernel is a block function over the call described by ctx. */
 #define FO_ROUND 4096
 typedef double (*fo_block_fn)(const void *ctx, fo_index i0, fo_index i1);
+typedef struct {
+    fo_block_fn fn;
+    const void *ctx;
+    fo_index n, unit, r0;
+    double *part;
+} fo_reduce_pass;
+
+static int fo_reduce_range(void *ctx, fo_index b0, fo_index b1)
+{
+    const fo_reduce_pass *x = ctx;
+    for (fo_index b = b0; b < b1; b++) {
+        const fo_index i0 = (x->r0 + b) * x->unit;
+        x->part[b] = x->fn(x->ctx, i0, i0 + x->unit < x->n ? i0 + x->unit : x->n);
+    }
+    return 0;
+}
 
 /* Blocks of `unit` items out of n (the call moves `work` elements in all). */
 static double fo_reduce_units(fo_block_fn fn, const void *ctx, fo_index n, fo_index unit,
@@ -708,16 +869,11 @@ static double fo_reduce_units(fo_block_fn fn, const void *ctx, fo_index n, fo_in
     int nt = fo_threads_for(work, nb, n_threads);
     double total = 0.0;
     double part[FO_ROUND];
+    fo_reduce_pass x = {fn, ctx, n, unit, 0, part};
     for (fo_index r0 = 0; r0 < nb; r0 += FO_ROUND) {
         fo_index rn = nb - r0 < FO_ROUND ? nb - r0 : FO_ROUND;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-        for (fo_index b = 0; b < rn; b++) {
-            fo_index i0 = (r0 + b) * unit;
-            fo_index i1 = i0 + unit < n ? i0 + unit : n;
-            part[b] = fn(ctx, i0, i1);
-        }
+        x.r0 = r0;
+        fo_parallel(nt, rn, fo_reduce_range, &x);
         for (fo_index b = 0; b < rn; b++) total += part[b];
     }
     return total;
@@ -754,6 +910,31 @@ static double fo_sce_blocks(const void *ctx, fo_index r0, fo_index r1)
     return FO_CALL(c->tab, sce_rows, c->dtype, (const fo_sce_args *)c->a, r0, r1);
 }
 
+/* Chunks [k0, k1) of row r in one phase: the maximum of the range, at out[k0], or each
+ * chunk's sums (out + 4k) or gradient. */
+typedef struct {
+    const fo_table *tab;
+    int dtype, phase;
+    const fo_sce_args *a;
+    fo_index r;
+    const double *par;
+    double *out;
+} fo_sce_phase;
+
+static int fo_sce_chunks(void *ctx, fo_index k0, fo_index k1)
+{
+    const fo_sce_phase *x = ctx;
+    if (x->phase == FO_SCE_MAX) {
+        x->out[k0] = FO_CALL(x->tab, sce_part, x->dtype, x->a, x->r, FO_SCE_MAX, k0, k1,
+                             NULL, NULL);
+        return 0;
+    }
+    for (fo_index k = k0; k < k1; k++)
+        FO_CALL(x->tab, sce_part, x->dtype, x->a, x->r, x->phase, k, k + 1, x->par,
+                x->out ? x->out + 4 * k : NULL);
+    return 0;
+}
+
 /* Fewer rows than threads, each of several chunks: each row split across the threads,
  * phase by phase (sce_part), the loss summed as fo_reduce_units would over blocks of
  * `unit` rows.  Every chunk computes what it computes in a row of its own, and the
@@ -763,8 +944,8 @@ static double fo_sce_split(int dtype, const fo_sce_args *a, fo_index unit, int n
 {
     const fo_table *tab = fo_active;
     const fo_index nch = (a->ncols + FO_SCE_CHUNK - 1) / FO_SCE_CHUNK;
-    double *cs = malloc(((size_t)nch * 4 + (size_t)nt) * sizeof(double));
-    double *mx = cs ? cs + nch * 4 : NULL;     /* each thread's maximum */
+    double *cs = malloc((size_t)nch * 5 * sizeof(double));
+    double *mx = cs ? cs + nch * 4 : NULL;     /* each thread's maximum, at its first chunk */
     double total = 0.0, part = 0.0;
     *ok = cs != NULL;
     for (fo_index r = 0; r < a->nrows && cs; r++) {
@@ -773,39 +954,26 @@ static double fo_sce_split(int dtype, const fo_sce_args *a, fo_index unit, int n
             l = FO_CALL(tab, sce_rows, dtype, a, r, r + 1);
         } else {
             double par[5], ab[5];
-            int t;
-            for (t = 0; t < nt; t++) mx[t] = -INFINITY;
+            fo_sce_phase x = {tab, dtype, FO_SCE_MAX, a, r, NULL, mx};
+            for (fo_index k = 0; k < nch; k++) mx[k] = -INFINITY;
             memset(cs, 0, (size_t)nch * 4 * sizeof(double));
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-            {
-                fo_index tid = 0, tn = 1;
-#ifdef _OPENMP
-                tid = omp_get_thread_num();
-                tn = omp_get_num_threads();
-#endif
-                mx[tid] = FO_CALL(tab, sce_part, dtype, a, r, FO_SCE_MAX, nch * tid / tn,
-                                  nch * (tid + 1) / tn, NULL, NULL);
-            }
+            fo_parallel(nt, nch, fo_sce_chunks, &x);
             par[0] = -INFINITY;         /* the maximum, by sce_max's rule: exact */
-            for (t = 0; t < nt; t++) par[0] = mx[t] > par[0] ? mx[t] : par[0];
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
-            for (fo_index k = 0; k < nch; k++)
-                FO_CALL(tab, sce_part, dtype, a, r, FO_SCE_SUMS, k, k + 1, par, cs + 4 * k);
+            for (fo_index k = 0; k < nch; k++) par[0] = mx[k] > par[0] ? mx[k] : par[0];
+            x.phase = FO_SCE_SUMS;
+            x.par = par;
+            x.out = cs;
+            fo_parallel(nt, nch, fo_sce_chunks, &x);
             par[1] = par[2] = par[3] = par[4] = 0.0;
             for (fo_index k = 0; k < nch; k++)
                 for (int j = 0; j < 4; j++) par[1 + j] += cs[4 * k + j];
             l = FO_CALL(tab, sce_part, dtype, a, r, FO_SCE_FINISH, 0, 0, par, ab);
             ab[4] = par[0];
             if (a->grad) {
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt)
-#endif
-                for (fo_index k = 0; k < nch; k++)
-                    FO_CALL(tab, sce_part, dtype, a, r, FO_SCE_GRAD, k, k + 1, ab, NULL);
+                x.phase = FO_SCE_GRAD;
+                x.par = ab;
+                x.out = NULL;
+                fo_parallel(nt, nch, fo_sce_chunks, &x);
             }
         }
         part += l;
@@ -852,19 +1020,32 @@ void fo_log1p_unit(int dtype, const void *e, void *out, fo_index n)
     FO_CALL(fo_active, log1p_unit, dtype, e, out, n);
 }
 
+typedef struct {
+    const fo_table *tab;
+    int dtype, pattern;
+    void *a;
+    const void *b;
+    void *c, *d;
+    fo_index n;
+} fo_stream_ctx;
+
+static int fo_stream_range(void *ctx, fo_index b0, fo_index b1)
+{
+    const fo_stream_ctx *x = ctx;
+    const fo_index esz = FO_ESZ(x->dtype);
+    for (fo_index blk = b0; blk < b1; blk++) {
+        fo_index i0 = blk * FO_BLOCK, len = x->n - i0 < FO_BLOCK ? x->n - i0 : FO_BLOCK;
+        FO_CALL(x->tab, stream, x->dtype, x->pattern, FO_OFF(x->a, i0, esz),
+                FO_OFF((void *)x->b, i0, esz), FO_OFF(x->c, i0, esz), FO_OFF(x->d, i0, esz),
+                len);
+    }
+    return 0;
+}
+
 void fo_stream(int dtype, int pattern, void *a, const void *b, void *c, void *d, fo_index n,
                int n_threads)
 {
-    const fo_index esz = FO_ESZ(dtype), nb = fo_nblocks(n);
-    const fo_table *tab = fo_active;
-    int nt = fo_threads_for(n, nb, n_threads);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (fo_index blk = 0; blk < nb; blk++) {
-        fo_index i0 = blk * FO_BLOCK, len = n - i0 < FO_BLOCK ? n - i0 : FO_BLOCK;
-        FO_CALL(tab, stream, dtype, pattern, FO_OFF(a, i0, esz), FO_OFF((void *)b, i0, esz),
-                FO_OFF(c, i0, esz), FO_OFF(d, i0, esz), len);
-    }
-    (void)nt;
+    fo_stream_ctx x = {fo_active, dtype, pattern, a, b, c, d, n};
+    fo_parallel(fo_threads_for(n, fo_nblocks(n), n_threads), fo_nblocks(n), fo_stream_range,
+                &x);
 }

@@ -98,5 +98,18 @@ fo_index fo_parallel_threshold(void);
 void fo_set_parallel_threshold(fo_index n);
 /* 1 in a child forked after the parent ran threaded kernels: calls run single-threaded. */
 int fo_forked_single_threaded(void);
+/* Threads that never lose to one (fo_driver.c): when threads made recent calls slower
+ * than one thread would have been (a worker kept waiting by a busy CPU), calls that leave
+ * n_threads to the default run on the calling thread for a back-off period.  On (1) by
+ * default; setting it clears the state.  fo_adapt_note and fo_adapt_serial are the rule
+ * itself, with the time passed in (seconds, fo_now's clock), for tests. */
+void fo_set_adaptive_threads(int on);
+int fo_adaptive_threads(void);
+void fo_adapt_reset(void);
+void fo_adapt_note(double now, double wall, double own, int used);
+int fo_adapt_serial(double now);
+void fo_adapt_state(double now, double *serial_for, double *backoff, double *credit);
+double fo_now(void);
+long long fo_threaded_regions(void);   /* parallel regions run with more than one thread */
 
 #endif

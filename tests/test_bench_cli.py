@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import fusedopt
 import pytest
 
 from fusedopt.__main__ import main as cli_main
@@ -80,7 +81,7 @@ BIG_FIXED = ("softmax", "softmax_narrow", "softmax_wide")
 
 
 def test_every_kernel_numpy_only(capsys):
-    small = [k for k in _cases.KERNEL_ORDER if k not in BIG_FIXED]
+    small = [k for k in _cases.KERNEL_ORDER if k not in BIG_FIXED + _cases.OPT_IN]
     rows = run_json(capsys, "--kernels", ",".join(small), "--peers", "numpy",
                     "--threads", "1,2")
     kernels = {r["kernel"] for r in rows}
@@ -288,6 +289,32 @@ def test_overhead_in_default_kernels():
     cases = [(k, n, c) for k, n, c in runner.cases() if k == "overhead"]
     assert cases == [("overhead", 10 ** 6, _overhead.ClassStepOverhead),
                      ("overhead", 1000, _overhead.CallOverhead)]
+
+
+def test_busy_neighbour_row_only_when_asked_for(capsys, monkeypatch):
+    """The busy-neighbour row (short spells here): one row at the default thread count,
+    the mean time per call of each side, their ratio; never among the default kernels."""
+    for name, value in (("warm_s", 0.02), ("spell_s", 0.03), ("rounds", 2)):
+        monkeypatch.setattr(_overhead.BusyNeighbour, name, value)
+    args = argparse.Namespace(quick=True, kernels=None, sizes=[1000], threads=[1],
+                              peers=["numpy"], budget=0.01)
+    assert "neighbour" not in _run.Runner(args).kernels
+    args.kernels = ["all"]
+    assert _run.Runner(args).kernels[-1] == "neighbour"
+    rows = run_json(capsys, "--kernels", "neighbour", "--peers", "numpy", "--threads", "1")
+    assert len(rows) == 1
+    r = rows[0]
+    assert (r["kernel"], r["case"], r["n"]) == ("neighbour", "busy_neighbour", 10 ** 6)
+    assert r["threads"] == fusedopt.get_num_threads()
+    assert r["baseline"]["label"] == "1 thread" and "n_threads=1" in r["baseline"]["impl"]
+    for part in (r["fusedopt"], r["baseline"]):
+        assert part["repeats"] == 2 and part["number"] >= 1
+        assert 0 < part["min_s"] <= part["time_s"] * (1 + part["spread"])
+    assert r["ratio"] == r["fusedopt"]["time_s"] / r["baseline"]["time_s"]
+    assert "others_cpu" in r
+    goals = dict((g, met) for g, met, _ in _goals.check_goals(rows))
+    assert goals == {"adam_step n=1e6 beside a busy process, default threads: <= 1.2x one "
+                     "thread": r["ratio"] <= 1.2}
 
 
 def test_overhead_table_and_goals(capsys):

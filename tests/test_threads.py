@@ -441,3 +441,81 @@ def test_gil_is_released(name):
             return
     pytest.fail(f"{name}: never observed another thread running during the call "
                 f"(outcomes {sorted(set(outcomes))}): the GIL seems held")
+
+
+# ----------------------------------------------------------------------------- back-off
+# Threads step aside when they lose time (a worker kept waiting by a busy CPU).  The rule
+# is tested with the clock passed in; the calls' thread counts by the count of threaded
+# regions, never by timing.
+
+@pytest.fixture
+def backoff():
+    """A clean back-off state (restored clean afterwards: the state is process-wide)."""
+    from fusedopt import _core
+    _core._adapt_reset()
+    yield _core
+    _core.set_adaptive_threads(True)
+    _core._adapt_reset()
+
+
+def test_backoff_rule_with_the_clock_passed_in(backoff):
+    core, t = backoff, 1000.0
+    for k in range(50):                      # threads gain: never serial
+        core._adapt_note(t + k * 1e-3, wall=1e-4, own=1e-4, used=2)
+        assert not core._adapt_serial(t + k * 1e-3)
+    assert core._adapt_state(t)["credit"] == pytest.approx(1e-3)   # capped
+    # a late worker: 5 ms lost against 1 ms of credit -> 50 ms on one thread
+    t += 1.0
+    core._adapt_note(t, wall=5e-3, own=1e-4, used=2)
+    assert core._adapt_state(t)["backoff"] == 0.05
+    assert core._adapt_serial(t) and core._adapt_serial(t + 0.049)
+    assert not core._adapt_serial(t + 0.05)        # threads again: a new spell starts
+    # threads keep losing soon after each retry: the back-off doubles, up to 2 s
+    t += 0.05
+    expect = [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    for b in expect:
+        core._adapt_note(t + 1e-3, wall=5e-3, own=1e-4, used=2)
+        assert core._adapt_state(t + 1e-3)["backoff"] == b
+        assert core._adapt_serial(t + 1e-3 + b - 1e-6)
+        t += 1e-3 + b
+        assert not core._adapt_serial(t)
+    # a spell longer than the back-off, then a loss: the back-off starts again small
+    for k in range(100):
+        core._adapt_note(t + k * 0.1, wall=1e-4, own=1e-4, used=2)
+    t += 10.0
+    core._adapt_note(t, wall=5e-3, own=1e-4, used=2)
+    assert core._adapt_state(t)["backoff"] == 0.05
+    # small losses within the credit do not back off
+    core._adapt_reset()
+    core._adapt_note(t, wall=1e-4, own=1e-3, used=2)        # +1.9 ms, capped at 1 ms
+    core._adapt_note(t, wall=1.5e-3, own=1e-3, used=3)      # three threads: +1.5 ms, capped
+    core._adapt_note(t, wall=2.5e-3, own=1e-3, used=2)      # -0.5 ms: 0.5 ms of credit left
+    assert not core._adapt_serial(t)
+    assert core._adapt_state(t)["credit"] == pytest.approx(5e-4)
+
+
+def _adam_regions(n_threads=None):
+    from fusedopt import _core
+    p, g = np.ones(4 * BLOCK, np.float32), np.full(4 * BLOCK, 0.5, np.float32)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    before = _core.threaded_regions()
+    fusedopt.adam_step(p, g, m, v, step=1, lr=1e-3, n_threads=n_threads)
+    return _core.threaded_regions() - before
+
+
+def test_backed_off_calls_run_on_one_thread_unless_they_ask(backoff):
+    if fusedopt.get_num_threads() < 2 or fusedopt.cpu_info()["forked_single_threaded"]:
+        pytest.skip("needs a default of two threads or more")
+    core = backoff
+    # a loss far in the future of this clock: backed off for the whole test
+    core._adapt_note(core.clock() + 1e6, wall=1.0, own=0.0, used=2)
+    assert fusedopt.cpu_info()["backed_off_for"] > 1e5
+    assert _adam_regions() == 0                   # the default: one thread
+    assert _adam_regions(n_threads=2) == 1        # asked for: two threads, as asked
+    fusedopt.set_adaptive_threads(False)          # off: the default threads again
+    assert fusedopt.cpu_info()["backed_off_for"] == 0.0
+    assert _adam_regions() == 1
+    fusedopt.set_adaptive_threads(True)
+    assert _adam_regions() == 1                   # a clean state: threads
+    with pytest.raises(TypeError, match="enabled must be a bool"):
+        fusedopt.set_adaptive_threads(1)

@@ -15,7 +15,8 @@ reproducing the update rules of torch, TF1, Keras, optax and scikit-learn
 >>> grad.round(4)
 array([ 0.1667, -0.0397, -0.2437], dtype=float32)
 """
-from ._runtime import cpu_info, get_num_threads, set_num_threads, _select_from_env
+from ._runtime import (cpu_info, get_num_threads, set_adaptive_threads, set_num_threads,
+                       _select_from_env)
 from ._losses import (l1_loss, l1_loss_and_grad, l2_loss, l2_loss_and_grad,
                       sigmoid_cross_entropy, sigmoid_cross_entropy_and_grad,
                       softmax_cross_entropy, softmax_cross_entropy_and_grad)
@@ -36,7 +37,7 @@ __all__ = [
     "lamb_step", "Adam", "AdamW", "SGD", "Lion", "Adagrad", "RMSprop", "Adafactor", "LAMB",
     "CONVENTIONS",
     "clip_grad_norm_", "unscale_and_check", "all_finite", "load_optimizer", "CheckpointError",
-    "cpu_info", "set_num_threads", "get_num_threads", "__version__",
+    "cpu_info", "set_num_threads", "get_num_threads", "set_adaptive_threads", "__version__",
 ]
 # every optimizer described in fusedopt._spec (the names above and any other)
 globals().update(_FRONT_END)

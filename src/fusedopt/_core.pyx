@@ -2740,6 +2740,7 @@ def runtime_info():
         "default_threads": fo_default_threads(),
         "parallel_threshold": fo_parallel_threshold(),
         "forked_single_threaded": bool(fo_forked_single_threaded()),
+        "adaptive_threads": bool(fo_adaptive_threads()),
         "block": FO_BLOCK,
         "compiler": fo_compiler.decode(),
         "build_flags": fo_build_flags.decode(),
@@ -2752,3 +2753,33 @@ def set_default_threads(int n):
 
 def set_parallel_threshold(Py_ssize_t n):
     fo_set_parallel_threshold(n)
+
+
+def set_adaptive_threads(bint on):
+    fo_set_adaptive_threads(on)
+
+
+def clock():
+    return fo_now()
+
+
+def threaded_regions():
+    return fo_threaded_regions()
+
+
+def _adapt_reset():
+    fo_adapt_reset()
+
+
+def _adapt_note(double now, double wall, double own, int used):
+    fo_adapt_note(now, wall, own, used)
+
+
+def _adapt_serial(double now):
+    return bool(fo_adapt_serial(now))
+
+
+def _adapt_state(double now):
+    cdef double serial_for, backoff, credit
+    fo_adapt_state(now, &serial_for, &backoff, &credit)
+    return {"serial_for": serial_for, "backoff": backoff, "credit": credit}

@@ -45,9 +45,11 @@ def cpu_info() -> Dict[str, Any]:
     ``detected`` (the best path this CPU and build support), ``forced`` (the value of
     FUSEDOPT_CPU, if it lowered the path), ``reason``, ``openmp``, ``threads`` (the
     default thread count), ``parallel_threshold`` (elements below which a call runs on one
-    thread), ``forked_single_threaded`` (True in a process forked after its
-    parent ran threaded kernels: GNU OpenMP cannot be used there, so calls run on one
-    thread), ``block``, ``machine``, ``compiler`` and ``build_flags``.
+    thread), ``adaptive_threads`` (see :func:`set_adaptive_threads`), ``backed_off_for``
+    (seconds for which calls will still run on one thread because threads were slower
+    lately; 0.0 when they run threaded), ``forked_single_threaded`` (True in a process
+    forked after its parent ran threaded kernels: GNU OpenMP cannot be used there, so calls
+    run on one thread), ``block``, ``machine``, ``compiler`` and ``build_flags``.
 
     >>> import fusedopt
     >>> fusedopt.cpu_info()["path"] in ("baseline", "avx2", "avx512")
@@ -68,6 +70,8 @@ def cpu_info() -> Dict[str, Any]:
         "openmp": info["openmp"],
         "threads": info["default_threads"],
         "parallel_threshold": info["parallel_threshold"],
+        "adaptive_threads": info["adaptive_threads"],
+        "backed_off_for": _core._adapt_state(_core.clock())["serial_for"],
         "forked_single_threaded": info["forked_single_threaded"],
         "block": info["block"],
         "machine": platform.machine(),
@@ -92,6 +96,30 @@ def set_num_threads(n: Optional[int]) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer or None, got {n!r}")
     _core.set_default_threads(n)
+
+
+def set_adaptive_threads(enabled: bool) -> None:
+    """Lets threads step aside when they would make calls slower (on by default).
+
+    A worker thread that finds its CPU busy with another process waits for a time slice,
+    a few milliseconds, and the call waits with it: on a 2-core machine with one other
+    busy process, a 1e6-element ``adam_step`` on 2 threads took several times its
+    one-thread time.  fusedopt times every threaded region against its own estimate of
+    one thread (the calling thread's share times the threads); when threads lost more
+    time than they gained, calls that do not pass ``n_threads=`` run on the calling thread
+    for a back-off period (50 ms, doubling while threads keep losing, up to 2 s), then
+    try threads again.  A call's ``n_threads=`` is always honoured as given.  Results
+    never depend on it.  ``cpu_info()["backed_off_for"]`` tells whether calls are backing
+    off now.
+
+    >>> import fusedopt
+    >>> fusedopt.set_adaptive_threads(False); fusedopt.cpu_info()["adaptive_threads"]
+    False
+    >>> fusedopt.set_adaptive_threads(True)
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {type(enabled).__name__}")
+    _core.set_adaptive_threads(enabled)
 
 
 def get_num_threads() -> int:

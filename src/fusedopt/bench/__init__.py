@@ -9,7 +9,10 @@ and measures, in the same run and on the same arrays, the memory-bandwidth ceili
 loss: a copy of the logits, 1 + 1).  The softmax rows have fixed shapes (2048 x 32000,
 65536 x 10, 512 x 131072 logits), whatever ``--sizes`` says.  The "overhead" kernel
 times what calling costs: the class step over 1000 tensors of 1e3 elements against the
-same step over one tensor of 1e6, and ``adam_step`` at n=1e3 against ``numpy.add``.
+same step over one tensor of 1e6, and ``adam_step`` at n=1e3 against ``numpy.add``.  The
+"neighbour" kernel, run only when asked for, starts a process that keeps one CPU busy and
+times ``adam_step`` at n=1e6 with the default threads against one thread: the mean over
+every call, slow ones included.
 
 Timing: every implementation is warmed up (first call excluded: it pays page faults and lazy
 state allocation), then timed in samples of ``number`` back-to-back calls (``number`` chosen
@@ -95,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=None, metavar="LIST",
                         help="comma-separated subset of: " + ", ".join(
                             f"{k} ({KERNELS[k]['label']})" for k in KERNEL_ORDER) +
-                        "; default all")
+                        "; default all but neighbour (which starts a busy process)")
     parser.add_argument("--sizes", type=_list_of(_size, "size"), default=None, metavar="LIST",
                         help="element counts, e.g. 1e3,1e6 (default 1e3,1e5,1e6,1e7,1e8; "
                         "--quick: 1e3,1e6,1e7); sizes that do not fit in the available "

@@ -1,10 +1,11 @@
 """The figure of ``--plot``: throughput against size per kernel, with the measured ceiling
-as a roofline; bars of time per call for the kernels with one size (multi, overhead)."""
+as a roofline; bars of time per call for the kernels with one size (multi, overhead, neighbour)."""
 from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
 from ._cases import FIXED, KERNEL_ORDER, KERNELS
+from ._overhead import PAIRED
 from ._peers import PEER_LABEL, PEERS
 
 Row = Dict[str, Any]
@@ -18,14 +19,14 @@ def _bar_items(kernel: str, krows: List[Row]) -> List[Tuple[str, float, str]]:
     first = min(r["threads"] for r in krows)
     for r in sorted(krows, key=lambda r: r["threads"]):
         k = r["threads"]
-        if kernel == "overhead":
+        if kernel in PAIRED:
             parts = [(r["label"], r["fusedopt"], "fusedopt"),
                      (r["baseline"]["label"], r["baseline"], "baseline")]
         else:
             parts = [(name, part, name) for name, part in
                      [("ceiling", r["ceiling"]), ("fusedopt", r["fusedopt"])] +
                      list(r["peers"].items()) if name != "numpy" or k == first]
-        items += [(f"{name}, {k}t" if kernel == "overhead" else f"{name}\n{k}t",
+        items += [(f"{name}, {k}t" if kernel in PAIRED else f"{name}\n{k}t",
                    part["time_s"] * 1e3, COLORS.get(c, "C4")) for name, part, c in parts]
     return items
 
@@ -34,10 +35,10 @@ def _bars(ax: Any, kernel: str, krows: List[Row]) -> None:
     items = _bar_items(kernel, krows)
     ax.bar(range(len(items)), [v for _, v, _ in items], color=[c for _, _, c in items])
     ax.set_xticks(range(len(items)))
-    slanted = kernel == "overhead"            # long labels
+    slanted = kernel in PAIRED            # long labels
     ax.set_xticklabels([label for label, _, _ in items], fontsize=7,
                        rotation=30 if slanted else 0, ha="right" if slanted else "center")
-    ax.set_ylabel(f"ms per {'call' if kernel == 'overhead' else 'step'} (lower is better)")
+    ax.set_ylabel(f"ms per {'call' if kernel in PAIRED else 'step'} (lower is better)")
     ax.set_yscale("log")
     ax.set_title(KERNELS[kernel]["label"], fontsize=10)
 
@@ -81,7 +82,7 @@ def plot(rows: List[Row], path: str, plt: Any) -> None:
     fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4 * nrow), squeeze=False)
     for ax, kernel in zip(axes.flat, kernels):
         krows = [r for r in measured if r["kernel"] == kernel]
-        (_bars if kernel in FIXED or kernel == "overhead" else _lines)(ax, kernel, krows)
+        (_bars if kernel in FIXED or kernel in PAIRED else _lines)(ax, kernel, krows)
     for ax in list(axes.flat)[len(kernels):]:
         ax.set_visible(False)
     fig.suptitle("fusedopt vs peers and the measured bandwidth ceiling", fontsize=11)

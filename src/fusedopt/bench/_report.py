@@ -11,6 +11,7 @@ import numpy as np
 
 from ._cases import CASES, FIXED, KERNEL_ORDER, KERNELS
 from ._machine import cpu_name, usable_cpus
+from ._overhead import PAIRED
 from ._peers import PEER_LABEL
 
 if TYPE_CHECKING:
@@ -102,8 +103,8 @@ def _kernel_table(kernel: str, krows: List[Row], peers: Sequence[str]) -> List[s
     return out
 
 
-def _overhead_table(krows: List[Row]) -> List[str]:
-    spec = KERNELS["overhead"]
+def _paired_table(kernel: str, krows: List[Row]) -> List[str]:
+    spec = KERNELS[kernel]
     head = ["case", "thr", "busy", "fusedopt", "iqr", "baseline", "time", "ratio"]
     body = []
     for r in krows:
@@ -123,7 +124,7 @@ def render_table(rows: List[Row], peers: Sequence[str]) -> str:
     for kernel in KERNEL_ORDER:
         krows = [r for r in rows if r["kernel"] == kernel]
         if krows:
-            out += (_overhead_table(krows) if kernel == "overhead" else
+            out += (_paired_table(kernel, krows) if kernel in PAIRED else
                     _kernel_table(kernel, krows, peers)) + [""]
     return "\n".join(out)
 

@@ -12,9 +12,9 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ._cases import CASES, FIXED, FIXED_FIELDS, KERNEL_ORDER, KERNELS
+from ._cases import CASES, FIXED, FIXED_FIELDS, KERNEL_ORDER, KERNELS, OPT_IN
 from ._machine import OtherLoad, fits, loadavg
-from ._overhead import OVERHEAD_CASES
+from ._overhead import PAIRED
 from ._peers import PEERS, Env, Unsupported
 from ._report import fmt_n, fmt_t
 from ._timer import Timer
@@ -41,6 +41,11 @@ def status(msg: str, end: str = "") -> None:
         log(msg, end=end)
 
 
+def fo_default_threads() -> int:
+    import fusedopt
+    return fusedopt.get_num_threads()
+
+
 def _rates(spec: Dict[str, Any], n: int, t: float) -> Dict[str, float]:
     return {"gbps": spec["bpe"] * n / t / 1e9, "melem_per_s": n / t / 1e6}
 
@@ -51,7 +56,9 @@ class Runner:
     def __init__(self, args: argparse.Namespace) -> None:
         quick = bool(args.quick)
         self.kernels = [k for k in KERNEL_ORDER
-                        if args.kernels is None or "all" in args.kernels or k in args.kernels]
+                        if (args.kernels is None and k not in OPT_IN) or
+                        (args.kernels is not None and ("all" in args.kernels or
+                                                       k in args.kernels))]
         self.sizes = sorted(set(args.sizes)) if args.sizes else (QUICK_SIZES if quick
                                                                    else FULL_SIZES)
         self.threads = list(dict.fromkeys(args.threads or [1, 2]))
@@ -87,15 +94,15 @@ class Runner:
         for k in self.kernels:
             if k in FIXED:
                 out.append((k, FIXED[k][0] * FIXED[k][1], CASES[k]))
-            elif k == "overhead":
-                out.extend((k, c.n, c) for c in OVERHEAD_CASES)
+            elif k in PAIRED:
+                out.extend((k, c.n, c) for c in PAIRED[k])
             else:
                 out.extend((k, n, CASES[k]) for n in self.sizes)
         return out
 
     def _base(self, kernel: str, n: int, cls: Any) -> Row:
         spec = KERNELS[kernel]
-        if kernel == "overhead":
+        if kernel in PAIRED:
             return {"kernel": kernel, "case": cls.case, "label": cls.label,
                     "dtype": spec["dtype"], "n": n, **cls.extra}
         base = {"kernel": kernel, "label": spec["label"], "dtype": spec["dtype"], "n": n,
@@ -110,7 +117,7 @@ class Runner:
         for ci, (kernel, n, cls) in enumerate(cases):
             spec = KERNELS[kernel]
             dtype = np.dtype(spec["dtype"])
-            what = (cls.label if kernel == "overhead" else
+            what = (cls.label if kernel in PAIRED else
                     f"{spec['label']} n={fmt_n(kernel, n)}")
             label = f"[{ci + 1}/{len(cases)}] {what}"
             base = self._base(kernel, n, cls)
@@ -127,11 +134,12 @@ class Runner:
                 self.rows.extend(dict(base, threads=k, skipped=str(e)) for k in self.threads)
                 continue
             self._numpy_once = None
-            for k in self.threads:
+            # the busy-neighbour case compares the default threads with one: one row
+            for k in [fo_default_threads()] if kernel == "neighbour" else self.threads:
                 row = dict(base, threads=k)
                 t0 = time.perf_counter()
                 self._wait(label, k)
-                done = (self._overhead(case, row, label, k) if kernel == "overhead" else
+                done = (self._overhead(case, row, label, k) if kernel in PAIRED else
                         self._kernel(case, kernel, row, label, k))
                 self.rows.append(row)
                 log(("\r\033[K" if tty() else "") + f"{label} threads={k}: {done}  "
@@ -158,7 +166,12 @@ class Runner:
 
     def _overhead(self, case: Any, row: Row, label: str, k: int) -> str:
         status(f"\r\033[K{label} threads={k}: fusedopt+baseline")
-        res, row["others_cpu"] = self._measure(case.pair(k))
+        if hasattr(case, "measure"):
+            mark = self.other.start()
+            res = case.measure()
+            row["others_cpu"] = self.other.since(mark)
+        else:
+            res, row["others_cpu"] = self._measure(case.pair(k))
         fo, base = res["fusedopt"], res["baseline"]
         row["fusedopt"] = dict(fo, impl=case.fusedopt_impl)
         row["baseline"] = dict(base, impl=case.baseline_impl, label=case.baseline_label)
