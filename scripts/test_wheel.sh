@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Tests what scripts/build_wheel.sh produced, installed the way a user installs it.
 #
-#   scripts/test_wheel.sh [--wheel-only | --sdist-only]
+#   scripts/test_wheel.sh [--wheel-only | --sdist-only | --others-only]
 #
-# 1. The repaired wheel (wheelhouse/fusedopt-*-manylinux_*.whl):
+# 1. The repaired wheel for PYTHON (wheelhouse/fusedopt-*-cpXY-cpXY-manylinux*.whl):
 #    - a fresh virtual environment outside the source tree (no system site-packages);
 #    - every command runs with PATH = the venv's bin + a directory of symlinks to a few
 #      basic tools, and no C compiler (checked: gcc, cc, c++, clang, ... are not found;
@@ -16,7 +16,13 @@
 #      temporary directory, so the source tree's src/ cannot be imported;
 #    - runs the kernel tests again with FUSEDOPT_CPU=baseline (the path every x86-64 CPU
 #      can run), after checking that cpu_info() reports the lowered path.
-# 2. The sdist (dist/fusedopt-*.tar.gz): another fresh venv, `pip install "<sdist>[test]"`
+# 2. The wheels for the other CPythons build_wheel.sh found (scripts/pythons.sh): each in a
+#    fresh venv of its interpreter, with the same PATH and no compiler, installed with
+#    NumPy, pytest, hypothesis, threadpoolctl and mpmath (binary packages only; the
+#    frameworks are left out),
+#    then the installed-package checks and the kernel tests, on the best CPU path and on
+#    FUSEDOPT_CPU=baseline.
+# 3. The sdist (dist/fusedopt-*.tar.gz): another fresh venv, `pip install "<sdist>[test]"`
 #    (compiles from source: a compiler is allowed here), then the test suite shipped
 #    inside the sdist, again from a temporary directory.
 #
@@ -26,19 +32,22 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=$(command -v "${PYTHON:-python3}")
-DO_WHEEL=1 DO_SDIST=1
+DO_WHEEL=1 DO_OTHERS=1 DO_SDIST=1
 case "${1:-}" in
     "") ;;
-    --wheel-only) DO_SDIST=0 ;;
-    --sdist-only) DO_WHEEL=0 ;;
-    *) echo "usage: $0 [--wheel-only | --sdist-only]" >&2; exit 2 ;;
+    --wheel-only) DO_SDIST=0 DO_OTHERS=0 ;;
+    --sdist-only) DO_WHEEL=0 DO_OTHERS=0 ;;
+    --others-only) DO_WHEEL=0 DO_SDIST=0 ;;
+    *) echo "usage: $0 [--wheel-only | --sdist-only | --others-only]" >&2; exit 2 ;;
 esac
+# shellcheck source=scripts/pythons.sh
+. "$ROOT/scripts/pythons.sh"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fusedopt-test.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 t0=$SECONDS
 say() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - t0)); }
 KERNEL_TESTS="tests/test_losses.py tests/test_optim.py tests/test_math.py tests/test_errors.py
-              tests/test_runtime.py"
+              tests/test_runtime.py tests/test_softmax.py tests/test_threads.py"
 
 # A copy of the tests (+ examples/, pyproject.toml) from $1 into a new directory $2.
 copy_tests() {
@@ -71,30 +80,35 @@ print(f"  cpu_info: path={info['path']} detected={info['detected']} "
       f"forced={info['forced']} openmp={info['openmp']} threads={info['threads']}")
 EOF
 
-if [ "$DO_WHEEL" = 1 ]; then
+# The repaired wheel for interpreter $1 (exactly one).
+wheel_for() {
+    local tag matches
+    tag=$(wheel_tag "$1")
     shopt -s nullglob
-    wheels=("$ROOT"/wheelhouse/fusedopt-*-manylinux_*.whl)
+    matches=("$ROOT"/wheelhouse/fusedopt-*-"$tag"-"$tag"-manylinux*.whl)
     shopt -u nullglob
-    [ "${#wheels[@]}" = 1 ] || { echo "expected one repaired wheel in wheelhouse/, found" \
-        "${#wheels[@]}: run scripts/build_wheel.sh" >&2; exit 1; }
-    wheel=${wheels[0]}
-    say "wheel: $(basename "$wheel")"
+    [ "${#matches[@]}" = 1 ] || { echo "expected one repaired $tag wheel in wheelhouse/," \
+        "found ${#matches[@]}: run scripts/build_wheel.sh" >&2; return 1; }
+    echo "${matches[0]}"
+}
 
-    # PATH for everything below: the venv's bin and a few tools, no compiler.
-    SAFEBIN="$WORK/safebin"
-    mkdir "$SAFEBIN"
-    for tool in sh bash env uname cat ls mkdir rm cp mv ln grep sed sort head tail sleep \
-                kill ps id hostname nproc; do
-        p=$(command -v "$tool" || true)
-        if [ -n "$p" ]; then ln -s "$p" "$SAFEBIN/$tool"; fi
-    done
-    VENV="$WORK/venv-wheel"
-    "$PYTHON" -m venv "$VENV"
-    nocc() {   # run a command with the restricted PATH and no compiler variables
-        env -u CC -u CXX -u CPP -u LDSHARED -u CFLAGS -u LDFLAGS -u PYTHONPATH \
-            -u PYTHONHOME -u PYTHONUSERBASE -u PIP_NO_BINARY \
-            PATH="$VENV/bin:$SAFEBIN" VIRTUAL_ENV="$VENV" PYTHONNOUSERSITE=1 "$@"
-    }
+# PATH for the wheel venvs: the venv's bin and a few tools, no compiler.
+SAFEBIN="$WORK/safebin"
+mkdir "$SAFEBIN"
+for tool in sh bash env uname cat ls mkdir rm cp mv ln grep sed sort head tail sleep \
+            kill ps id hostname nproc; do
+    p=$(command -v "$tool" || true)
+    if [ -n "$p" ]; then ln -s "$p" "$SAFEBIN/$tool"; fi
+done
+nocc() {   # run a command with the restricted PATH of venv $VENV and no compiler variables
+    env -u CC -u CXX -u CPP -u LDSHARED -u CFLAGS -u LDFLAGS -u PYTHONPATH \
+        -u PYTHONHOME -u PYTHONUSERBASE -u PIP_NO_BINARY \
+        PATH="$VENV/bin:$SAFEBIN" VIRTUAL_ENV="$VENV" PYTHONNOUSERSITE=1 "$@"
+}
+# A fresh venv at $2 for interpreter $1, checked to reach no compiler; sets VENV.
+compilerless_venv() {
+    VENV=$2
+    "$1" -m venv "$VENV"
     nocc "$VENV/bin/python" - <<'EOF'
 import os, shutil, sysconfig
 names = ["gcc", "cc", "c++", "g++", "c99", "clang", "clang++", "icc", "tcc",
@@ -104,6 +118,12 @@ found = {n: shutil.which(n) for n in names if shutil.which(n)}
 assert not found, f"a compiler is reachable on PATH: {found}"
 print("  no C compiler on PATH:", os.environ["PATH"])
 EOF
+}
+
+if [ "$DO_WHEEL" = 1 ]; then
+    wheel=$(wheel_for "$PYTHON")
+    say "wheel: $(basename "$wheel")"
+    compilerless_venv "$PYTHON" "$WORK/venv-wheel"
 
     say "pip install the wheel with its test extra (binary packages only)"
     nocc "$VENV/bin/python" -m pip install --quiet --only-binary=:all: "$wheel[test]"
@@ -123,6 +143,27 @@ EOF
     # shellcheck disable=SC2086
     (cd "$WORK/t-wheel" && FUSEDOPT_CPU=baseline nocc "$VENV/bin/python" -m pytest \
         -p no:cacheprovider -q $KERNEL_TESTS)
+fi
+
+if [ "$DO_OTHERS" = 1 ]; then
+    others=$(other_pythons "$PYTHON")
+    [ -n "$others" ] || say "no other CPython 3.11-3.14 found: only the main wheel was tested"
+    for py in $others; do
+        wheel=$(wheel_for "$py")
+        say "wheel: $(basename "$wheel"), $("$py" --version): install, checks, kernel tests"
+        tag=$(wheel_tag "$py")
+        compilerless_venv "$py" "$WORK/venv-$tag"
+        nocc "$VENV/bin/python" -m pip install --quiet --only-binary=:all: "$wheel" \
+            "pytest>=7" "hypothesis>=6" "threadpoolctl>=3" mpmath
+        (cd "$WORK" && nocc "$VENV/bin/python" "$WORK/check_installed.py" "$VENV" "")
+        [ -d "$WORK/t-other" ] || copy_tests "$ROOT" "$WORK/t-other"
+        # shellcheck disable=SC2086
+        (cd "$WORK/t-other" && nocc "$VENV/bin/python" -m pytest -p no:cacheprovider -q \
+            $KERNEL_TESTS)
+        # shellcheck disable=SC2086
+        (cd "$WORK/t-other" && FUSEDOPT_CPU=baseline nocc "$VENV/bin/python" -m pytest \
+            -p no:cacheprovider -q $KERNEL_TESTS)
+    done
 fi
 
 if [ "$DO_SDIST" = 1 ]; then

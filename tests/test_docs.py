@@ -36,3 +36,19 @@ def test_torch_adapter_classes_have_examples():
     import fusedopt.torch as ft
     for cls in ft.FRONT_END.values():
         assert ">>>" in (cls.__doc__ or ""), cls
+
+
+def test_python_versions_claimed_are_one_range():
+    """requires-python's floor is the lowest version classifier, and the classifiers name
+    every minor version from there to the highest (the wheels built and tested)."""
+    import pathlib
+    import re
+    import tomllib
+    path = pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not path.exists():
+        pytest.skip("no pyproject.toml beside the tests")
+    project = tomllib.loads(path.read_text())["project"]
+    minors = sorted(int(m.group(1)) for c in project["classifiers"]
+                    if (m := re.fullmatch(r"Programming Language :: Python :: 3\.(\d+)", c)))
+    assert minors == list(range(minors[0], minors[-1] + 1)), minors
+    assert project["requires-python"] == f">=3.{minors[0]}"

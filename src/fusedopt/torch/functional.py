@@ -132,7 +132,7 @@ def _apply(x: torch.Tensor, with_grad: Callable[..., Any], loss_only: Callable[.
             loss, grad = _call(with_grad, xa, y, **kw)
             return loss, grad
         return _call(loss_only, xa, y, **kw), None
-    out = _FusedLoss.apply(x, run, per_row)  # type: ignore[no-untyped-call]
+    out = _FusedLoss.apply(x, run, per_row)  # type: ignore[no-untyped-call, unused-ignore]
     assert isinstance(out, torch.Tensor)
     return out
 

@@ -1,0 +1,28 @@
+# Sourced by build_wheel.sh and test_wheel.sh: the CPython interpreters that fusedopt
+# ships wheels for, other than the main one.
+#
+# other_pythons MAIN: prints, one per line, an interpreter for each CPython 3.11-3.14
+# found as python3.1X on PATH or under pyenv, skipping the version of MAIN.  EXTRA_PYTHONS,
+# when set (even empty), replaces the search.
+other_pythons() {
+    if [ -n "${EXTRA_PYTHONS+set}" ]; then
+        for py in $EXTRA_PYTHONS; do echo "$py"; done
+        return
+    fi
+    local main v py
+    main=$("$1" -c 'import sys; print("3.%d" % sys.version_info[1])')
+    for v in 3.11 3.12 3.13 3.14; do
+        [ "$v" = "$main" ] && continue
+        for py in "$(command -v "python$v" || true)" \
+                  "${PYENV_ROOT:-$HOME/.pyenv}"/versions/$v.*/bin/python; do
+            # (a pyenv shim exists for versions it cannot run: try it)
+            if [ -n "$py" ] && "$py" -c "import sys" >/dev/null 2>&1; then
+                echo "$py"
+                break
+            fi
+        done
+    done
+}
+
+# wheel_tag PY: the cpXY tag of interpreter PY.
+wheel_tag() { "$1" -c 'import sys; print("cp%d%d" % sys.version_info[:2])'; }
