@@ -6,6 +6,8 @@
 #                                        wheelhouse/fusedopt-<v>-<py>-manylinux2014_x86_64
 #                                          .manylinux_2_17_x86_64.whl
 #                                        (one per interpreter: PYTHON, then the others)
+#                                        wheelhouse/fusedopt-<v>-cp311-manylinux2014_aarch64
+#                                          .manylinux_2_17_aarch64.whl (cross-compiled)
 #
 # 1. `python -m build`: the sdist from the source tree, then the wheel from that sdist
 #    (so a file missing from the sdist breaks the build here, not on a user's machine).
@@ -33,7 +35,8 @@
 # its wheel); EXTRA_PYTHONS (default: every CPython 3.11-3.14 found as python3.1X on PATH
 # or under pyenv, other than PYTHON's version) the interpreters of the other wheels, each
 # built from the same sdist with `pip wheel` and repaired and checked the same way;
-# EXTRA_PYTHONS="" builds the main wheel only.
+# EXTRA_PYTHONS="" builds the main wheel only; AARCH64=0|1 (below); FUSEDOPT_ARM64_ROOT
+# (scripts/arm64_root.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,12 +65,15 @@ else    # an unpacked sdist: take it whole
 fi
 rm -f "$WORK"/src/src/fusedopt/_core.c "$WORK"/src/src/fusedopt/*.so
 
-say "an OpenMP runtime for glibc 2.17: libgomp from $OMP_DONOR's manylinux wheel"
-mkdir "$WORK/omp"
-"$WORK/tools/bin/python" -m pip download --quiet --no-deps --only-binary=:all: \
-    --platform "manylinux_2_28_$(uname -m)" --python-version 3.11 --implementation cp \
-    -d "$WORK/omp" "$OMP_DONOR"
-"$WORK/tools/bin/python" - "$WORK/omp" <<'EOF'
+# donor_libgomp ARCH DIR: the donor wheel's libgomp for ARCH in DIR, checked, with a
+# libgomp.so link to it for the linker.
+donor_libgomp() {
+    say "an OpenMP runtime for glibc 2.17 on $1: libgomp from $OMP_DONOR's manylinux wheel"
+    mkdir -p "$2"
+    "$WORK/tools/bin/python" -m pip download --quiet --no-deps --only-binary=:all: \
+        --platform "manylinux_2_28_$1" --python-version 3.11 --implementation cp \
+        -d "$2" "$OMP_DONOR"
+    "$WORK/tools/bin/python" - "$2" <<'EOF'
 import glob, os, re, subprocess, sys, zipfile
 d = sys.argv[1]
 (whl,) = glob.glob(os.path.join(d, "*.whl"))
@@ -87,6 +93,8 @@ os.symlink(os.path.basename(lib), os.path.join(d, "libgomp.so"))
 print(f"  {os.path.basename(lib)} from {os.path.basename(whl)}: glibc "
       f"{'.'.join(map(str, need))} at most")
 EOF
+}
+donor_libgomp "$(uname -m)" "$WORK/omp"
 export LDFLAGS="-L$WORK/omp ${LDFLAGS:-}"
 
 say "python -m build (sdist, then the wheel from the sdist)"
@@ -95,20 +103,78 @@ sdist=$(ls "$WORK"/dist/fusedopt-*.tar.gz)
 
 # shellcheck source=scripts/pythons.sh
 . "$ROOT/scripts/pythons.sh"
+main_tag=$(wheel_tag "$PYTHON")
 for py in $(other_pythons "$PYTHON"); do
     say "the wheel for $("$py" --version) (pip wheel, from the sdist)"
     "$py" -m pip wheel --quiet --no-deps -w "$WORK/dist" "$sdist"
 done
 wheels=("$WORK"/dist/fusedopt-*.whl)
 
+# The aarch64 wheel: the same sources cross-compiled by setup.py (CC, LDSHARED and the
+# arm64 root's Python headers first on the include path), the module put in place of the
+# x86-64 one in a copy of the main wheel, retagged linux_aarch64, repaired like the others
+# (with the donor's aarch64 libgomp).  For the main interpreter's CPython only (the root
+# has Python 3.11).  AARCH64=0 skips it, AARCH64=1 fails when it cannot be built;
+# the default builds it when aarch64-linux-gnu-gcc and debootstrap are installed.
+a64_wheels=()
+case "${AARCH64:-auto}" in
+    0) can_a64=0 ;;
+    *) if command -v aarch64-linux-gnu-gcc >/dev/null && command -v debootstrap >/dev/null
+       then can_a64=1; else can_a64=0; fi
+       if [ "$can_a64" = 0 ] && [ "${AARCH64:-auto}" = 1 ]; then
+           echo "build_wheel.sh: AARCH64=1 but aarch64-linux-gnu-gcc or debootstrap is" \
+               "missing" >&2
+           exit 1
+       fi ;;
+esac
+if [ "$can_a64" = 1 ] && [ "$main_tag" != cp311 ]; then
+    say "aarch64: skipped (the arm64 root has CPython 3.11; this build's is $main_tag)"
+    can_a64=0
+fi
+if [ "$can_a64" = 1 ]; then
+    root64=$("$ROOT/scripts/arm64_root.sh")
+    donor_libgomp aarch64 "$WORK/omp-aarch64"
+    say "aarch64: cross-compiling the extension (aarch64-linux-gnu-gcc)"
+    "$WORK/tools/bin/python" -m pip install --quiet "setuptools>=77" "Cython>=3.1,<4" \
+        "numpy>=2.0" "wheel>=0.43"
+    cp -R "$WORK/src" "$WORK/src-aarch64"
+    mkdir -p "$WORK/inc-aarch64/aarch64-linux-gnu"
+    cp -R "$root64/usr/include/aarch64-linux-gnu/python3.11" "$WORK/inc-aarch64/aarch64-linux-gnu/"
+    (cd "$WORK/src-aarch64" && CC=aarch64-linux-gnu-gcc \
+        LDSHARED="aarch64-linux-gnu-gcc -shared" \
+        CFLAGS="-I$root64/usr/include/python3.11 -I$WORK/inc-aarch64" \
+        LDFLAGS="-L$WORK/omp-aarch64" FUSEDOPT_OPENMP=1 \
+        "$WORK/tools/bin/python" setup.py -q build_ext --inplace)
+    built=("$WORK"/src-aarch64/src/fusedopt/_core.*.so)
+    aarch64-linux-gnu-readelf -h "${built[0]}" | grep -q 'Machine:.*AArch64' || {
+        echo "build_wheel.sh: the cross-compiled module is not an AArch64 ELF" >&2; exit 1; }
+    main_wheel=$(ls "$WORK"/dist/fusedopt-*-"$main_tag"-"$main_tag"-linux_x86_64.whl)
+    "$WORK/tools/bin/python" -m wheel unpack -d "$WORK/a64" "$main_wheel"
+    pkg=$(ls -d "$WORK"/a64/fusedopt-*)
+    rm "$pkg"/fusedopt/_core.*.so
+    cp "${built[0]}" "$pkg/fusedopt/_core.cpython-311-aarch64-linux-gnu.so"
+    sed -i 's/^Tag: \(.*\)-linux_x86_64$/Tag: \1-linux_aarch64/' "$pkg"/*.dist-info/WHEEL
+    mkdir "$WORK/dist-aarch64"
+    "$WORK/tools/bin/python" -m wheel pack -d "$WORK/dist-aarch64" "$pkg"
+    a64_wheels=("$WORK"/dist-aarch64/fusedopt-*.whl)
+fi
+
 say "auditwheel repair"
 for w in "${wheels[@]}"; do
     LD_LIBRARY_PATH="$WORK/omp" auditwheel show "$w"
     LD_LIBRARY_PATH="$WORK/omp" auditwheel repair --strip -w "$WORK/wheelhouse" "$w"
 done
+for w in "${a64_wheels[@]}"; do     # (its strip: the cross binutils')
+    mkdir -p "$WORK/bin-aarch64"
+    ln -sf "$(command -v aarch64-linux-gnu-strip)" "$WORK/bin-aarch64/strip"
+    LD_LIBRARY_PATH="$WORK/omp-aarch64" auditwheel show "$w"
+    PATH="$WORK/bin-aarch64:$PATH" LD_LIBRARY_PATH="$WORK/omp-aarch64" \
+        auditwheel repair --strip -w "$WORK/wheelhouse" "$w"
+done
 repaired=("$WORK"/wheelhouse/fusedopt-*.whl)
-[ "${#repaired[@]}" = "${#wheels[@]}" ] || { echo "build_wheel.sh: ${#wheels[@]} wheels," \
-    "${#repaired[@]} repaired" >&2; exit 1; }
+[ "${#repaired[@]}" = $(( ${#wheels[@]} + ${#a64_wheels[@]} )) ] || {
+    echo "build_wheel.sh: ${#wheels[@]} + ${#a64_wheels[@]} wheels, ${#repaired[@]} repaired" >&2
+    exit 1; }
 for w in "${repaired[@]}"; do auditwheel show "$w"; done
 
 say "checks"
@@ -119,7 +185,7 @@ path = sys.argv[1]
 name = path.rsplit("/", 1)[-1]
 names = zipfile.ZipFile(path).namelist()
 problems = []
-if not re.search(r"[-.]manylinux_2_17_x86_64\.whl$", name):
+if not re.search(r"[-.]manylinux_2_17_(x86_64|aarch64)\.whl$", name):
     problems.append(f"no manylinux_2_17 tag in {name}")
 if not [n for n in names if re.match(r"fusedopt\.libs/libgomp[^/]*\.so", n)]:
     problems.append("libgomp was not grafted into fusedopt.libs/")
@@ -191,7 +257,7 @@ fi
 say "copying to dist/ and wheelhouse/"
 mkdir -p "$ROOT/dist" "$ROOT/wheelhouse"
 rm -f "$ROOT"/dist/fusedopt-*.tar.gz "$ROOT"/dist/fusedopt-*.whl "$ROOT"/wheelhouse/fusedopt-*.whl
-cp "$sdist" "${wheels[@]}" "$ROOT/dist/"
+cp "$sdist" "${wheels[@]}" "${a64_wheels[@]}" "$ROOT/dist/"
 cp "${repaired[@]}" "$ROOT/wheelhouse/"
 ls -l "$ROOT"/dist/fusedopt-* "$ROOT"/wheelhouse/fusedopt-*
 say "done"

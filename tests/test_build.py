@@ -6,6 +6,11 @@ with ``tests/c/paths.c``, and run: every CPU path of every compiler must print t
 output hashes.  The AVX2 and AVX-512 functions must contain 256- and 512-bit vector
 instructions (clang ignores ``#pragma GCC target``, so without its own pragma it would
 build baseline code under those names), the baseline ones neither.
+
+With Debian's ``gcc-aarch64-linux-gnu`` and ``qemu-user`` installed (CI installs them),
+the kernels are also cross-compiled for aarch64 and run under ``qemu-aarch64``: the
+same bits as on x86-64, from baseline code that the compiler vectorised with NEON
+(Advanced SIMD, part of every ARMv8-A CPU).
 """
 from __future__ import annotations
 
@@ -55,10 +60,21 @@ def _build(cc: str, tmp: str) -> str:
     return exe
 
 
-def _run(exe: str) -> Dict[str, List[str]]:
+# a cross compiler, and how its programs run here (user-mode emulation, Debian's sysroot)
+AARCH64 = "aarch64-linux-gnu-gcc"
+RUNNERS = {AARCH64: ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]}
+COMPILERS = ["gcc", "clang", AARCH64]
+
+
+def _available(cc: str) -> bool:
+    return shutil.which(cc) is not None and all(shutil.which(r) for r in RUNNERS.get(cc, [])[:1])
+
+
+def _run(exe: str, cc: str = "gcc") -> Dict[str, List[str]]:
     """kernel -> the output line of every path, without the path number."""
     out: Dict[str, List[str]] = {}
-    for line in subprocess.run([exe], check=True, capture_output=True, text=True).stdout.splitlines():
+    cmd = RUNNERS.get(cc, []) + [exe]
+    for line in subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines():
         kernel, isa, rest = line.split(" ", 2)
         out.setdefault(kernel, []).append(rest)
     return out
@@ -81,29 +97,46 @@ def _x86() -> bool:
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
     exes = {}
-    for cc in ("gcc", "clang"):
-        if shutil.which(cc):
+    for cc in COMPILERS:
+        if _available(cc):
             exes[cc] = _build(cc, str(tmp_path_factory.mktemp(cc)))
     if not exes:
         pytest.skip("no C compiler")
     return exes
 
 
-@pytest.mark.parametrize("cc", ["gcc", "clang"])
+@pytest.mark.parametrize("cc", COMPILERS)
 def test_every_path_same_bits(builds: Dict[str, str], cc: str) -> None:
     if cc not in builds:
-        pytest.skip(f"{cc} is not installed")
-    runs = _run(builds[cc])
+        pytest.skip(f"{cc} is not installed (or cannot run its programs here)")
+    runs = _run(builds[cc], cc)
     assert set(runs) == {"adam", "sgd", "bce"}
     for kernel, lines in runs.items():
         assert len(set(lines)) == 1, f"{cc}: {kernel} differs between CPU paths: {lines}"
 
 
 def test_compilers_agree(builds: Dict[str, str]) -> None:
+    """gcc, clang and the aarch64 build (those installed): the same bits on every path
+    (aarch64 has one path, x86-64 up to three)."""
     if len(builds) < 2:
-        pytest.skip("needs both gcc and clang")
-    runs = {cc: _run(exe) for cc, exe in builds.items()}
-    assert runs["gcc"] == runs["clang"]
+        pytest.skip("needs two of gcc, clang and the aarch64 cross compiler")
+    runs = {cc: {k: set(lines) for k, lines in _run(exe, cc).items()}
+            for cc, exe in builds.items()}
+    first = next(iter(runs))
+    for cc, run in runs.items():
+        assert run == runs[first], (first, cc)
+
+
+def test_aarch64_baseline_is_neon(builds: Dict[str, str]) -> None:
+    """The aarch64 build's kernels are vector code: NEON instructions on 4 float lanes."""
+    if AARCH64 not in builds or not shutil.which("aarch64-linux-gnu-objdump"):
+        pytest.skip("needs the aarch64 cross compiler, qemu-aarch64 and its objdump")
+    dis = subprocess.run(["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn",
+                          builds[AARCH64]], check=True, capture_output=True, text=True).stdout
+    for kernel in ("adam_f32", "bce_block_f32"):
+        m = re.search(rf"^[0-9a-f]+ <fo_{kernel}_baseline>:\n(.*?)\n\n", dis, re.S | re.M)
+        assert m, f"fo_{kernel}_baseline not found"
+        assert len(re.findall(r"\bv\d+\.4s\b", m.group(1))) > 10, kernel
 
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])
