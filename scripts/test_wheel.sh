@@ -85,12 +85,12 @@ print(f"  cpu_info: path={info['path']} detected={info['detected']} "
       f"forced={info['forced']} openmp={info['openmp']} threads={info['threads']}")
 EOF
 
-# The repaired wheel for interpreter $1 (exactly one).
+# The repaired wheel for interpreter $1 on this machine's architecture (exactly one).
 wheel_for() {
     local tag matches
     tag=$(wheel_tag "$1")
     shopt -s nullglob
-    matches=("$ROOT"/wheelhouse/fusedopt-*-"$tag"-"$tag"-manylinux*.whl)
+    matches=("$ROOT"/wheelhouse/fusedopt-*-"$tag"-"$tag"-manylinux*_"$(uname -m)".whl)
     shopt -u nullglob
     [ "${#matches[@]}" = 1 ] || { echo "expected one repaired $tag wheel in wheelhouse/," \
         "found ${#matches[@]}: run scripts/build_wheel.sh" >&2; return 1; }
