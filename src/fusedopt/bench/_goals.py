@@ -164,20 +164,21 @@ def _overhead(rows: List[Row]) -> List[Goal]:
              f"{CALL_MAX_RATIO:g}x a numpy.add(a, b, out=out) call at n=1e3", CALL_MAX_RATIO)):
         r = _find(rows, "overhead", n, 1)
         if r:
-            times = f"{fmt_t(r['fusedopt']['time_s'])} / {fmt_t(r['baseline']['time_s'])}"
-            out.append((goal, r["ratio"] <= lim, f"{r['ratio']:.2f}x ({times})"))
+            out.append(_ratio_goal(goal, r, lim))
     return out
+
+
+def _ratio_goal(goal: str, r: Row, lim: float) -> Goal:
+    """A paired row's goal: its ratio (fusedopt / baseline) at most lim."""
+    times = f"{fmt_t(r['fusedopt']['time_s'])} / {fmt_t(r['baseline']['time_s'])}"
+    return goal, r["ratio"] <= lim, f"{r['ratio']:.2f}x ({times})"
 
 
 def _neighbour(rows: List[Row]) -> List[Goal]:
-    out: List[Goal] = []
-    for r in rows:
-        if r["kernel"] == "neighbour" and "ratio" in r:
-            times = f"{fmt_t(r['fusedopt']['time_s'])} / {fmt_t(r['baseline']['time_s'])}"
-            out.append((f"adam_step n=1e6 beside a busy process, default threads: <= "
-                        f"{NEIGHBOUR_MAX_RATIO:g}x one thread", r["ratio"] <= NEIGHBOUR_MAX_RATIO,
-                        f"{r['ratio']:.2f}x ({times})"))
-    return out
+    goal = ("adam_step n=1e6 beside a busy process, default threads: <= "
+            f"{NEIGHBOUR_MAX_RATIO:g}x one thread")
+    return [_ratio_goal(goal, r, NEIGHBOUR_MAX_RATIO) for r in rows
+            if r["kernel"] == "neighbour" and "ratio" in r]
 
 
 def check_goals(rows: List[Row]) -> List[Goal]:

@@ -93,6 +93,7 @@ class BusyNeighbour:
     baseline_label = "1 thread"
     extra: Dict[str, Any] = {}
     warm_s, spell_s, rounds = 1.0, 0.5, 6
+    default_threads_only = True         # one row: the default thread count against one
 
     def __init__(self, n: int, dtype: Any, rng: np.random.Generator) -> None:
         self.adam = AdamCase(self.n, dtype, rng)

@@ -41,11 +41,6 @@ def status(msg: str, end: str = "") -> None:
         log(msg, end=end)
 
 
-def fo_default_threads() -> int:
-    import fusedopt
-    return fusedopt.get_num_threads()
-
-
 def _rates(spec: Dict[str, Any], n: int, t: float) -> Dict[str, float]:
     return {"gbps": spec["bpe"] * n / t / 1e9, "melem_per_s": n / t / 1e6}
 
@@ -134,8 +129,7 @@ class Runner:
                 self.rows.extend(dict(base, threads=k, skipped=str(e)) for k in self.threads)
                 continue
             self._numpy_once = None
-            # the busy-neighbour case compares the default threads with one: one row
-            for k in [fo_default_threads()] if kernel == "neighbour" else self.threads:
+            for k in self._threads_of(cls):
                 row = dict(base, threads=k)
                 t0 = time.perf_counter()
                 self._wait(label, k)
@@ -148,6 +142,14 @@ class Runner:
             del case
             gc.collect()
         return self.rows
+
+    def _threads_of(self, cls: Any) -> List[int]:
+        """The thread counts of a case's rows: --threads, or for a case that compares the
+        default thread count with one (``default_threads_only``), that default alone."""
+        if getattr(cls, "default_threads_only", False):
+            import fusedopt
+            return [fusedopt.get_num_threads()]
+        return self.threads
 
     def _wait(self, label: str, k: int) -> None:
         if self.wait_quiet > 0:
