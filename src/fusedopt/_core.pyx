@@ -751,17 +751,6 @@ cdef object _REQUIRED = object()
 cdef double INF = float("inf")
 
 
-cdef dict call_hyper(dict hyper, dict defaults):
-    """The hyper-parameters of a call: when it names fewer than the description has (the
-    functional steps' keyword arguments), merged over the defaults once, so that each one
-    is then a single lookup."""
-    if len(hyper) >= len(defaults):
-        return hyper
-    merged = PyDict_Copy(defaults)
-    PyDict_Update(merged, hyper)
-    return merged
-
-
 cdef inline double learning_rate(object x) except? -1.0:
     return real(x, "lr", 0.0, False, INF, False, "learning rate")
 
