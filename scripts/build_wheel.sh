@@ -5,9 +5,12 @@
 #                                        dist/fusedopt-<v>-<py>-linux_x86_64.whl
 #                                        wheelhouse/fusedopt-<v>-<py>-manylinux2014_x86_64
 #                                          .manylinux_2_17_x86_64.whl
-#                                        (one per interpreter: PYTHON, then the others)
-#                                        wheelhouse/fusedopt-<v>-cp311-manylinux2014_aarch64
-#                                          .manylinux_2_17_aarch64.whl (cross-compiled)
+#                                        (one per interpreter: PYTHON, then the others,
+#                                        then those compiled against a Debian root's
+#                                        headers: here cp314)
+#                                        wheelhouse/fusedopt-<v>-<py>-manylinux2014_aarch64
+#                                          .manylinux_2_17_aarch64.whl (cross-compiled:
+#                                        cp311, cp313, cp314)
 #
 # 1. `python -m build`: the sdist from the source tree, then the wheel from that sdist
 #    (so a file missing from the sdist breaks the build here, not on a user's machine).
@@ -35,8 +38,8 @@
 # its wheel); EXTRA_PYTHONS (default: every CPython 3.11-3.14 found as python3.1X on PATH
 # or under pyenv, other than PYTHON's version) the interpreters of the other wheels, each
 # built from the same sdist with `pip wheel` and repaired and checked the same way;
-# EXTRA_PYTHONS="" builds the main wheel only; AARCH64=0|1 (below); FUSEDOPT_ARM64_ROOT
-# (scripts/arm64_root.sh).
+# EXTRA_PYTHONS="" builds the main wheel only; ROOT_WHEELS and ROOT_WHEELS_REQUIRED
+# (below); FUSEDOPT_DEBIAN_ROOTS (scripts/debian_root.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -94,8 +97,8 @@ print(f"  {os.path.basename(lib)} from {os.path.basename(whl)}: glibc "
       f"{'.'.join(map(str, need))} at most")
 EOF
 }
-donor_libgomp "$(uname -m)" "$WORK/omp"
-export LDFLAGS="-L$WORK/omp ${LDFLAGS:-}"
+donor_libgomp "$(uname -m)" "$WORK/omp-$(uname -m)"
+export LDFLAGS="-L$WORK/omp-$(uname -m) ${LDFLAGS:-}"
 
 say "python -m build (sdist, then the wheel from the sdist)"
 "$WORK/tools/bin/python" -m build --outdir "$WORK/dist" "$WORK/src"
@@ -110,70 +113,91 @@ for py in $(other_pythons "$PYTHON"); do
 done
 wheels=("$WORK"/dist/fusedopt-*.whl)
 
-# The aarch64 wheel: the same sources cross-compiled by setup.py (CC, LDSHARED and the
-# arm64 root's Python headers first on the include path), the module put in place of the
-# x86-64 one in a copy of the main wheel, retagged linux_aarch64, repaired like the others
-# (with the donor's aarch64 libgomp).  For the main interpreter's CPython only (the root
-# has Python 3.11).  AARCH64=0 skips it, AARCH64=1 fails when it cannot be built;
-# the default builds it when aarch64-linux-gnu-gcc and debootstrap are installed.
-a64_wheels=()
-case "${AARCH64:-auto}" in
-    0) can_a64=0 ;;
-    *) if command -v aarch64-linux-gnu-gcc >/dev/null && command -v debootstrap >/dev/null
-       then can_a64=1; else can_a64=0; fi
-       if [ "$can_a64" = 0 ] && [ "${AARCH64:-auto}" = 1 ]; then
-           echo "build_wheel.sh: AARCH64=1 but aarch64-linux-gnu-gcc or debootstrap is" \
-               "missing" >&2
-           exit 1
-       fi ;;
-esac
-if [ "$can_a64" = 1 ] && [ "$main_tag" != cp311 ]; then
-    say "aarch64: skipped (the arm64 root has CPython 3.11; this build's is $main_tag)"
-    can_a64=0
-fi
-if [ "$can_a64" = 1 ]; then
-    root64=$("$ROOT/scripts/arm64_root.sh")
-    donor_libgomp aarch64 "$WORK/omp-aarch64"
-    say "aarch64: cross-compiling the extension (aarch64-linux-gnu-gcc)"
-    "$WORK/tools/bin/python" -m pip install --quiet "setuptools>=77" "Cython>=3.1,<4" \
-        "numpy>=2.0" "wheel>=0.43"
-    cp -R "$WORK/src" "$WORK/src-aarch64"
-    mkdir -p "$WORK/inc-aarch64/aarch64-linux-gnu"
-    cp -R "$root64/usr/include/aarch64-linux-gnu/python3.11" "$WORK/inc-aarch64/aarch64-linux-gnu/"
-    (cd "$WORK/src-aarch64" && CC=aarch64-linux-gnu-gcc \
-        LDSHARED="aarch64-linux-gnu-gcc -shared" \
-        CFLAGS="-I$root64/usr/include/python3.11 -I$WORK/inc-aarch64" \
-        LDFLAGS="-L$WORK/omp-aarch64" FUSEDOPT_OPENMP=1 \
+# Wheels for the interpreters this machine lacks (ROOT_WHEELS, ARCH:SUITE pairs; default
+# below): the same sources compiled by setup.py against the Python headers of a Debian
+# root (scripts/debian_root.sh; DEBIAN_SUITES in scripts/pythons.sh), with
+# this machine's gcc for x86_64 and Debian's gcc-aarch64-linux-gnu for aarch64 (CC,
+# LDSHARED, the root's headers first on the include path, the donor's libgomp for that
+# architecture).  The module is renamed for its interpreter, put in place of the main
+# wheel's in a copy of it, retagged cpXY-cpXY-linux_ARCH, and repaired like the others.
+# An x86_64 entry whose CPython was already built natively above is skipped.  Entries
+# whose tools are missing (debootstrap; aarch64-linux-gnu-gcc and qemu-aarch64 for
+# aarch64) are skipped with a message, or fail the build when ROOT_WHEELS_REQUIRED=1,
+# which also requires x86_64 wheels for every CPython 3.11-3.14 in the end.
+ROOT_WHEELS=${ROOT_WHEELS-x86_64:forky aarch64:bookworm aarch64:trixie aarch64:forky}
+root_wheels=()
+main_wheel=$(ls "$WORK"/dist/fusedopt-*-"$main_tag"-"$main_tag"-linux_"$(uname -m)".whl)
+"$WORK/tools/bin/python" -m pip install --quiet "wheel>=0.43"
+setup_tools_installed=0
+for entry in $ROOT_WHEELS; do
+    arch=${entry%%:*} suite=${entry#*:}
+    case "$arch" in
+        "$(uname -m)") cc=${CC:-gcc}; need="debootstrap" ;;
+        aarch64) cc=aarch64-linux-gnu-gcc; need="debootstrap aarch64-linux-gnu-gcc qemu-aarch64" ;;
+        *) echo "build_wheel.sh: cannot build for $arch on $(uname -m)" >&2; exit 1 ;;
+    esac
+    missing=""
+    for tool in $need; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+    if [ -n "$missing" ]; then
+        if [ "${ROOT_WHEELS_REQUIRED:-0}" = 1 ]; then
+            echo "build_wheel.sh: $entry needs$missing (ROOT_WHEELS_REQUIRED=1)" >&2; exit 1
+        fi
+        say "$arch wheel from Debian $suite: skipped ($missing not installed)"
+        continue
+    fi
+    rootd=$("$ROOT/scripts/debian_root.sh" "$arch" "$suite")
+    v=$(suite_python "$suite")                                   # 3.14
+    tag=cp${v/./}
+    if [ "$arch" = "$(uname -m)" ] && ls "$WORK"/dist/fusedopt-*-"$tag"-"$tag"-linux_"$arch".whl \
+            >/dev/null 2>&1; then
+        say "$arch wheel from Debian $suite: skipped (CPython $v was built natively)"
+        continue
+    fi
+    say "$arch wheel for CPython $v, compiled against Debian $suite's headers ($cc)"
+    [ -d "$WORK/omp-$arch" ] || donor_libgomp "$arch" "$WORK/omp-$arch"
+    if [ "$setup_tools_installed" = 0 ]; then
+        "$WORK/tools/bin/python" -m pip install --quiet "setuptools>=77" "Cython>=3.1,<4" \
+            "numpy>=2.0"
+        setup_tools_installed=1
+    fi
+    b="$WORK/root-$arch-$tag"
+    cp -R "$WORK/src" "$b"
+    mkdir -p "$b/inc/$arch-linux-gnu"
+    cp -R "$rootd/usr/include/$arch-linux-gnu/python$v" "$b/inc/$arch-linux-gnu/"
+    (cd "$b" && CC="$cc" LDSHARED="$cc -shared" \
+        CFLAGS="-I$rootd/usr/include/python$v -I$b/inc" \
+        LDFLAGS="-L$WORK/omp-$arch" FUSEDOPT_OPENMP=1 \
         "$WORK/tools/bin/python" setup.py -q build_ext --inplace)
-    built=("$WORK"/src-aarch64/src/fusedopt/_core.*.so)
-    aarch64-linux-gnu-readelf -h "${built[0]}" | grep -q 'Machine:.*AArch64' || {
-        echo "build_wheel.sh: the cross-compiled module is not an AArch64 ELF" >&2; exit 1; }
-    main_wheel=$(ls "$WORK"/dist/fusedopt-*-"$main_tag"-"$main_tag"-linux_x86_64.whl)
-    "$WORK/tools/bin/python" -m wheel unpack -d "$WORK/a64" "$main_wheel"
-    pkg=$(ls -d "$WORK"/a64/fusedopt-*)
+    built=("$b"/src/fusedopt/_core.*.so)
+    machine=$([ "$arch" = aarch64 ] && echo AArch64 || echo X86-64)
+    readelf -h "${built[0]}" | grep -q "Machine:.*$machine" || {
+        echo "build_wheel.sh: the module built for $arch is not an $machine ELF" >&2; exit 1; }
+    "$WORK/tools/bin/python" -m wheel unpack -d "$b/wheel" "$main_wheel"
+    pkg=$(ls -d "$b"/wheel/fusedopt-*)
     rm "$pkg"/fusedopt/_core.*.so
-    cp "${built[0]}" "$pkg/fusedopt/_core.cpython-311-aarch64-linux-gnu.so"
-    sed -i 's/^Tag: \(.*\)-linux_x86_64$/Tag: \1-linux_aarch64/' "$pkg"/*.dist-info/WHEEL
-    mkdir "$WORK/dist-aarch64"
-    "$WORK/tools/bin/python" -m wheel pack -d "$WORK/dist-aarch64" "$pkg"
-    a64_wheels=("$WORK"/dist-aarch64/fusedopt-*.whl)
-fi
+    cp "${built[0]}" "$pkg/fusedopt/_core.cpython-${v/./}-$arch-linux-gnu.so"
+    sed -i "s/^Tag: .*\$/Tag: $tag-$tag-linux_$arch/" "$pkg"/*.dist-info/WHEEL
+    mkdir -p "$WORK/dist-roots"
+    "$WORK/tools/bin/python" -m wheel pack -d "$WORK/dist-roots" "$pkg"
+    root_wheels+=("$(ls "$WORK"/dist-roots/fusedopt-*-"$tag"-"$tag"-linux_"$arch".whl)")
+done
 
 say "auditwheel repair"
-for w in "${wheels[@]}"; do
-    LD_LIBRARY_PATH="$WORK/omp" auditwheel show "$w"
-    LD_LIBRARY_PATH="$WORK/omp" auditwheel repair --strip -w "$WORK/wheelhouse" "$w"
-done
-for w in "${a64_wheels[@]}"; do     # (its strip: the cross binutils')
-    mkdir -p "$WORK/bin-aarch64"
-    ln -sf "$(command -v aarch64-linux-gnu-strip)" "$WORK/bin-aarch64/strip"
-    LD_LIBRARY_PATH="$WORK/omp-aarch64" auditwheel show "$w"
-    PATH="$WORK/bin-aarch64:$PATH" LD_LIBRARY_PATH="$WORK/omp-aarch64" \
+# (each architecture with its donor libgomp; a foreign one with its cross strip)
+for w in "${wheels[@]}" "${root_wheels[@]}"; do
+    arch=${w##*-linux_}; arch=${arch%.whl}
+    if [ "$arch" = "$(uname -m)" ]; then bin=$PATH; else
+        mkdir -p "$WORK/bin-$arch"
+        ln -sf "$(command -v "$arch-linux-gnu-strip")" "$WORK/bin-$arch/strip"
+        bin="$WORK/bin-$arch:$PATH"
+    fi
+    LD_LIBRARY_PATH="$WORK/omp-$arch" auditwheel show "$w"
+    PATH="$bin" LD_LIBRARY_PATH="$WORK/omp-$arch" \
         auditwheel repair --strip -w "$WORK/wheelhouse" "$w"
 done
 repaired=("$WORK"/wheelhouse/fusedopt-*.whl)
-[ "${#repaired[@]}" = $(( ${#wheels[@]} + ${#a64_wheels[@]} )) ] || {
-    echo "build_wheel.sh: ${#wheels[@]} + ${#a64_wheels[@]} wheels, ${#repaired[@]} repaired" >&2
+[ "${#repaired[@]}" = $(( ${#wheels[@]} + ${#root_wheels[@]} )) ] || {
+    echo "build_wheel.sh: ${#wheels[@]} + ${#root_wheels[@]} wheels, ${#repaired[@]} repaired" >&2
     exit 1; }
 for w in "${repaired[@]}"; do auditwheel show "$w"; done
 
@@ -217,7 +241,8 @@ say "x86-64 baseline: no instruction beyond SSE2 outside the AVX2/AVX-512 kernel
 # AVX-512 paths (named *_avx2 / *_avx512, chosen at run time) may use VEX/EVEX, BMI or
 # SSE3+ instructions.  Checked on the unstripped wheel (same code, with symbol names).
 if command -v objdump >/dev/null; then
-  for w in "${wheels[@]}"; do
+  for w in "${wheels[@]}" "${root_wheels[@]}"; do
+    case "$w" in *-linux_x86_64.whl) ;; *) continue ;; esac
     rm -rf "$WORK/unpacked" && mkdir "$WORK/unpacked"
     (cd "$WORK/unpacked" && "$WORK/tools/bin/python" -m zipfile -e "$w" .)
     objdump -d --no-show-raw-insn "$WORK"/unpacked/fusedopt/_core*.so > "$WORK/core.dis"
@@ -254,10 +279,23 @@ else
     echo "  (objdump not found: skipped)"
 fi
 
+say "the wheels: every CPython 3.11-3.14 on x86_64?"
+for arch in x86_64 aarch64; do
+    tags=$(for w in "${repaired[@]}"; do case "$w" in *_"$arch".whl)
+        basename "$w" | cut -d- -f3 ;; esac; done | sort | tr '\n' ' ')
+    echo "  $arch: ${tags:-none}"
+done
+if [ "${ROOT_WHEELS_REQUIRED:-0}" = 1 ] && [ "$(uname -m)" = x86_64 ]; then
+    for tag in cp311 cp312 cp313 cp314; do
+        ls "$WORK"/wheelhouse/fusedopt-*-"$tag"-"$tag"-*_x86_64.whl >/dev/null 2>&1 || {
+            echo "build_wheel.sh: no $tag x86_64 wheel (ROOT_WHEELS_REQUIRED=1)" >&2; exit 1; }
+    done
+fi
+
 say "copying to dist/ and wheelhouse/"
 mkdir -p "$ROOT/dist" "$ROOT/wheelhouse"
 rm -f "$ROOT"/dist/fusedopt-*.tar.gz "$ROOT"/dist/fusedopt-*.whl "$ROOT"/wheelhouse/fusedopt-*.whl
-cp "$sdist" "${wheels[@]}" "${a64_wheels[@]}" "$ROOT/dist/"
+cp "$sdist" "${wheels[@]}" "${root_wheels[@]}" "$ROOT/dist/"
 cp "${repaired[@]}" "$ROOT/wheelhouse/"
 ls -l "$ROOT"/dist/fusedopt-* "$ROOT"/wheelhouse/fusedopt-*
 say "done"

@@ -1,43 +1,91 @@
 #!/usr/bin/env bash
-# An arm64 Debian 12 (bookworm) root with Python 3.11, NumPy, pytest and hypothesis, and
-# the Python headers, for the aarch64 wheel: build_wheel.sh compiles against its headers,
-# test_wheel.sh runs the kernel tests with its Python under qemu-aarch64 (user mode).
+# A Debian root with a CPython, its headers, NumPy, pytest and hypothesis, for the wheels
+# of interpreters this machine does not have natively: build_wheel.sh compiles against the
+# root's Python headers, test_wheel.sh runs the kernel tests with the root's Python.
 #
-#   scripts/arm64_root.sh        -> prints the root's path (made on first use, then reused)
+#   scripts/debian_root.sh ARCH SUITE   -> prints the root's path (made on first use, then
+#                                          reused); ARCH x86_64 or aarch64
 #
-# The root is debootstrap's first stage only (--foreign: no arm64 code runs while it is
-# made): the packages it downloads are unpacked with dpkg -x, and the two library links
-# their maintainer scripts would make (BLAS and LAPACK alternatives) are made here.  It
-# lives outside the source tree, in FUSEDOPT_ARM64_ROOT (default
-# ~/.cache/fusedopt/arm64-bookworm), so that CI makes it once per machine (about 150 MB
-# of packages; a minute or two) and reuses it.  Needs debootstrap and dpkg, and network
-# access to the Debian mirror (FUSEDOPT_DEBIAN_MIRROR, default deb.debian.org).
+# The suites and their CPythons are DEBIAN_SUITES in scripts/pythons.sh: bookworm 3.11,
+# trixie 3.13, forky 3.14.
+#
+# The root is debootstrap's first stage only (--foreign: no code of the root runs while
+# it is made): the packages it downloads are unpacked with dpkg -x, and the two library
+# links their maintainer scripts would make (BLAS and LAPACK alternatives) are made here.
+# It also gets an executable `python3` at its top: a wrapper that runs the root's
+# interpreter with the root's own dynamic loader and libraries (x86_64 on x86_64) or under
+# qemu-user with the root as its prefix (aarch64), and that is the interpreter's
+# sys.executable, so tests can start subprocesses with it.
+#
+# The root lives outside the source tree, in FUSEDOPT_DEBIAN_ROOTS (default
+# ~/.cache/fusedopt)/SUITE-ARCH, so that CI makes it once per machine (about 150 MB of
+# packages; a minute or two) and reuses it.  Needs debootstrap and dpkg, network access
+# to the Debian mirror (FUSEDOPT_DEBIAN_MIRROR, default deb.debian.org), and for aarch64
+# qemu-aarch64 to run the wrapper.
 set -euo pipefail
 
-ROOT64=${FUSEDOPT_ARM64_ROOT:-${XDG_CACHE_HOME:-$HOME/.cache}/fusedopt/arm64-bookworm}
+usage() { echo "usage: $0 x86_64|aarch64 SUITE (a suite of DEBIAN_SUITES in pythons.sh)" >&2
+          exit 2; }
+[ $# = 2 ] || usage
+ARCH=$1 SUITE=$2
+case "$ARCH" in x86_64) DEBARCH=amd64 ;; aarch64) DEBARCH=arm64 ;; *) usage ;; esac
+# shellcheck source=scripts/pythons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pythons.sh"
+PY=$(suite_python "$SUITE") || usage
+ROOTD=${FUSEDOPT_DEBIAN_ROOTS:-${XDG_CACHE_HOME:-$HOME/.cache}/fusedopt}/$SUITE-$ARCH
 MIRROR=${FUSEDOPT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PACKAGES=python3,python3-numpy,python3-pytest,python3-hypothesis,libpython3.11-dev
+PACKAGES=python3,python3-numpy,python3-pytest,python3-hypothesis,python3-mpmath
+PACKAGES=$PACKAGES,python3-threadpoolctl,libpython$PY-dev
 
-if [ -f "$ROOT64/.fusedopt-complete" ]; then
-    echo "$ROOT64"
+if [ -f "$ROOTD/.fusedopt-complete" ]; then
+    echo "$ROOTD"
     exit 0
 fi
 for tool in debootstrap dpkg; do
-    command -v "$tool" >/dev/null || { echo "arm64_root.sh: $tool not found" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "debian_root.sh: $tool not found" >&2; exit 1; }
 done
-rm -rf "$ROOT64"
-mkdir -p "$ROOT64"
-echo "arm64_root.sh: debootstrap (first stage) of bookworm arm64 into $ROOT64" >&2
-debootstrap --foreign --arch=arm64 --variant=minbase --include="$PACKAGES" bookworm \
-    "$ROOT64" "$MIRROR" >&2
-for deb in "$ROOT64"/var/cache/apt/archives/*.deb; do dpkg -x "$deb" "$ROOT64"; done
-lib="$ROOT64/usr/lib/aarch64-linux-gnu"
+rm -rf "$ROOTD"
+mkdir -p "$ROOTD"
+# (a suite newer than this debootstrap knows is made like unstable)
+script=/usr/share/debootstrap/scripts/$SUITE
+[ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
+echo "debian_root.sh: debootstrap (first stage) of $SUITE $DEBARCH into $ROOTD" >&2
+debootstrap --foreign --arch="$DEBARCH" --variant=minbase --include="$PACKAGES" "$SUITE" \
+    "$ROOTD" "$MIRROR" "$script" >&2
+for deb in "$ROOTD"/var/cache/apt/archives/*.deb; do dpkg -x "$deb" "$ROOTD"; done
+rm -f "$ROOTD"/var/cache/apt/archives/*.deb
+lib="$ROOTD/usr/lib/$ARCH-linux-gnu"
 ln -sf blas/libblas.so.3 "$lib/libblas.so.3"
 ln -sf lapack/liblapack.so.3 "$lib/liblapack.so.3"
-for need in usr/bin/python3.11 usr/include/python3.11/Python.h \
-            usr/include/aarch64-linux-gnu/python3.11/pyconfig.h \
+for need in "usr/bin/python$PY" "usr/include/python$PY/Python.h" \
+            "usr/include/$ARCH-linux-gnu/python$PY/pyconfig.h" \
             usr/lib/python3/dist-packages/numpy/__init__.py; do
-    [ -e "$ROOT64/$need" ] || { echo "arm64_root.sh: $need missing from the root" >&2; exit 1; }
+    [ -e "$ROOTD/$need" ] || { echo "debian_root.sh: $need missing from the root" >&2; exit 1; }
 done
-touch "$ROOT64/.fusedopt-complete"
-echo "$ROOT64"
+
+# The wrapper: "$0" becomes the interpreter's argv[0], hence its sys.executable.
+if [ "$ARCH" = "$(uname -m)" ]; then
+    loader=
+    for f in "$ROOTD"/lib64/ld-linux-*.so.* "$ROOTD"/lib/ld-linux-*.so.*; do
+        if [ -e "$f" ]; then loader=${f#"$ROOTD"/}; break; fi
+    done
+    [ -n "$loader" ] || { echo "debian_root.sh: no dynamic loader in the root" >&2; exit 1; }
+    cat > "$ROOTD/python3" <<EOF
+#!/bin/sh
+PYTHONHOME="$ROOTD/usr" exec "$ROOTD/$loader" \\
+    --library-path "$ROOTD/lib/$ARCH-linux-gnu:$ROOTD/usr/lib/$ARCH-linux-gnu" \\
+    --argv0 "\$0" "$ROOTD/usr/bin/python$PY" "\$@"
+EOF
+else
+    cat > "$ROOTD/python3" <<EOF
+#!/bin/sh
+exec qemu-$ARCH -L "$ROOTD" -0 "\$0" "$ROOTD/usr/bin/python$PY" "\$@"
+EOF
+fi
+chmod +x "$ROOTD/python3"
+got=$("$ROOTD/python3" -c 'import platform, sys, numpy
+print("%s %d.%d" % (platform.machine(), *sys.version_info[:2]))')
+[ "$got" = "$ARCH $PY" ] || { echo "debian_root.sh: the root's python3 says '$got'," \
+    "not '$ARCH $PY'" >&2; exit 1; }
+touch "$ROOTD/.fusedopt-complete"
+echo "$ROOTD"

@@ -26,3 +26,21 @@ other_pythons() {
 
 # wheel_tag PY: the cpXY tag of interpreter PY.
 wheel_tag() { "$1" -c 'import sys; print("cp%d%d" % sys.version_info[:2])'; }
+
+# The Debian suites whose roots (scripts/debian_root.sh) provide the CPythons this machine
+# may lack, for the wheels compiled against their headers and tested with their Python.
+DEBIAN_SUITES="bookworm:3.11 trixie:3.13 forky:3.14"
+# suite_python SUITE: its CPython version (3.14); python_suite cpXY: the suite with it.
+suite_python() {
+    local e
+    for e in $DEBIAN_SUITES; do [ "${e%%:*}" = "$1" ] && { echo "${e#*:}"; return 0; }; done
+    return 1
+}
+python_suite() {
+    local e v
+    for e in $DEBIAN_SUITES; do
+        v=${e#*:}
+        [ "cp${v/./}" = "$1" ] && { echo "${e%%:*}"; return 0; }
+    done
+    return 1
+}

@@ -22,11 +22,14 @@
 #    frameworks are left out),
 #    then the installed-package checks and the kernel tests, on the best CPU path and on
 #    FUSEDOPT_CPU=baseline.
-#    The aarch64 wheel, when build_wheel.sh made one: unpacked into a directory on the
-#    PYTHONPATH of the arm64 root's Python 3.11 (scripts/arm64_root.sh: NumPy, pytest and
-#    hypothesis from Debian), run under qemu-aarch64 in user mode through a wrapper that
-#    is also its sys.executable (tests start subprocesses); the installed-package checks
-#    and the kernel tests on the emulated CPU.
+#    The wheels no interpreter here can install (the aarch64 ones, and CPythons this
+#    machine lacks, such as 3.14): each unpacked into a directory on the PYTHONPATH of
+#    the Python of a Debian root with that CPython (scripts/debian_root.sh: NumPy,
+#    pytest, hypothesis, mpmath and threadpoolctl from Debian), run through the root's
+#    wrapper, which is also its sys.executable (tests start subprocesses): natively with
+#    the root's own loader and libraries on x86_64, under qemu-aarch64 in user mode for
+#    aarch64; the installed-package checks and the kernel tests (x86_64: on the best path
+#    and on FUSEDOPT_CPU=baseline; aarch64: on the emulated CPU).
 # 3. The sdist (dist/fusedopt-*.tar.gz): another fresh venv, `pip install "<sdist>[test]"`
 #    (compiles from source: a compiler is allowed here), then the test suite shipped
 #    inside the sdist, again from a temporary directory.
@@ -170,35 +173,48 @@ if [ "$DO_OTHERS" = 1 ]; then
             -p no:cacheprovider -q $KERNEL_TESTS)
     done
 
+    # The wheels no interpreter here can install: each unpacked onto the PYTHONPATH of a
+    # Debian root's Python (scripts/debian_root.sh; under qemu-user for aarch64).
+    native=" $(wheel_tag "$PYTHON") $(for py in $others; do wheel_tag "$py"; done | tr '\n' ' ')"
     shopt -s nullglob
-    a64=("$ROOT"/wheelhouse/fusedopt-*-manylinux*_aarch64.whl)
-    shopt -u nullglob
-    if [ "${#a64[@]}" -gt 0 ]; then
-        [ "${#a64[@]}" = 1 ] || { echo "expected one aarch64 wheel, found ${#a64[@]}" >&2
-                                  exit 1; }
-        command -v qemu-aarch64 >/dev/null || { echo "test_wheel.sh: an aarch64 wheel" \
-            "was built but qemu-aarch64 (Debian's qemu-user) is not installed" >&2; exit 1; }
-        root64=$("$ROOT/scripts/arm64_root.sh")
-        say "wheel: $(basename "${a64[0]}"), under qemu-aarch64: checks, kernel tests"
-        site="$WORK/site-aarch64"
-        "$PYTHON" -m zipfile -e "${a64[0]}" "$site"
-        mkdir "$WORK/bin-aarch64"
-        py64="$WORK/bin-aarch64/python3"
-        printf '#!/bin/sh\nexec qemu-aarch64 -L "%s" -0 "$0" "%s/usr/bin/python3.11" "$@"\n' \
-            "$root64" "$root64" > "$py64"
-        chmod +x "$py64"
-        run64() { env -u PYTHONPATH -u PYTHONHOME PYTHONPATH="$site" PYTHONNOUSERSITE=1 "$@"; }
-        (cd "$WORK" && run64 "$py64" -c 'import platform; m = platform.machine(); \
-assert m == "aarch64", m; print("  emulated machine:", m)')
-        (cd "$WORK" && run64 "$py64" "$WORK/check_installed.py" "$site" "")
+    for w in "$ROOT"/wheelhouse/fusedopt-*-manylinux*.whl; do
+        case "$w" in *_x86_64.whl) arch=x86_64 ;; *_aarch64.whl) arch=aarch64 ;;
+                     *) echo "test_wheel.sh: which architecture is $w for?" >&2; exit 1 ;; esac
+        tag=$(basename "$w" | cut -d- -f3)
+        if [ "$arch" = "$(uname -m)" ] && [[ "$native" == *" $tag "* ]]; then continue; fi
+        suite=$(python_suite "$tag") || { echo "test_wheel.sh: no Debian root has the" \
+            "CPython of $(basename "$w")" >&2; exit 1; }
+        if [ "$arch" != "$(uname -m)" ]; then
+            command -v "qemu-$arch" >/dev/null || { echo "test_wheel.sh: $(basename "$w")" \
+                "needs qemu-$arch (Debian's qemu-user)" >&2; exit 1; }
+        fi
+        rootd=$("$ROOT/scripts/debian_root.sh" "$arch" "$suite")
+        say "wheel: $(basename "$w"), with Debian $suite's Python$( \
+            [ "$arch" = "$(uname -m)" ] || echo " under qemu-$arch"): checks, kernel tests"
+        site="$WORK/site-$arch-$tag"
+        "$PYTHON" -m zipfile -e "$w" "$site"
+        runroot() { env -u PYTHONPATH -u PYTHONHOME PYTHONPATH="$site" PYTHONNOUSERSITE=1 \
+            "$rootd/python3" "$@"; }
+        (cd "$WORK" && runroot -c 'import platform, sys; print("  machine:", \
+platform.machine(), "python:", sys.version.split()[0])')
+        (cd "$WORK" && runroot "$WORK/check_installed.py" "$site" "")
         [ -d "$WORK/t-other" ] || copy_tests "$ROOT" "$WORK/t-other"
-        # (qemu-user itself aborts when a process with threads forks: "cpu_exec: assertion
-        # failed"; the fork test runs on x86-64 only)
-        # shellcheck disable=SC2086
-        (cd "$WORK/t-other" && run64 "$py64" -m pytest -p no:cacheprovider -q $KERNEL_TESTS \
-            --deselect \
-            tests/test_runtime.py::test_forked_child_runs_single_threaded_instead_of_hanging)
-    fi
+        if [ "$arch" = "$(uname -m)" ]; then
+            # shellcheck disable=SC2086
+            (cd "$WORK/t-other" && runroot -m pytest -p no:cacheprovider -q $KERNEL_TESTS)
+            # shellcheck disable=SC2086
+            (cd "$WORK/t-other" && FUSEDOPT_CPU=baseline runroot -m pytest \
+                -p no:cacheprovider -q $KERNEL_TESTS)
+        else
+            # (qemu-user itself aborts when a process with threads forks: "cpu_exec:
+            # assertion failed"; the fork test runs natively only)
+            # shellcheck disable=SC2086
+            (cd "$WORK/t-other" && runroot -m pytest -p no:cacheprovider -q $KERNEL_TESTS \
+                --deselect \
+                tests/test_runtime.py::test_forked_child_runs_single_threaded_instead_of_hanging)
+        fi
+    done
+    shopt -u nullglob
 fi
 
 if [ "$DO_SDIST" = 1 ]; then
