@@ -14,6 +14,12 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if FO_HAVE_SVE_PATH
+#include <sys/auxv.h>
+#ifndef HWCAP_SVE
+#define HWCAP_SVE (1UL << 22)
+#endif
+#endif
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #define FO_HAVE_ATFORK 1
@@ -42,17 +48,58 @@ static void fo_atfork_child(void)
 
 int fo_forked_single_threaded(void) { return fo_single_after_fork; }
 
+int fo_isa_built(int isa)
+{
+    switch (isa) {
+    case FO_ISA_BASELINE: return 1;
+    case FO_ISA_AVX2: case FO_ISA_AVX512: return FO_HAVE_X86_PATHS;
+    case FO_ISA_SVE: return FO_HAVE_SVE_PATH;
+    default: return 0;
+    }
+}
+
+int fo_isa_available(int isa)
+{
+    switch (isa) {
+    case FO_ISA_BASELINE:
+        return 1;
+#if FO_HAVE_X86_PATHS
+    case FO_ISA_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case FO_ISA_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+#endif
+#if FO_HAVE_SVE_PATH
+    case FO_ISA_SVE:
+        return (getauxval(AT_HWCAP) & HWCAP_SVE) != 0;
+#endif
+    default:
+        return 0;
+    }
+}
+
 int fo_detected_isa(void)
 {
+    int isa = FO_ISA_COUNT - 1;
+    while (isa > FO_ISA_BASELINE && !fo_isa_available(isa)) isa--;
+    return isa;
+}
+
+static const fo_table *fo_table_of(int isa)
+{
+    switch (isa) {
 #if FO_HAVE_X86_PATHS
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
-        return FO_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return FO_ISA_AVX2;
+    case FO_ISA_AVX2: return &fo_table_avx2;
+    case FO_ISA_AVX512: return &fo_table_avx512;
 #endif
-    return FO_ISA_BASELINE;
+#if FO_HAVE_SVE_PATH
+    case FO_ISA_SVE: return &fo_table_sve;
+#endif
+    default: return &fo_table_baseline;
+    }
 }
 
 int fo_select_isa(int cap)
@@ -66,13 +113,8 @@ int fo_select_isa(int cap)
 #endif
     int isa = fo_detected_isa();
     if (cap >= 0 && cap < isa) isa = cap;
-#if FO_HAVE_X86_PATHS
-    fo_active = isa == FO_ISA_AVX512 ? &fo_table_avx512
-              : isa == FO_ISA_AVX2 ? &fo_table_avx2 : &fo_table_baseline;
-#else
-    isa = FO_ISA_BASELINE;
-    fo_active = &fo_table_baseline;
-#endif
+    while (isa > FO_ISA_BASELINE && !fo_isa_available(isa)) isa--;
+    fo_active = fo_table_of(isa);
     fo_active_isa = isa;
     return isa;
 }

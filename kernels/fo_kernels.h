@@ -11,6 +11,15 @@
 #define FO_HAVE_X86_PATHS 0
 #endif
 
+/* The SVE path (aarch64): gcc targets it function by function with #pragma GCC target
+ * ("+sve"), from gcc 10 on; clang and older gcc build the NEON baseline only. */
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 10 && \
+    !defined(FO_NO_SVE_PATH)
+#define FO_HAVE_SVE_PATH 1
+#else
+#define FO_HAVE_SVE_PATH 0
+#endif
+
 /* Sums the FO_LANES double accumulators in a fixed pairwise order. */
 #define FO_FOLD_LANES(acc) \
     do { for (int w_ = FO_LANES / 2; w_ > 0; w_ /= 2) \
@@ -45,5 +54,8 @@ extern const fo_table fo_table_baseline;
 #if FO_HAVE_X86_PATHS
 extern const fo_table fo_table_avx2;
 extern const fo_table fo_table_avx512;
+#endif
+#if FO_HAVE_SVE_PATH
+extern const fo_table fo_table_sve;
 #endif
 #endif

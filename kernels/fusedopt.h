@@ -85,11 +85,17 @@ void fo_exp_neg(int dtype, const void *a, void *out, fo_index n);
 void fo_log1p_unit(int dtype, const void *e, void *out, fo_index n);
 
 /* ---------------------------------------------------------------- runtime */
-enum fo_isa { FO_ISA_BASELINE = 0, FO_ISA_AVX2 = 1, FO_ISA_AVX512 = 2 };
-/* Detects the CPU and selects the best path not above `cap` (-1: no cap). Returns it. */
+/* The CPU paths, slowest first on each architecture: x86-64 baseline (SSE2), AVX2,
+ * AVX-512; aarch64 baseline (NEON), SVE. */
+enum fo_isa { FO_ISA_BASELINE = 0, FO_ISA_AVX2 = 1, FO_ISA_AVX512 = 2, FO_ISA_SVE = 3,
+              FO_ISA_COUNT = 4 };
+/* Detects the CPU and selects the best path it runs that is not above `cap` (-1: no
+ * cap; a path of another architecture caps to baseline). Returns it. */
 int fo_select_isa(int cap);
 int fo_current_isa(void);
 int fo_detected_isa(void);      /* best path this CPU supports (and this build has) */
+int fo_isa_built(int isa);      /* 1 when this build has path `isa` (its architecture's) */
+int fo_isa_available(int isa);  /* 1 when this build has path `isa` and this CPU runs it */
 int fo_openmp(void);            /* 1 when built with OpenMP */
 int fo_max_threads(void);       /* OpenMP's omp_get_max_threads(), 1 without OpenMP */
 void fo_set_default_threads(int n);

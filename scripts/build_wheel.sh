@@ -279,6 +279,32 @@ else
     echo "  (objdump not found: skipped)"
 fi
 
+say "aarch64: no SVE instruction outside the SVE kernels"
+# The aarch64 wheels must run on NEON-only CPUs (Graviton2, Ampere Altra): only the
+# functions of the SVE path (named *_sve, chosen at run time) may use SVE registers.
+for w in "${root_wheels[@]}"; do
+    case "$w" in *-linux_aarch64.whl) ;; *) continue ;; esac
+    rm -rf "$WORK/unpacked" && mkdir "$WORK/unpacked"
+    (cd "$WORK/unpacked" && "$WORK/tools/bin/python" -m zipfile -e "$w" .)
+    aarch64-linux-gnu-objdump -d --no-show-raw-insn "$WORK"/unpacked/fusedopt/_core*.so \
+        > "$WORK/core.dis"
+    echo "  $(basename "$w")"
+    "$WORK/tools/bin/python" - "$WORK/core.dis" <<'EOF'
+import re, sys
+sve = re.compile(r"\bz\d+\.[bhsdq]\b|\bp\d+(/[zm]|\.[bhsd])")
+funcs = dict(re.findall(r"^[0-9a-f]+ <([^>]+)>:\n(.*?)(?:\n\n|\Z)", open(sys.argv[1]).read(),
+                        re.S | re.M))
+using = {f for f, body in funcs.items() if sve.search(body)}
+bad = sorted(f for f in using if not re.search(r"_sve(\.\w+)?$", f))
+if bad:
+    sys.exit("SVE instructions outside the *_sve kernels (the wheel would crash with SIGILL "
+             "on NEON-only CPUs): " + ", ".join(bad))
+if not any(f.startswith("fo_adam_f32_sve") for f in using):
+    sys.exit("the SVE path is missing from the aarch64 wheel")
+print(f"  ok: SVE in {len(using)} functions, all *_sve")
+EOF
+done
+
 say "the wheels: every CPython 3.11-3.14 on x86_64?"
 for arch in x86_64 aarch64; do
     tags=$(for w in "${repaired[@]}"; do case "$w" in *_"$arch".whl)

@@ -5,9 +5,10 @@ import pytest
 import fusedopt
 from fusedopt import _runtime
 
-_ORDER = ["baseline", "avx2", "avx512"]
-_BEST = fusedopt.cpu_info()["detected"]
-CPU_PATHS = _ORDER[: _ORDER.index(_BEST) + 1]
+# every CPU path this build and CPU run, slowest first; the kernel tests run on each, or
+# only on the one FUSEDOPT_CPU chose when it is set
+PATHS = fusedopt.cpu_info()["paths"]
+CPU_PATHS = [fusedopt.cpu_info()["path"]] if fusedopt.cpu_info()["forced"] else PATHS
 THREADS = [1, 2]
 SIZES = [0, 1, 7, 15, 16, 17, 63, 64, 65, 1000, 100003]
 DTYPES = [np.float32, np.float64]
@@ -15,7 +16,8 @@ DTYPES = [np.float32, np.float64]
 
 @pytest.fixture(params=CPU_PATHS)
 def cpu_path(request):
-    """Runs the test on one CPU path (each path this CPU supports), then restores."""
+    """Runs the test on one CPU path (each path this CPU supports, or the one FUSEDOPT_CPU
+    chose), then restores."""
     before = fusedopt.cpu_info()["path"]
     _runtime._set_cpu_path(request.param)
     yield request.param

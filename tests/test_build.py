@@ -10,7 +10,7 @@ build baseline code under those names), the baseline ones neither.
 With Debian's ``gcc-aarch64-linux-gnu`` and ``qemu-user`` installed (CI installs them),
 the kernels are also cross-compiled for aarch64 and run under ``qemu-aarch64``: the
 same bits as on x86-64, from baseline code that the compiler vectorised with NEON
-(Advanced SIMD, part of every ARMv8-A CPU).
+(Advanced SIMD, part of every ARMv8-A CPU) and from the SVE path, at every vector length.
 """
 from __future__ import annotations
 
@@ -127,16 +127,53 @@ def test_compilers_agree(builds: Dict[str, str]) -> None:
         assert run == runs[first], (first, cc)
 
 
-def test_aarch64_baseline_is_neon(builds: Dict[str, str]) -> None:
-    """The aarch64 build's kernels are vector code: NEON instructions on 4 float lanes."""
+def _aarch64_functions(builds: Dict[str, str]) -> Dict[str, str]:
+    """function name -> its disassembly, in the aarch64 build."""
     if AARCH64 not in builds or not shutil.which("aarch64-linux-gnu-objdump"):
         pytest.skip("needs the aarch64 cross compiler, qemu-aarch64 and its objdump")
     dis = subprocess.run(["aarch64-linux-gnu-objdump", "-d", "--no-show-raw-insn",
                           builds[AARCH64]], check=True, capture_output=True, text=True).stdout
+    return dict(re.findall(r"^[0-9a-f]+ <([^>]+)>:\n(.*?)(?:\n\n|\Z)", dis, re.S | re.M))
+
+
+# an SVE register (z0-z31 with an element size) or a predicate register (p0-p15)
+SVE_REGS = re.compile(r"\bz\d+\.[bhsdq]\b|\bp\d+(/[zm]|\.[bhsd])")
+
+
+def test_aarch64_paths_have_their_instructions(builds: Dict[str, str]) -> None:
+    """The aarch64 baseline kernels are NEON code on 4 float lanes, and nothing outside the
+    *_sve functions uses SVE (the wheel must run on NEON-only CPUs: Graviton2, Ampere
+    Altra); the SVE kernels are SVE code."""
+    funcs = _aarch64_functions(builds)
     for kernel in ("adam_f32", "bce_block_f32"):
-        m = re.search(rf"^[0-9a-f]+ <fo_{kernel}_baseline>:\n(.*?)\n\n", dis, re.S | re.M)
-        assert m, f"fo_{kernel}_baseline not found"
-        assert len(re.findall(r"\bv\d+\.4s\b", m.group(1))) > 10, kernel
+        base, sve = funcs[f"fo_{kernel}_baseline"], funcs[f"fo_{kernel}_sve"]
+        assert len(re.findall(r"\bv\d+\.4s\b", base)) > 10, kernel
+        assert len(SVE_REGS.findall(sve)) > 10, kernel
+    beyond = sorted(f for f, body in funcs.items()
+                    if SVE_REGS.search(body) and not re.search(r"_sve(\.\w+)?$", f))
+    assert not beyond, f"SVE instructions outside the SVE path: {beyond}"
+
+
+def test_aarch64_sve_same_bits_at_every_vector_length(builds: Dict[str, str]) -> None:
+    """The SVE path under emulated CPUs with vectors of 128 to 2048 bits, and a CPU
+    without SVE (Cortex-A72: the NEON path only): the same bits as x86-64's gcc build."""
+    if AARCH64 not in builds or "gcc" not in builds:
+        pytest.skip("needs gcc and the aarch64 cross compiler with qemu-aarch64")
+    want = {k: set(v) for k, v in _run(builds["gcc"]).items()}
+    qemu = RUNNERS[AARCH64]
+    for cpu, n_paths in [("max,sve-default-vector-length=16", 2),
+                         ("max,sve-default-vector-length=32", 2),
+                         ("max,sve-default-vector-length=64", 2),
+                         ("max,sve-default-vector-length=256", 2), ("cortex-a72", 1)]:
+        out = subprocess.run([qemu[0], "-cpu", cpu, *qemu[1:], builds[AARCH64]], check=True,
+                             capture_output=True, text=True).stdout.splitlines()
+        isas = {line.split(" ")[1] for line in out}
+        assert len(isas) == n_paths, (cpu, isas)
+        got: Dict[str, set] = {}
+        for line in out:
+            kernel, _, rest = line.split(" ", 2)
+            got.setdefault(kernel, set()).add(rest)
+        assert got == want, cpu
 
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])

@@ -50,7 +50,7 @@ def test_cli_info_and_help():
     assert r.returncode == 0
     import json
     info = json.loads(r.stdout)
-    assert info["path"] in ("baseline", "avx2", "avx512") and info["version"]
+    assert info["path"] in ("baseline", "avx2", "avx512", "sve") and info["version"]
     for sub in ("demo", "bench", "info"):
         r = subprocess.run([sys.executable, "-m", "fusedopt", sub, "--help"],
                            capture_output=True, text=True, timeout=60)

@@ -573,8 +573,7 @@ def _record() -> None:
     digests: Dict[str, str] = {}
     for group in GROUPS:
         ref = None
-        order = ["baseline", "avx2", "avx512"]
-        for path in order[: order.index(fusedopt.cpu_info()["detected"]) + 1]:
+        for path in fusedopt.cpu_info()["paths"]:
             _runtime._set_cpu_path(path)
             for nt in (1, 2):
                 d = _compute(group, nt)

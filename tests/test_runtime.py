@@ -10,7 +10,7 @@ import pytest
 
 import fusedopt
 
-from conftest import CPU_PATHS
+from conftest import PATHS
 
 
 def run_info(env_extra):
@@ -22,20 +22,34 @@ def run_info(env_extra):
     return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
 
 
-@pytest.mark.parametrize("path", CPU_PATHS)
+@pytest.mark.parametrize("path", PATHS)
 def test_env_override_lowers_the_path(path):
     info, _ = run_info({"FUSEDOPT_CPU": path})
     assert info["path"] == path
-    assert info["detected"] == CPU_PATHS[-1]
+    assert info["detected"] == PATHS[-1]
     if path != info["detected"]:
         assert "FUSEDOPT_CPU" in info["reason"]
 
 
 def test_env_override_cannot_raise_the_path_and_bad_values_warn():
-    info, err = run_info({"FUSEDOPT_CPU": "avx512"})
+    built = fusedopt._core.runtime_info()["built"]
+    info, err = run_info({"FUSEDOPT_CPU": built[-1]})
     assert info["path"] == info["detected"]          # never above what the CPU has
-    info, err = run_info({"FUSEDOPT_CPU": "sse9"})
-    assert info["path"] == info["detected"] and "FUSEDOPT_CPU" in err
+    # a path of the other architecture, and no path at all: a warning, the best path
+    for bad in ("sve" if "avx512" in built else "avx512", "sse9"):
+        info, err = run_info({"FUSEDOPT_CPU": bad})
+        assert info["path"] == info["detected"] and "FUSEDOPT_CPU" in err, (bad, err)
+        assert ", ".join(built) in err
+
+
+def test_paths_of_this_build_and_cpu():
+    info, built = fusedopt.cpu_info(), fusedopt._core.runtime_info()["built"]
+    assert info["paths"][0] == "baseline" and info["paths"][-1] == info["detected"]
+    assert set(info["paths"]) <= set(built)
+    x86 = ("baseline", "avx2", "avx512")
+    assert built in (x86, ("baseline", "sve"), ("baseline",)), built
+    with pytest.raises(ValueError, match="cpu path must be one of"):
+        fusedopt._runtime._set_cpu_path("sve" if "avx512" in built else "avx512")
 
 
 def test_baseline_path_trains_the_demo_identically():
@@ -43,7 +57,7 @@ def test_baseline_path_trains_the_demo_identically():
     code = ("import fusedopt._demo as d, numpy as np; r = d.train(200); "
             "print(repr(r.losses[-1])); print(fusedopt.cpu_info()['path'])")
     outs = []
-    for path in CPU_PATHS:
+    for path in PATHS:
         r = subprocess.run([sys.executable, "-c", "import fusedopt; " + code],
                            capture_output=True, text=True, timeout=120,
                            env=dict(os.environ, FUSEDOPT_CPU=path))

@@ -18,12 +18,14 @@ _FloatArray = npt.NDArray[np.floating[Any]]
 _FloatT = TypeVar("_FloatT", bound=np.floating[Any])
 # loss of reduction "mean" / "sum" (a float accumulated in double) or "none" (an array)
 _Loss = float | npt.NDArray[np.floating[Any]]
-_Isa = Literal["baseline", "avx2", "avx512"]
+_Isa = Literal["baseline", "avx2", "avx512", "sve"]
 
 class _RuntimeInfo(TypedDict):
     """runtime_info()'s dict (keep in step with _core.pyx)."""
     isa: _Isa
     detected: _Isa
+    built: tuple[_Isa, ...]
+    paths: tuple[_Isa, ...]
     openmp: bool
     max_threads: int
     default_threads: int
@@ -35,7 +37,7 @@ class _RuntimeInfo(TypedDict):
     build_flags: str
 
 CONVENTIONS: Final[tuple[str, str, str, str, str]]
-ISA_NAMES: Final[tuple[str, str, str]]
+ISA_NAMES: Final[tuple[str, str, str, str]]
 # pattern -> (fo_stream code, reads per element, writes per element)
 STREAM_PATTERNS: Final[dict[str, tuple[int, int, int]]]
 

@@ -2713,7 +2713,8 @@ def stream(str pattern, a, b, c, d, n_threads=None):
     return reads, writes
 
 
-ISA_NAMES = ("baseline", "avx2", "avx512")
+# the paths by their fo_isa number (kernels/fusedopt.h)
+ISA_NAMES = ("baseline", "avx2", "avx512", "sve")
 
 
 def select_isa(int cap):
@@ -2724,6 +2725,8 @@ def runtime_info():
     return {
         "isa": ISA_NAMES[fo_current_isa()],
         "detected": ISA_NAMES[fo_detected_isa()],
+        "built": tuple(ISA_NAMES[i] for i in range(len(ISA_NAMES)) if fo_isa_built(i)),
+        "paths": tuple(ISA_NAMES[i] for i in range(len(ISA_NAMES)) if fo_isa_available(i)),
         "openmp": bool(fo_openmp()),
         "max_threads": fo_max_threads(),
         "default_threads": fo_default_threads(),

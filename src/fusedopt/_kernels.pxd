@@ -43,6 +43,8 @@ cdef extern from "fusedopt.h" nogil:
     int fo_select_isa(int cap)
     int fo_current_isa()
     int fo_detected_isa()
+    int fo_isa_built(int isa)
+    int fo_isa_available(int isa)
     int fo_openmp()
     int fo_max_threads()
     void fo_set_default_threads(int n)

@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional
 
 from . import _core
 
-_ISA_BY_NAME = {"baseline": 0, "avx2": 1, "avx512": 2}
+_ISA_BY_NAME = {name: i for i, name in enumerate(_core.ISA_NAMES)}
 _forced: Optional[str] = None
 
 
@@ -19,8 +19,10 @@ def _select_from_env() -> None:
     if not want:
         _core.select_isa(-1)
         return
-    if want not in _ISA_BY_NAME:
-        warnings.warn(f"FUSEDOPT_CPU={want!r} is not one of baseline, avx2, avx512; ignored",
+    built = _core.runtime_info()["built"]
+    if want not in built:
+        warnings.warn(f"FUSEDOPT_CPU={want!r} is not one of {', '.join(built)} (the paths of "
+                      f"this build, for {platform.machine()}); ignored",
                       RuntimeWarning, stacklevel=3)
         _core.select_isa(-1)
         return
@@ -33,16 +35,19 @@ def _set_cpu_path(name: Optional[str]) -> str:
     benchmarks; the environment variable FUSEDOPT_CPU does the same at import."""
     if name is None:
         return _core.select_isa(-1)
-    if name not in _ISA_BY_NAME:
-        raise ValueError(f"cpu path must be one of {sorted(_ISA_BY_NAME)}, got {name!r}")
+    built = _core.runtime_info()["built"]
+    if name not in built:
+        raise ValueError(f"cpu path must be one of {', '.join(built)}, got {name!r}")
     return _core.select_isa(_ISA_BY_NAME[name])
 
 
 def cpu_info() -> Dict[str, Any]:
     """What fusedopt runs on this machine.
 
-    Returns a dict: ``path`` (the kernels in use: "baseline", "avx2" or "avx512"),
-    ``detected`` (the best path this CPU and build support), ``forced`` (the value of
+    Returns a dict: ``path`` (the kernels in use: "baseline", "avx2" or "avx512" on
+    x86-64, "baseline" (NEON) or "sve" on aarch64), ``detected`` (the best path this CPU
+    and build support), ``paths`` (every path they support, slowest first: the values
+    FUSEDOPT_CPU can choose here), ``forced`` (the value of
     FUSEDOPT_CPU, if it lowered the path), ``reason``, ``openmp``, ``threads`` (the
     default thread count), ``parallel_threshold`` (elements below which a call runs on one
     thread), ``adaptive_threads`` (see :func:`set_adaptive_threads`), ``backed_off_for``
@@ -52,7 +57,7 @@ def cpu_info() -> Dict[str, Any]:
     run on one thread), ``block``, ``machine``, ``compiler`` and ``build_flags``.
 
     >>> import fusedopt
-    >>> fusedopt.cpu_info()["path"] in ("baseline", "avx2", "avx512")
+    >>> fusedopt.cpu_info()["path"] in ("baseline", "avx2", "avx512", "sve")
     True
     """
     info = _core.runtime_info()
@@ -65,6 +70,7 @@ def cpu_info() -> Dict[str, Any]:
     return {
         "path": path,
         "detected": detected,
+        "paths": list(info["paths"]),
         "forced": _forced,
         "reason": reason,
         "openmp": info["openmp"],

@@ -30,7 +30,8 @@ static void init(void)
 
 int main(void)
 {
-    for (int isa = FO_ISA_BASELINE; isa <= fo_detected_isa(); isa++) {
+    for (int isa = FO_ISA_BASELINE; isa < FO_ISA_COUNT; isa++) {
+        if (!fo_isa_available(isa)) continue;
         fo_select_isa(isa);
         init();
         fo_adam_args a = {0};
