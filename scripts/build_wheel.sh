@@ -114,7 +114,7 @@ done
 wheels=("$WORK"/dist/fusedopt-*.whl)
 
 # Wheels for the interpreters this machine lacks (ROOT_WHEELS, ARCH:SUITE pairs; default
-# below): the same sources compiled by setup.py against the Python headers of a Debian
+# DEFAULT_ROOT_WHEELS in scripts/pythons.sh): the same sources compiled by setup.py against the Python headers of a Debian
 # root (scripts/debian_root.sh; DEBIAN_SUITES in scripts/pythons.sh), with
 # this machine's gcc for x86_64 and Debian's gcc-aarch64-linux-gnu for aarch64 (CC,
 # LDSHARED, the root's headers first on the include path, the donor's libgomp for that
@@ -124,7 +124,7 @@ wheels=("$WORK"/dist/fusedopt-*.whl)
 # whose tools are missing (debootstrap; aarch64-linux-gnu-gcc and qemu-aarch64 for
 # aarch64) are skipped with a message, or fail the build when ROOT_WHEELS_REQUIRED=1,
 # which also requires x86_64 wheels for every CPython 3.11-3.14 in the end.
-ROOT_WHEELS=${ROOT_WHEELS-x86_64:forky aarch64:bookworm aarch64:trixie aarch64:forky}
+ROOT_WHEELS=${ROOT_WHEELS-$DEFAULT_ROOT_WHEELS}
 root_wheels=()
 main_wheel=$(ls "$WORK"/dist/fusedopt-*-"$main_tag"-"$main_tag"-linux_"$(uname -m)".whl)
 "$WORK/tools/bin/python" -m pip install --quiet "wheel>=0.43"

@@ -5,6 +5,10 @@
 #
 #   scripts/debian_root.sh ARCH SUITE   -> prints the root's path (made on first use, then
 #                                          reused); ARCH x86_64 or aarch64
+#   scripts/debian_root.sh --all        -> makes every root build_wheel.sh will use
+#                                          (ROOT_WHEELS, default DEFAULT_ROOT_WHEELS in
+#                                          scripts/pythons.sh), ahead of it (CI does
+#                                          this beside the test suite)
 #
 # The suites and their CPythons are DEBIAN_SUITES in scripts/pythons.sh: bookworm 3.11,
 # trixie 3.13, forky 3.14.
@@ -19,25 +23,49 @@
 #
 # The root lives outside the source tree, in FUSEDOPT_DEBIAN_ROOTS (default
 # ~/.cache/fusedopt)/SUITE-ARCH, so that CI makes it once per machine (about 150 MB of
-# packages; a minute or two) and reuses it.  Needs debootstrap and dpkg, network access
-# to the Debian mirror (FUSEDOPT_DEBIAN_MIRROR, default deb.debian.org), and for aarch64
+# packages, a minute or two; for aarch64 about 3 more minutes of byte-compiling under
+# qemu) and reuses it.  Needs debootstrap and dpkg, network access to the Debian mirror
+# (FUSEDOPT_DEBIAN_MIRROR, default deb.debian.org), and for aarch64
 # qemu-aarch64 to run the wrapper.
 set -euo pipefail
 
-usage() { echo "usage: $0 x86_64|aarch64 SUITE (a suite of DEBIAN_SUITES in pythons.sh)" >&2
+usage() { echo "usage: $0 x86_64|aarch64 SUITE (a suite of DEBIAN_SUITES in pythons.sh)," \
+               "or $0 --all" >&2
           exit 2; }
+# shellcheck source=scripts/pythons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pythons.sh"
+if [ $# = 1 ] && [ "$1" = --all ]; then
+    for entry in ${ROOT_WHEELS-$DEFAULT_ROOT_WHEELS}; do
+        "${BASH_SOURCE[0]}" "${entry%%:*}" "${entry#*:}"
+    done
+    exit 0
+fi
 [ $# = 2 ] || usage
 ARCH=$1 SUITE=$2
 case "$ARCH" in x86_64) DEBARCH=amd64 ;; aarch64) DEBARCH=arm64 ;; *) usage ;; esac
-# shellcheck source=scripts/pythons.sh
-. "$(dirname "${BASH_SOURCE[0]}")/pythons.sh"
 PY=$(suite_python "$SUITE") || usage
 ROOTD=${FUSEDOPT_DEBIAN_ROOTS:-${XDG_CACHE_HOME:-$HOME/.cache}/fusedopt}/$SUITE-$ARCH
 MIRROR=${FUSEDOPT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=python3,python3-numpy,python3-pytest,python3-hypothesis,python3-mpmath
 PACKAGES=$PACKAGES,python3-threadpoolctl,libpython$PY-dev
 
+# Byte-compiles the root's modules, as Debian's maintainer scripts (py3compile) would have:
+# the root's interpreter cannot write them itself under qemu (a new __pycache__ directory
+# is made on the host's side of qemu's -L prefix), and importing NumPy, pytest and
+# hypothesis from source takes about a minute each time under qemu (6-10 s compiled).
+# The paths are given as the host sees them and recorded as the root's interpreter does.
+compile_root() {
+    [ -f "$ROOTD/.fusedopt-compiled" ] && return 0
+    echo "debian_root.sh: byte-compiling the root's Python modules" >&2
+    "$ROOTD/python3" -m compileall -q -s "$ROOTD" -p / "$ROOTD/usr/lib/python$PY" \
+        "$ROOTD/usr/lib/python3/dist-packages" >&2 || \
+        echo "debian_root.sh: (some of the root's modules did not compile; they are" \
+             "compiled on import)" >&2
+    touch "$ROOTD/.fusedopt-compiled"
+}
+
 if [ -f "$ROOTD/.fusedopt-complete" ]; then
+    compile_root
     echo "$ROOTD"
     exit 0
 fi
@@ -87,5 +115,6 @@ got=$("$ROOTD/python3" -c 'import platform, sys, numpy
 print("%s %d.%d" % (platform.machine(), *sys.version_info[:2]))')
 [ "$got" = "$ARCH $PY" ] || { echo "debian_root.sh: the root's python3 says '$got'," \
     "not '$ARCH $PY'" >&2; exit 1; }
+compile_root
 touch "$ROOTD/.fusedopt-complete"
 echo "$ROOTD"

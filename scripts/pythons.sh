@@ -30,6 +30,9 @@ wheel_tag() { "$1" -c 'import sys; print("cp%d%d" % sys.version_info[:2])'; }
 # The Debian suites whose roots (scripts/debian_root.sh) provide the CPythons this machine
 # may lack, for the wheels compiled against their headers and tested with their Python.
 DEBIAN_SUITES="bookworm:3.11 trixie:3.13 forky:3.14"
+# The wheels build_wheel.sh compiles against a root's headers (ROOT_WHEELS, ARCH:SUITE
+# pairs), by default.
+DEFAULT_ROOT_WHEELS="x86_64:forky aarch64:bookworm aarch64:trixie aarch64:forky"
 # suite_python SUITE: its CPython version (3.14); python_suite cpXY: the suite with it.
 suite_python() {
     local e

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Tests what scripts/build_wheel.sh produced, installed the way a user installs it.
 #
-#   scripts/test_wheel.sh [--wheel-only | --sdist-only | --others-only]
+#   scripts/test_wheel.sh [--wheel-only | --sdist-only | --others-only |
+#                          --other-pythons-only | --root-wheels-only]
+#
+# (--others-only: parts 2 and 3 below; --other-pythons-only: part 2; --root-wheels-only:
+# part 3.  CI runs the parts side by side, one per core.)
 #
 # 1. The repaired wheel for PYTHON (wheelhouse/fusedopt-*-cpXY-cpXY-manylinux*.whl):
 #    - a fresh virtual environment outside the source tree (no system site-packages);
@@ -22,7 +26,7 @@
 #    frameworks are left out),
 #    then the installed-package checks and the kernel tests, on the best CPU path and on
 #    FUSEDOPT_CPU=baseline.
-#    The wheels no interpreter here can install (the aarch64 ones, and CPythons this
+# 3. The wheels no interpreter here can install (the aarch64 ones, and CPythons this
 #    machine lacks, such as 3.14): each unpacked into a directory on the PYTHONPATH of
 #    the Python of a Debian root with that CPython (scripts/debian_root.sh: NumPy,
 #    pytest, hypothesis, mpmath and threadpoolctl from Debian), run through the root's
@@ -32,7 +36,7 @@
 #    then on FUSEDOPT_CPU=baseline; aarch64: qemu's CPU has SVE, so the first wheel on the
 #    NEON and SVE paths, the others on SVE; and a check on an emulated Cortex-A72, which
 #    has no SVE, that the wheel falls back to NEON).
-# 3. The sdist (dist/fusedopt-*.tar.gz): another fresh venv, `pip install "<sdist>[test]"`
+# 4. The sdist (dist/fusedopt-*.tar.gz): another fresh venv, `pip install "<sdist>[test]"`
 #    (compiles from source: a compiler is allowed here), then the test suite shipped
 #    inside the sdist, again from a temporary directory.
 #
@@ -42,13 +46,16 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=$(command -v "${PYTHON:-python3}")
-DO_WHEEL=1 DO_OTHERS=1 DO_SDIST=1
+DO_WHEEL=0 DO_PYTHONS=0 DO_ROOTS=0 DO_SDIST=0
 case "${1:-}" in
-    "") ;;
-    --wheel-only) DO_SDIST=0 DO_OTHERS=0 ;;
-    --sdist-only) DO_WHEEL=0 DO_OTHERS=0 ;;
-    --others-only) DO_WHEEL=0 DO_SDIST=0 ;;
-    *) echo "usage: $0 [--wheel-only | --sdist-only | --others-only]" >&2; exit 2 ;;
+    "") DO_WHEEL=1 DO_PYTHONS=1 DO_ROOTS=1 DO_SDIST=1 ;;
+    --wheel-only) DO_WHEEL=1 ;;
+    --sdist-only) DO_SDIST=1 ;;
+    --others-only) DO_PYTHONS=1 DO_ROOTS=1 ;;
+    --other-pythons-only) DO_PYTHONS=1 ;;
+    --root-wheels-only) DO_ROOTS=1 ;;
+    *) echo "usage: $0 [--wheel-only | --sdist-only | --others-only |" \
+            "--other-pythons-only | --root-wheels-only]" >&2; exit 2 ;;
 esac
 # shellcheck source=scripts/pythons.sh
 . "$ROOT/scripts/pythons.sh"
@@ -155,8 +162,8 @@ if [ "$DO_WHEEL" = 1 ]; then
         -p no:cacheprovider -q $KERNEL_TESTS)
 fi
 
-if [ "$DO_OTHERS" = 1 ]; then
-    others=$(other_pythons "$PYTHON")
+others=$(other_pythons "$PYTHON")
+if [ "$DO_PYTHONS" = 1 ]; then
     [ -n "$others" ] || say "no other CPython 3.11-3.14 found: only the main wheel was tested"
     for py in $others; do
         wheel=$(wheel_for "$py")
@@ -174,7 +181,9 @@ if [ "$DO_OTHERS" = 1 ]; then
         (cd "$WORK/t-other" && FUSEDOPT_CPU=baseline nocc "$VENV/bin/python" -m pytest \
             -p no:cacheprovider -q $KERNEL_TESTS)
     done
+fi
 
+if [ "$DO_ROOTS" = 1 ]; then
     # The wheels no interpreter here can install: each unpacked onto the PYTHONPATH of a
     # Debian root's Python (scripts/debian_root.sh; under qemu-user for aarch64).
     native=" $(wheel_tag "$PYTHON") $(for py in $others; do wheel_tag "$py"; done | tr '\n' ' ')"
