@@ -10,7 +10,7 @@
 #                                        headers: here cp314)
 #                                        wheelhouse/fusedopt-<v>-<py>-manylinux2014_aarch64
 #                                          .manylinux_2_17_aarch64.whl (cross-compiled:
-#                                        cp311, cp313, cp314)
+#                                        cp311, cp312, cp313, cp314)
 #
 # 1. `python -m build`: the sdist from the source tree, then the wheel from that sdist
 #    (so a file missing from the sdist breaks the build here, not on a user's machine).

@@ -34,8 +34,8 @@
 #    the root's own loader and libraries on x86_64, under qemu-aarch64 in user mode for
 #    aarch64; the installed-package checks and the kernel tests (x86_64: on every path,
 #    then on FUSEDOPT_CPU=baseline; aarch64: qemu's CPU has SVE, so the first wheel on the
-#    NEON and SVE paths, the others on SVE; and a check on an emulated Cortex-A72, which
-#    has no SVE, that the wheel falls back to NEON).
+#    NEON and SVE paths, the others the binding's tests on SVE; and a check on an emulated
+#    Cortex-A72, which has no SVE, that the wheel falls back to NEON).
 # 4. The sdist (dist/fusedopt-*.tar.gz): another fresh venv, `pip install "<sdist>[test]"`
 #    (compiles from source: a compiler is allowed here), then the test suite shipped
 #    inside the sdist, again from a temporary directory.
@@ -65,6 +65,9 @@ t0=$SECONDS
 say() { printf '\n== %s (%ds)\n' "$*" $((SECONDS - t0)); }
 KERNEL_TESTS="tests/test_losses.py tests/test_optim.py tests/test_math.py tests/test_errors.py
               tests/test_runtime.py tests/test_softmax.py tests/test_threads.py"
+# The binding's tests: every entry point's checks, the optimizers, the CPU paths, threads.
+BINDING_TESTS="tests/test_optim.py tests/test_math.py tests/test_errors.py
+               tests/test_runtime.py tests/test_threads.py"
 
 # A copy of the tests (+ examples/, pyproject.toml) from $1 into a new directory $2.
 copy_tests() {
@@ -217,10 +220,13 @@ platform.machine(), "python:", sys.version.split()[0])')
             (cd "$WORK/t-other" && FUSEDOPT_CPU=baseline runroot -m pytest \
                 -p no:cacheprovider -q $KERNEL_TESTS)
         else
-            # qemu's default CPU has SVE: the first aarch64 wheel runs the kernel tests on
-            # both paths (NEON and SVE), the others on the SVE path only (their kernels are
-            # the same sources, compiler and flags; only the Python headers differ).  On an
-            # emulated Cortex-A72 (no SVE) the wheel falls back to NEON.
+            # qemu's CPU has SVE: the first aarch64 wheel runs the kernel tests on both
+            # paths (NEON and SVE); the others, whose kernels are the same sources, compiler
+            # and flags (only the binding's Python headers differ), run the binding's tests
+            # (BINDING_TESTS) on the SVE path: under qemu the whole set takes about 10
+            # minutes a wheel, and the x86-64 wheel of each CPython runs every kernel test
+            # through the same binding.  On an emulated Cortex-A72 (no SVE) each wheel
+            # falls back to NEON.
             (cd "$WORK" && QEMU_CPU=cortex-a72 runroot -c 'import fusedopt, numpy as np
 info = fusedopt.cpu_info()
 assert info["paths"] == ["baseline"] and info["path"] == "baseline", info
@@ -229,14 +235,15 @@ fusedopt.adam_step(p, p.copy(), np.zeros_like(p), np.zeros_like(p), step=1, lr=0
 assert np.allclose(p, 0.9), p[:3]
 print("  Cortex-A72 (no SVE): paths", info["paths"])')
             # (FUSEDOPT_CPU empty: the best path, every path for the tests)
-            if [ -z "${a64_done:-}" ]; then a64_cpu=""; a64_done=1; else a64_cpu=sve; fi
+            if [ -z "${a64_done:-}" ]; then a64_cpu="" a64_tests=$KERNEL_TESTS a64_done=1
+            else a64_cpu=sve a64_tests=$BINDING_TESTS; fi
             (cd "$WORK" && FUSEDOPT_CPU="$a64_cpu" runroot "$WORK/check_installed.py" "$site" \
                 "$a64_cpu")
             # (qemu-user itself aborts when a process with threads forks: "cpu_exec:
             # assertion failed"; the fork test runs natively only)
             # shellcheck disable=SC2086
             (cd "$WORK/t-other" && FUSEDOPT_CPU="$a64_cpu" runroot -m pytest -p no:cacheprovider -q \
-                $KERNEL_TESTS --deselect \
+                $a64_tests --deselect \
                 tests/test_runtime.py::test_forked_child_runs_single_threaded_instead_of_hanging)
         fi
     done
