@@ -114,8 +114,9 @@ done
 wheels=("$WORK"/dist/fusedopt-*.whl)
 
 # Wheels for the interpreters this machine lacks (ROOT_WHEELS, ARCH:SUITE pairs; default
-# DEFAULT_ROOT_WHEELS in scripts/pythons.sh): the same sources compiled by setup.py against the Python headers of a Debian
-# root (scripts/debian_root.sh; DEBIAN_SUITES in scripts/pythons.sh), with
+# DEFAULT_ROOT_WHEELS in scripts/pythons.sh): the same sources compiled by setup.py
+# against the Python headers of a Debian root (scripts/debian_root.sh; DEBIAN_SUITES in
+# scripts/pythons.sh), with
 # this machine's gcc for x86_64 and Debian's gcc-aarch64-linux-gnu for aarch64 (CC,
 # LDSHARED, the root's headers first on the include path, the donor's libgomp for that
 # architecture).  The module is renamed for its interpreter, put in place of the main

@@ -110,7 +110,7 @@ EOF
 # come from PyPI (binary packages for the root's platform, installed by this machine's
 # pip).  About 10 minutes on two cores; the sources are removed afterwards.
 build_cpython() {
-    local version="" url sha v u s build_py src h f host_opts=()
+    local version="" url sha v u s build_py src h f name host_opts=()
     while read -r v u s; do
         if [ "${v%.*}" = "$PY" ]; then version=$v url=$u sha=$s; fi
     done <<< "$CPYTHON_SOURCES"
@@ -134,9 +134,9 @@ build_cpython() {
         done
     done
     # (each library's file itself: the root's libz.so link is absolute, to the root's /lib)
-    for h in z ffi; do
-        f=$(ls "$lib/lib$h.so".*.* | head -1)
-        cp "$f" "$src/deps/lib/lib$h.so"
+    for name in z ffi; do
+        f=$(ls "$lib/lib$name.so".*.* | head -1)
+        cp "$f" "$src/deps/lib/lib$name.so"
     done
     if [ "$ARCH" != "$(uname -m)" ]; then
         host_opts=(--build="$(uname -m)-pc-linux-gnu" --host="$ARCH-linux-gnu"

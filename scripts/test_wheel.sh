@@ -29,7 +29,8 @@
 # 3. The wheels no interpreter here can install (the aarch64 ones, and CPythons this
 #    machine lacks, such as 3.14): each unpacked into a directory on the PYTHONPATH of
 #    the Python of a Debian root with that CPython (scripts/debian_root.sh: NumPy,
-#    pytest, hypothesis, mpmath and threadpoolctl from Debian), run through the root's
+#    pytest, hypothesis, mpmath and threadpoolctl from Debian, or from PyPI for a
+#    CPython built from source), run through the root's
 #    wrapper, which is also its sys.executable (tests start subprocesses): natively with
 #    the root's own loader and libraries on x86_64, under qemu-aarch64 in user mode for
 #    aarch64; the installed-package checks and the kernel tests (x86_64: on every path,
